@@ -1,0 +1,1 @@
+"""Built-in backends, each registered through the dra_framework.backends entry-point group."""

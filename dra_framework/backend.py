@@ -1,0 +1,82 @@
+"""Objects the framework hands to backends: the construction context and the prepare context."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+
+from .model import ClaimInfo
+
+
+@dataclass
+class BackendContext:
+    """Given to a backend factory together with its validated options.
+
+    - ``driver_name``: the DRA driver (DNS subdomain) this instance serves.
+    - ``node_name``: the Kubernetes node.
+    - ``host_root``: where the host's /sys, /dev and /proc are found (``/`` on a real node, a
+      sample-host directory in tests).
+    - ``state_dir``: a private, persistent directory for this backend instance.
+    - ``cdi_root``: the CDI spec directory (for backends that need to know it).
+    """
+
+    driver_name: str
+    node_name: str
+    host_root: Path
+    state_dir: Path
+    cdi_root: Path
+    backend_name: str = ""
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("dra_framework.backend"))
+    _rediscover: Callable[[], None] | None = field(default=None, repr=False)
+
+    def request_rediscovery(self) -> None:
+        """Ask the framework to call ``dra_discover`` again and republish (for example after a
+        hot-plug or a device falling off the bus). Safe to call from any thread."""
+        if self._rediscover is not None:
+            self._rediscover()
+
+    def host_path(self, path: str | Path) -> Path:
+        """Map an absolute host path (``/sys/bus/pci``) under ``host_root``."""
+        return self.host_root / str(path).lstrip("/")
+
+
+class DeviceLocks:
+    """Named asyncio locks, one per physical device, shared by all claims of a driver."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            yield
+
+
+@dataclass
+class PrepareContext:
+    """Given to ``dra_create_partition`` and ``dra_prepare`` for one claim.
+
+    ``record(key, value)`` persists a journal entry in the checkpoint (atomically, fsynced)
+    before it returns: call it before each side effect that unprepare or rollback must undo.
+    ``partitions`` maps device name → the record ``dra_create_partition`` returned.
+    """
+
+    claim: ClaimInfo
+    backend_name: str
+    journal: dict[str, Any]
+    partitions: dict[str, Mapping[str, Any]]
+    _record: Callable[[str, Any], Awaitable[None]]
+    _locks: DeviceLocks
+
+    async def record(self, key: str, value: Any) -> None:
+        """Persist ``value`` (JSON-serialisable) under ``key`` in this claim's journal."""
+        self.journal[key] = value
+        await self._record(key, value)
+
+    def lock(self, device: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Serialise work on ``device`` (any string naming a physical resource) across claims."""
+        return self._locks.hold(device)

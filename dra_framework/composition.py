@@ -1,0 +1,97 @@
+"""Building a composed driver: backend instances from the config, and their merged inventory."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .backend import BackendContext
+from .config import DriverConfig, Settings, format_validation_error
+from .errors import ConfigError, PluginError
+from .model import Device, Inventory, Pool
+from .plugins import BackendHooks, Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BackendInstance:
+    """One ``drivers[i].backends[j]`` entry, instantiated. ``key`` is unique within the driver
+    (the backend name, suffixed with the index when a driver uses one backend twice)."""
+
+    key: str
+    type_name: str
+    hooks: BackendHooks
+    context: BackendContext
+
+
+@dataclass
+class DriverInventory:
+    """The merged discovery result of one driver: pools by name (None = node pool), and which
+    backend owns each (pool, device)."""
+
+    pools: dict[str | None, Pool] = field(default_factory=dict)
+    owner: dict[tuple[str | None, str], str] = field(default_factory=dict)
+
+    def device(self, pool: str | None, name: str) -> Device | None:
+        p = self.pools.get(pool)
+        if p is None:
+            return None
+        for d in p.devices:
+            if d.name == name:
+                return d
+        return None
+
+
+def build_backends(settings: Settings, index: int, driver: DriverConfig, registry: Registry) -> list[BackendInstance]:
+    """Instantiate the backends of ``drivers[index]``. Raises ConfigError naming the field for bad
+    options, PluginError for an unknown backend or an invalid backend object."""
+    out: list[BackendInstance] = []
+    names = [b.name for b in driver.backends]
+    for j, bc in enumerate(driver.backends):
+        where = f"drivers[{index}].backends[{j}]"
+        try:
+            btype = registry.get(bc.name)
+        except PluginError as exc:
+            raise ConfigError(f"{where}.name: {exc}") from None
+        try:
+            options = btype.options.model_validate(bc.options)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, prefix=f"{where}.options")) from None
+        key = bc.name if names.count(bc.name) == 1 else f"{bc.name}-{j}"
+        ctx = BackendContext(
+            driver_name=driver.name,
+            node_name=settings.node_name,
+            host_root=Path(options.host_root),
+            state_dir=settings.state_dir / driver.name / key,
+            cdi_root=settings.cdi_root,
+            backend_name=key,
+            logger=logging.getLogger(f"dra_framework.backend.{key}"),
+        )
+        try:
+            instance = btype.factory(options, ctx)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"{where}: backend {bc.name!r} cannot start: {exc}") from None
+        out.append(BackendInstance(key, bc.name, BackendHooks(f"{driver.name}/{key}", instance), ctx))
+    return out
+
+
+async def discover(backends: list[BackendInstance]) -> DriverInventory:
+    """Run ``dra_discover`` on each backend and merge the pools. A device name that two backends
+    both publish in one pool raises PluginError naming both (names must be unique in a pool)."""
+    merged = DriverInventory()
+    for b in backends:
+        inv = Inventory()
+        await b.hooks.call("dra_discover", inventory=inv)
+        for pool in inv.pools:
+            target = merged.pools.setdefault(pool.name, Pool(name=pool.name, selection=pool.selection))
+            for dev in pool.devices:
+                other = merged.owner.get((pool.name, dev.name))
+                if other is not None:
+                    raise PluginError(f"device {dev.name!r} in pool {pool.name or '<node>'!r} published by both backends {other!r} and {b.key!r}")
+                merged.owner[(pool.name, dev.name)] = b.key
+                target.devices.append(dev)
+            target.counter_sets.extend(pool.counter_sets)
+    return merged

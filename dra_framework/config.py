@@ -1,0 +1,166 @@
+"""Composed-driver configuration: one YAML file for all drivers of a node, plus flags and env.
+
+Precedence, highest first: command-line flag, environment variable, config file, default. The
+env var of a setting is ``DRA_FRAMEWORK_<FLAG>`` (``--kubelet-root-dir`` →
+``DRA_FRAMEWORK_KUBELET_ROOT_DIR``) except ``--node-name``, which reads ``NODE_NAME`` as the
+Downward API usually sets it. Errors name the field (``drivers[1].backends[0].options.hostRoot``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+# Driver names are DNS subdomains of at most 63 characters (ResourceSlice.spec.driver).
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class BackendConfig(_Strict):
+    """``drivers[].backends[]``: a backend type by name and its options (validated against the
+    backend's own options model once plugins are loaded)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DriverConfig(_Strict):
+    """``drivers[]``: one DRA driver (its own sockets, checkpoint, ResourceSlices and CDI kind)."""
+
+    name: str = Field(description="DRA driver name, a DNS subdomain of at most 63 characters.")
+    backends: list[BackendConfig] = Field(min_length=1)
+    cdi_vendor: str | None = Field(None, alias="cdiVendor", description="CDI vendor; default k8s.<driver name>.")
+    cdi_class: str = Field("claim", alias="cdiClass")
+
+    @field_validator("name")
+    @classmethod
+    def _dns_subdomain(cls, v: str) -> str:
+        if len(v) > 63 or not _DNS_SUBDOMAIN.match(v):
+            raise ValueError(f"{v!r} is not a DNS subdomain of at most 63 characters (ResourceSlice.spec.driver)")
+        return v
+
+
+class Settings(_Strict):
+    """The node daemon's settings. Field aliases are the YAML keys."""
+
+    node_name: str = Field("", alias="nodeName")
+    kubelet_root_dir: Path = Field(Path("/var/lib/kubelet"), alias="kubeletRootDir")
+    cdi_root: Path = Field(Path("/var/run/cdi"), alias="cdiRoot")
+    state_dir: Path = Field(Path("/var/lib/dra-framework"), alias="stateDir")
+    kubeconfig: str = Field("", description="Empty: in-cluster config.")
+    pod_uid: str = Field("", alias="podUID", description="Enables rolling-update socket names.")
+    api_qps: float = Field(5.0, alias="apiQPS", gt=0)
+    api_burst: int = Field(10, alias="apiBurst", gt=0)
+    metrics_port: int = Field(0, alias="metricsPort", ge=0, le=65535, description="0 disables.")
+    healthz_port: int = Field(0, alias="healthzPort", ge=0, le=65535, description="0 disables.")
+    health_resend_seconds: float = Field(10.0, alias="healthResendSeconds", gt=0, le=25)
+    janitor_interval_seconds: float = Field(600.0, alias="janitorIntervalSeconds", gt=0)
+    slice_resync_seconds: float = Field(600.0, alias="sliceResyncSeconds", gt=0)
+    drivers: list[DriverConfig] = Field(default_factory=list)
+
+    @field_validator("drivers")
+    @classmethod
+    def _unique_drivers(cls, v: list[DriverConfig]) -> list[DriverConfig]:
+        seen: set[str] = set()
+        for d in v:
+            if d.name in seen:
+                raise ValueError(f"driver {d.name!r} listed twice")
+            seen.add(d.name)
+        return v
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.kubelet_root_dir / "plugins_registry"
+
+    @property
+    def plugins_dir(self) -> Path:
+        return self.kubelet_root_dir / "plugins"
+
+
+#: (flag, settings field, env var). Every Settings field except ``drivers`` is here.
+FLAGS: list[tuple[str, str, str]] = [
+    ("--node-name", "node_name", "NODE_NAME"),
+    ("--kubelet-root-dir", "kubelet_root_dir", "DRA_FRAMEWORK_KUBELET_ROOT_DIR"),
+    ("--cdi-root", "cdi_root", "DRA_FRAMEWORK_CDI_ROOT"),
+    ("--state-dir", "state_dir", "DRA_FRAMEWORK_STATE_DIR"),
+    ("--kubeconfig", "kubeconfig", "DRA_FRAMEWORK_KUBECONFIG"),
+    ("--pod-uid", "pod_uid", "DRA_FRAMEWORK_POD_UID"),
+    ("--api-qps", "api_qps", "DRA_FRAMEWORK_API_QPS"),
+    ("--api-burst", "api_burst", "DRA_FRAMEWORK_API_BURST"),
+    ("--metrics-port", "metrics_port", "DRA_FRAMEWORK_METRICS_PORT"),
+    ("--healthz-port", "healthz_port", "DRA_FRAMEWORK_HEALTHZ_PORT"),
+    ("--health-resend-seconds", "health_resend_seconds", "DRA_FRAMEWORK_HEALTH_RESEND_SECONDS"),
+    ("--janitor-interval-seconds", "janitor_interval_seconds", "DRA_FRAMEWORK_JANITOR_INTERVAL_SECONDS"),
+    ("--slice-resync-seconds", "slice_resync_seconds", "DRA_FRAMEWORK_SLICE_RESYNC_SECONDS"),
+]
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<root>"
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "", source: str = "") -> str:
+    """One line per error: ``<source>: <field path>: <message>``."""
+    lines = []
+    for err in exc.errors():
+        path = _field_path(tuple(err["loc"]))
+        if prefix:
+            path = prefix + ("" if path.startswith("[") else ".") + path if path != "<root>" else prefix
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{source + ': ' if source else ''}{path}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | None = None,
+                  environ: dict[str, str] | None = None, require_node_name: bool = True) -> Settings:
+    """Read the YAML file, apply env vars then flag ``overrides`` (field name → value, None = not
+    given), and validate. Raises ConfigError naming the file and field."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = str(config_file) if config_file else "settings"
+    if config_file:
+        try:
+            raw = yaml.safe_load(Path(config_file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_file}: invalid YAML: {exc}") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{config_file}: <root>: must be a mapping, got {type(raw).__name__}")
+        data = dict(raw)
+    aliases = {name: f.alias or name for name, f in Settings.model_fields.items()}
+    for _flag, field, var in FLAGS:
+        if env.get(var):
+            data[aliases[field]] = env[var]
+    for field, value in (overrides or {}).items():
+        if value is not None:
+            data[aliases[field]] = value
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source=source)) from None
+    if not settings.node_name and not require_node_name:
+        settings.node_name = socket.gethostname()
+    if not settings.node_name:
+        raise ConfigError(f"{source}: nodeName: required (set --node-name, NODE_NAME or nodeName)")
+    return settings

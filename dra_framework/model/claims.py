@@ -1,0 +1,118 @@
+"""What the framework hands a backend at prepare time, and what the backend returns.
+
+Sources: ResourceClaim.status.allocation.devices.results[] (resource.k8s.io/v1),
+ResourceClaim.status.devices[] (driver-owned device status, KEP-4817) and the CDI spec's
+containerEdits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from ..cdi.edits import ContainerEdits
+from .devices import Device
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimInfo:
+    """The claim being prepared: ``uid``, ``namespace``, ``name`` from the ResourceClaim."""
+
+    uid: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}:{self.uid}"
+
+
+@dataclass(frozen=True, slots=True)
+class AllocatedDevice:
+    """One allocation result for this driver, joined with the device the backend published.
+
+    - ``request``: the request name with any subrequest reduced to the base request
+      (``gpu/large`` → ``gpu``); ``subrequest`` keeps the full ``<request>/<subrequest>``.
+    - ``configs``: decoded opaque configs that apply to this device's request, in precedence
+      order (class configs, then claim configs; later entries win).
+    - ``share_id``: set for consumable capacity (DRAConsumableCapacity), with
+      ``consumed_capacity`` (capacity name → quantity string).
+    """
+
+    request: str
+    pool: str
+    device: Device
+    subrequest: str | None = None
+    admin_access: bool = False
+    share_id: str | None = None
+    consumed_capacity: Mapping[str, str] = field(default_factory=dict)
+    configs: Sequence[Any] = ()
+
+    @property
+    def name(self) -> str:
+        return self.device.name
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkData:
+    """ResourceClaim.status.devices[].networkData: interfaceName (≤256), ips (≤16 CIDRs),
+    hardwareAddress (≤128)."""
+
+    interface_name: str = ""
+    ips: Sequence[str] = ()
+    hardware_address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """Driver-owned status for one allocated device (ResourceClaim.status.devices[]):
+    ``data`` is arbitrary JSON (≤10 KiB), ``conditions`` metav1.Condition dicts (≤8)."""
+
+    data: Mapping[str, Any] | None = None
+    network_data: NetworkData | None = None
+    conditions: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(slots=True)
+class PreparedDeviceEdits:
+    """The container edits for one allocated device, plus its optional driver-owned status."""
+
+    edits: ContainerEdits = field(default_factory=ContainerEdits)
+    status: DeviceStatus | None = None
+
+
+@dataclass(slots=True)
+class PrepareResult:
+    """What ``dra_prepare`` returns for one claim.
+
+    - ``devices``: device name → edits; a device missing here gets empty edits (its CDI device
+      still exists, so the container sees the claim-level edits).
+    - ``claim_edits``: edits for the whole claim (for example TPU topology env spanning chips);
+      added to every device's CDI entry of this claim.
+    - ``teardown``: JSON-serialisable data stored in the checkpoint and handed back to
+      ``dra_unprepare``; it is the only input unprepare gets besides the claim.
+    """
+
+    devices: dict[str, PreparedDeviceEdits] = field(default_factory=dict)
+    claim_edits: ContainerEdits | None = None
+    teardown: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredClaim:
+    """What the checkpoint holds for a claim, as handed to ``dra_unprepare``.
+
+    - ``completed``: False when the driver died (or failed) between PrepareStarted and
+      PrepareCompleted; the backend must then roll back from ``journal`` alone.
+    - ``journal``: key → JSON value recorded through ``PrepareContext.record`` before each side
+      effect.
+    - ``teardown``: what ``PrepareResult.teardown`` held (empty when not completed).
+    - ``devices``: names of the allocated devices of this backend.
+    - ``physically_prepared``: False when the node rebooted since (boot id differs): hardware
+      state is gone, only files need cleaning.
+    """
+
+    claim: ClaimInfo
+    completed: bool
+    devices: Sequence[str] = ()
+    journal: Mapping[str, Any] = field(default_factory=dict)
+    teardown: Mapping[str, Any] = field(default_factory=dict)
+    physically_prepared: bool = True

@@ -1,0 +1,81 @@
+"""A complete third-party backend: simulated accelerators, each splittable into two halves that
+share its counters (KEP-4815 partitionable devices). Found through its entry point."""
+from pydantic import Field
+
+from dra_framework import hookimpl
+from dra_framework.model import (Capacity, ContainerEdits, CounterConsumption, CounterSet, Device,
+                                 OpaqueConfig, PreparedDeviceEdits, PrepareResult, Version)
+from dra_framework.plugins import BaseOptions
+
+GIB = 1 << 30
+
+
+class Options(BaseOptions):
+    count: int = Field(4, ge=0, le=64, description="Number of simulated accelerators.")
+    memory_gib: int = Field(16, alias="memoryGiB", gt=0)
+    model: str = "sim-x1"
+
+
+class ExampleConfig(OpaqueConfig):
+    """Opaque config: ``{apiVersion: example.dra.dev/v1, kind: ExampleConfig, mode: fast}``."""
+    api_version = "example.dra.dev/v1"
+    kind = "ExampleConfig"
+    mode: str = Field("normal", pattern="^(normal|fast)$")
+
+
+class ExampleBackend:
+    """Simulated accelerators with two half partitions each."""
+
+    def __init__(self, options: Options, context):
+        self.o, self.ctx = options, context
+
+    @hookimpl
+    def dra_discover(self, inventory):
+        mem = self.o.memory_gib * GIB
+        for i in range(self.o.count):
+            attrs = {"model": self.o.model, "index": i, "firmware": Version("1.2.0")}
+            inventory.add_counter_set(CounterSet(f"acc-{i}-counters", {"memory": mem, "halves": 2}))
+            inventory.add_device(Device(f"acc-{i}", {**attrs, "partition": False},
+                                        {"memory": Capacity(mem)},
+                                        [CounterConsumption(f"acc-{i}-counters", {"memory": mem, "halves": 2})]))
+            for h in range(2):
+                inventory.add_device(Device(f"acc-{i}-half-{h}", {**attrs, "partition": True},
+                                            {"memory": Capacity(mem // 2)},
+                                            [CounterConsumption(f"acc-{i}-counters", {"memory": mem // 2, "halves": 1})],
+                                            data={"parent": i, "half": h}))
+
+    @hookimpl
+    def dra_config_types(self):
+        return [ExampleConfig]
+
+    @hookimpl
+    async def dra_create_partition(self, ctx, device):
+        if "parent" not in device.device.data:
+            return None
+        await ctx.record(f"partition/{device.name}", {"device": device.name})
+        marker = self.ctx.state_dir / "partitions" / device.name
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(ctx.claim.uid)
+        return {"device": device.name}
+
+    @hookimpl
+    def dra_destroy_partition(self, record):
+        (self.ctx.state_dir / "partitions" / record["device"]).unlink(missing_ok=True)
+
+    @hookimpl
+    def dra_prepare(self, ctx, devices):
+        result = PrepareResult()
+        for d in devices:
+            mode = d.configs[-1].mode if d.configs else "normal"
+            env = {"EXAMPLE_DEVICE": d.name, "EXAMPLE_MODE": mode}
+            result.devices[d.name] = PreparedDeviceEdits(ContainerEdits(env=env))
+        return result
+
+    @hookimpl
+    def dra_unprepare(self, stored):
+        return None
+
+
+@hookimpl
+def dra_register_backends(register):
+    register("example", ExampleBackend, options=Options)
