@@ -148,8 +148,8 @@ class BackendSpec:
 
     @hookspec(firstresult=True)
     def dra_reconcile_partitions(self, owned: "Sequence[Mapping[str, Any]]") -> None:
-        """Called once at start-up, before serving, with the partition records that checkpointed
-        claims own. Apply the backend's policy to partitions found on the node that no claim owns
+        """Called once at start-up, before serving; ``owned`` holds the partition records that
+        checkpointed claims own. Apply the backend's policy to partitions found on the node that no claim owns
         (adopt, destroy or refuse). Must never raise for a policy outcome: raising is logged and
         the driver keeps serving, so it cannot crash-loop on hardware state."""
 

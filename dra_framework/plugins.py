@@ -87,7 +87,7 @@ class Registry:
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from None
+            raise PluginError(_one_line(self.pm.get_name(exc.plugin) or "?", exc)) from None
         for impl in self.pm.hook.dra_register_backends.get_hookimpls():
             dist, version = dists.get(impl.plugin_name, ("?", "?"))
             impl.function(register=self._registrar(impl.plugin_name, dist, version))
@@ -96,7 +96,7 @@ class Registry:
         try:
             self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {name!r}: {exc}") from None
+            raise PluginError(_one_line(name, exc)) from None
 
     def _registrar(self, plugin_name: str, dist: str, version: str) -> hookspecs.RegisterBackend:
         def register(name: str, factory: Callable[[Any, Any], object], options: type | None = None,
@@ -121,6 +121,13 @@ class Registry:
             raise PluginError(f"unknown backend {name!r} (loaded: {known})") from None
 
 
+def _one_line(name: str, exc: pluggy.PluginValidationError, what: str = "plugin") -> str:
+    """pluggy's messages embed the plugin's repr, often several lines long; keep the first clause."""
+    text = " ".join(str(exc).split())
+    text = text.split(" in plugin ")[0].split(" for plugin ")[0]
+    return f"{what} {name!r}: {text}"
+
+
 async def await_maybe(value: Any) -> Any:
     """pluggy does not await coroutines: hooks may be ``async def``, so await their results."""
     if inspect.isawaitable(value):
@@ -140,7 +147,7 @@ class BackendHooks:
             self.pm.register(instance, name=name)
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"backend {name!r}: {exc}") from None
+            raise PluginError(_one_line(name, exc, "backend")) from None
 
     def implements(self, hook: str) -> bool:
         return bool(getattr(self.pm.hook, hook).get_hookimpls())

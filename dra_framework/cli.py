@@ -1,0 +1,221 @@
+"""The ``dra-framework`` command line.
+
+Sub-commands: ``run`` (the node daemon), ``discover``, ``plugins``, ``validate`` and ``kubelet``
+(a kubelet-like client for operators and tests). Exit status: 0 success, 1 invalid input or
+failed check, 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from . import __version__
+from .config import FLAGS, Settings, load_settings
+from .errors import DraFrameworkError
+from .logs import setup_logging
+
+log = logging.getLogger("dra_framework.cli")
+
+
+def _add_setting_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help="composed-driver config file (YAML)")
+    for flag, field, env in FLAGS:
+        desc = Settings.model_fields[field].description or ""
+        p.add_argument(flag, dest=field, default=None, help=f"{desc} (env {env})".strip())
+
+
+def _settings(args: argparse.Namespace, require_node_name: bool) -> Settings:
+    overrides = {field: getattr(args, field) for _f, field, _e in FLAGS}
+    return load_settings(args.config, overrides, require_node_name=require_node_name)
+
+
+class Progress:
+    """A one-line progress indicator on a terminal; plain log lines otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+
+    def step(self, msg: str) -> None:
+        if self.tty:
+            sys.stderr.write(f"\r\033[K… {msg}")
+            sys.stderr.flush()
+        else:
+            log.debug(msg)
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _fmt_value(v: Any) -> str:
+    return str(getattr(v, "value", v))
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import Registry
+
+    reg = Registry()
+    rows = [(t.name, t.plugin, t.distribution, t.version, t.description) for t in sorted(reg.types.values(), key=lambda t: t.name)]
+    if args.output == "json":
+        print(json.dumps([dict(zip(("backend", "plugin", "distribution", "version", "description"), r)) for r in rows]
+                         + [{"plugin": k, "error": v} for k, v in reg.broken.items()], indent=2))
+        return 0
+    widths = [max(len(str(r[i])) for r in rows + [("BACKEND", "PLUGIN", "DISTRIBUTION", "VERSION", "")]) for i in range(4)]
+    print("  ".join(h.ljust(w) for h, w in zip(("BACKEND", "PLUGIN", "DISTRIBUTION", "VERSION"), widths)) + "  DESCRIPTION")
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+    for name, err in reg.broken.items():
+        print(f"BROKEN {name}: {err}", file=sys.stderr)
+    return 0
+
+
+async def _discover_all(settings: Settings, progress: Progress):
+    from .composition import build_backends, discover
+    from .plugins import Registry
+
+    progress.step("loading plugins")
+    reg = Registry()
+    out = []
+    for i, d in enumerate(settings.drivers):
+        progress.step(f"starting backends of {d.name}")
+        backends = build_backends(settings, i, d, reg)
+        progress.step(f"discovering devices of {d.name}")
+        inv = await discover(backends)
+        out.append((d, backends, inv))
+    progress.done()
+    return out
+
+
+def _device_rows(driver: str, node: str, inv) -> list[list[str]]:
+    rows = []
+    for pool in inv.pools.values():
+        pname = pool.name or node
+        for cs in pool.counter_sets:
+            rows.append([driver, pname, f"[counters] {cs.name}", "", ", ".join(f"{k}={_fmt_value(v)}" for k, v in cs.counters.items())])
+        for dev in pool.devices:
+            attrs = ", ".join(f"{k}={_fmt_value(v)}" for k, v in dev.attributes.items())
+            caps = ", ".join(f"{k}={_fmt_value(v)}" for k, v in dev.capacity.items())
+            cons = "; ".join(f"{c.counter_set}: " + ",".join(f"{k}={_fmt_value(v)}" for k, v in c.counters.items())
+                             for c in dev.consumes_counters)
+            rows.append([driver, pname, dev.name, attrs, caps + (f" | consumes {cons}" if cons else "")])
+    return rows
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    settings = _settings(args, require_node_name=False)
+    results = asyncio.run(_discover_all(settings, Progress()))
+    if args.output in ("yaml", "json"):
+        from .slices import desired_slices_for_inventory
+
+        objs = []
+        for d, _b, inv in results:
+            objs.extend(desired_slices_for_inventory(d.name, settings.node_name, inv))
+        doc = {"apiVersion": "v1", "kind": "List", "items": objs}
+        if args.output == "json":
+            print(json.dumps(doc, indent=2))
+        else:
+            import yaml
+
+            print(yaml.safe_dump(doc, sort_keys=False), end="")
+        return 0
+    rows = [["DRIVER", "POOL", "DEVICE", "ATTRIBUTES", "CAPACITY"]]
+    for d, _b, inv in results:
+        rows.extend(_device_rows(d.name, settings.node_name, inv))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] + ("  " + r[4] if r[4] else ""))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    settings = _settings(args, require_node_name=False)
+    problems: list[str] = []
+    results = asyncio.run(_discover_all(settings, Progress()))
+    try:
+        from .slices import validate_inventory
+    except ImportError:  # slices package not present in a partial install
+        validate_inventory = None
+    for d, _b, inv in results:
+        n = sum(len(p.devices) for p in inv.pools.values())
+        if validate_inventory is not None:
+            for problem in validate_inventory(d.name, settings.node_name, inv):
+                problems.append(f"driver {d.name}: {problem}")
+        print(f"driver {d.name}: {len(inv.pools)} pool(s), {n} device(s)")
+    if args.cdi_dir:
+        from .cdi.validate import validate_cdi_dir
+
+        for problem in validate_cdi_dir(args.cdi_dir):
+            problems.append(f"CDI {args.cdi_dir}: {problem}")
+    for p in problems:
+        print(f"invalid: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print("config valid")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import run_daemon
+
+    settings = _settings(args, require_node_name=True)
+    return asyncio.run(run_daemon(settings, uninstall=args.uninstall, progress=Progress()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dra-framework", description="Run and inspect DRA drivers built with dra-framework.")
+    p.add_argument("--version", action="version", version=f"dra-framework {__version__}")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the node daemon until SIGTERM")
+    _add_setting_flags(r)
+    r.add_argument("--uninstall", action="store_true",
+                   help="on exit, delete this node's ResourceSlices of every driver (a plain stop keeps them)")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("discover", help="show the devices each driver would publish")
+    _add_setting_flags(d)
+    d.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table",
+                   help="yaml/json print the ResourceSlice objects")
+    d.set_defaults(func=cmd_discover)
+
+    pl = sub.add_parser("plugins", help="list backends with their distribution and version")
+    pl.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    pl.set_defaults(func=cmd_plugins)
+
+    v = sub.add_parser("validate", help="check a config, the devices it discovers and optionally a CDI dir")
+    _add_setting_flags(v)
+    v.add_argument("--cdi-dir", help="also validate every CDI spec in this directory")
+    v.set_defaults(func=cmd_validate)
+
+    try:
+        from .kubelet.cli import add_kubelet_subcommands
+    except ImportError:
+        pass
+    else:
+        k = sub.add_parser("kubelet", help="speak to a running driver as the kubelet does")
+        add_kubelet_subcommands(k.add_subparsers(dest="kubelet_command", required=True))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_format, args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except DraFrameworkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

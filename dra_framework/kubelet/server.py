@@ -1,0 +1,221 @@
+"""PluginServer: the kubelet-facing sockets of one DRA driver instance.
+
+Two grpc.aio servers on unix sockets (fact sheet section 1):
+  * registration socket (pluginregistration.Registration), watched by the
+    kubelet's plugin watcher;
+  * DRA socket: DRAPlugin v1 + v1beta1 and DRAResourceHealth v1 + v1alpha1.
+The DRA socket listens before the registration socket appears, so the
+endpoint that GetInfo advertises is always reachable (bug log B02).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import grpc
+
+from ._proto import (
+    dra_health_v1_pb2_grpc,
+    dra_health_v1alpha1_pb2_grpc,
+    dra_v1_pb2_grpc,
+    dra_v1beta1_pb2_grpc,
+    pluginregistration_v1_pb2 as reg_pb2,
+    pluginregistration_v1_pb2_grpc as reg_grpc,
+)
+from .health import HealthState
+from .servicers import (
+    DRA_V1,
+    DRA_V1BETA1,
+    HEALTH_V1,
+    HEALTH_V1ALPHA1,
+    PLUGIN_TYPE,
+    DRAServicer,
+    HealthServicer,
+    RegistrationServicer,
+    RegistrationStatus,
+)
+from .sockets import DEFAULT_KUBELET_ROOT, SocketPaths, remove_socket, remove_stale_sockets, socket_paths
+from .types import DRAEngine
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HEALTH_RESEND_INTERVAL = 10.0  # s; well under the kubelet's 30 s timeout (section 3)
+
+
+class RegistrationError(RuntimeError):
+    """Registration did not succeed in time; the message says why (bug log B03)."""
+
+
+class PluginServer:
+    """Serves one DRA driver to the kubelet.
+
+    driver: DRA driver name (ResourceSlice.spec.driver).
+    engine: DRAEngine for NodePrepareResources/NodeUnprepareResources.
+    health: HealthState, or None when the driver has no health source; then
+        no health service is advertised and streams get UNIMPLEMENTED (B05).
+    kubelet_root / registry_dir / plugin_dir / pod_uid: see sockets.socket_paths.
+    health_resend_interval: seconds between full health resends.
+    """
+
+    def __init__(self, driver: str, engine: DRAEngine, *, health: HealthState | None = None,
+                 kubelet_root: str = DEFAULT_KUBELET_ROOT, registry_dir: str | None = None,
+                 plugin_dir: str | None = None, pod_uid: str | None = None,
+                 health_resend_interval: float = DEFAULT_HEALTH_RESEND_INTERVAL,
+                 stop_grace: float = 5.0) -> None:
+        if health_resend_interval <= 0:
+            raise ValueError("health_resend_interval must be > 0 seconds")
+        self.driver = driver
+        self.engine = engine
+        self.health = health
+        self.paths: SocketPaths = socket_paths(driver, kubelet_root, pod_uid=pod_uid,
+                                               registry_dir=registry_dir, plugin_dir=plugin_dir)
+        self.health_resend_interval = health_resend_interval
+        self.stop_grace = stop_grace
+        self._closing = asyncio.Event()
+        self._reg_server: grpc.aio.Server | None = None
+        self._dra_server: grpc.aio.Server | None = None
+        self._health_servicers: list[HealthServicer] = []
+        self._registration = RegistrationServicer(reg_pb2.PluginInfo(
+            type=PLUGIN_TYPE, name=driver, endpoint=self.paths.dra,
+            supported_versions=self.supported_versions))
+
+    @property
+    def supported_versions(self) -> list[str]:
+        """GetInfo.supported_versions, in preference order (sections 1 and 8)."""
+        versions = [DRA_V1, DRA_V1BETA1]
+        if self.health is not None:
+            versions += [HEALTH_V1, HEALTH_V1ALPHA1]
+        return versions
+
+    # --- readiness ---------------------------------------------------------
+
+    @property
+    def registration_status(self) -> RegistrationStatus | None:
+        """Last NotifyRegistrationStatus, or None if the kubelet sent none."""
+        return self._registration.status
+
+    @property
+    def registered(self) -> bool:
+        s = self._registration.status
+        return bool(s and s.registered)
+
+    @property
+    def contacted(self) -> bool:
+        """True once the kubelet has called GetInfo."""
+        return self._registration.get_info_calls > 0
+
+    async def wait_registered(self, timeout: float) -> RegistrationStatus:
+        """Wait until the kubelet reports plugin_registered=true.
+
+        Raises RegistrationError after `timeout` seconds, telling apart: never
+        contacted (naming the watched directory), rejected with the kubelet's
+        reason, rejected without one (bug log B03). A rejection is not final,
+        so it keeps waiting until the timeout (section 1).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.registered:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise RegistrationError(self._registration_problem())
+            self._registration.changed.clear()
+            try:
+                await asyncio.wait_for(self._registration.changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        return self._registration.status
+
+    def _registration_problem(self) -> str:
+        s = self._registration.status
+        if s is not None and not s.registered:
+            if s.error:
+                return f"kubelet rejected DRA driver {self.driver}: {s.error!r}"
+            return f"kubelet rejected DRA driver {self.driver} without giving a reason"
+        if not self.contacted:
+            return (f"kubelet never contacted DRA driver {self.driver}: is it watching "
+                    f"{self.paths.registry_dir} (registration socket {self.paths.registration})? "
+                    "Check the kubelet --root-dir")
+        return f"kubelet called GetInfo for DRA driver {self.driver} but sent no registration status"
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on the DRA socket, then on the registration socket.
+
+        Removes stale sockets first (section 1, bug log B01). The registry
+        directory must exist (the kubelet creates it; creating it ourselves
+        would hide a wrong kubelet root, B03); the plugin directory is created.
+        Raises FileNotFoundError, ValueError or RuntimeError (bind failure).
+        """
+        if self._dra_server is not None:
+            raise RuntimeError("PluginServer already started")
+        if not os.path.isdir(self.paths.registry_dir):
+            raise FileNotFoundError(f"kubelet plugin registry directory {self.paths.registry_dir} does not exist")
+        os.makedirs(self.paths.plugin_dir, exist_ok=True)
+        remove_stale_sockets(self.paths, self.driver)
+        self._closing.clear()
+
+        dra = grpc.aio.server()
+        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(DRAServicer(self.engine, "v1"), dra)
+        dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(DRAServicer(self.engine, "v1beta1"), dra)
+        # Health is served even without a source: older kubelets (1.34-1.36)
+        # open streams regardless, and get a clean UNIMPLEMENTED (B05).
+        self._health_servicers = [
+            HealthServicer(self.health, v, self.health_resend_interval, self._closing)
+            for v in ("v1", "v1alpha1")
+        ]
+        dra_health_v1_pb2_grpc.add_DRAResourceHealthServicer_to_server(self._health_servicers[0], dra)
+        dra_health_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server(self._health_servicers[1], dra)
+        dra.add_insecure_port(f"unix:{self.paths.dra}")
+        await dra.start()
+        self._dra_server = dra
+
+        reg = grpc.aio.server()
+        reg_grpc.add_RegistrationServicer_to_server(self._registration, reg)
+        try:
+            reg.add_insecure_port(f"unix:{self.paths.registration}")
+            await reg.start()
+        except BaseException:
+            await self._stop_dra()
+            raise
+        self._reg_server = reg
+        log.info("DRA driver %s: registration %s, service %s, advertising %s", self.driver,
+                 self.paths.registration, self.paths.dra, self.supported_versions)
+
+    async def stop(self) -> None:
+        """Stop serving and remove both sockets.
+
+        Order: end health streams (an instance going away must stop its
+        stream before it deregisters, bug log B40), remove the registration
+        socket (deregisters), then let in-flight DRA calls finish within
+        `stop_grace` seconds and remove the DRA socket. Idempotent.
+        """
+        self._closing.set()
+        for h in self._health_servicers:
+            h.wake_all()
+        if self._reg_server is not None:
+            reg, self._reg_server = self._reg_server, None
+            await reg.stop(None)
+        _remove_quietly(self.paths.registration)
+        await self._stop_dra()
+
+    async def _stop_dra(self) -> None:
+        if self._dra_server is not None:
+            dra, self._dra_server = self._dra_server, None
+            await dra.stop(self.stop_grace)
+        _remove_quietly(self.paths.dra)
+
+    async def __aenter__(self) -> "PluginServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        remove_socket(path)
+    except OSError as exc:
+        log.warning("could not remove socket %s: %s", path, exc)

@@ -1,0 +1,205 @@
+"""One composed driver at run time: backends, inventory, health, engine, slices and sockets.
+
+Start order matters: the engine reconciles the checkpoint and CDI directory *before* the kubelet
+can reach the sockets, and slices are published only after discovery. Stop order is the
+reverse: sockets go first so the kubelet stops calling, then health, slices and backends.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+from .composition import BackendInstance, DriverInventory, build_backends, discover
+from .config import DriverConfig, Settings
+from .health_hub import HealthHub
+from .kubelet.health import HealthState
+from .kubelet.server import PluginServer
+from .metrics import DriverMetrics
+from .model import Pool
+from .plugins import Registry
+
+log = logging.getLogger(__name__)
+
+
+class DriverRuntime:
+    def __init__(self, settings: Settings, index: int, config: DriverConfig, registry: Registry,
+                 client: Any, node_uid: str | None, events: Any) -> None:
+        self.settings = settings
+        self.index = index
+        self.config = config
+        self.name = config.name
+        self.registry = registry
+        self.client = client
+        self.node_uid = node_uid
+        self.events = events
+        self.metrics = DriverMetrics(config.name)
+        self.backends: list[BackendInstance] = []
+        self.inventory = DriverInventory()
+        self.health_state: HealthState | None = None
+        self.hub: HealthHub | None = None
+        self.engine: Any = None
+        self.slices: Any = None
+        self.server: PluginServer | None = None
+        self.problems: dict[str, str] = {}  # source → problem, shown by /readyz
+        self._rediscover_pending = False
+        self._tasks: list[asyncio.Task] = []
+
+    # --- inventory ---------------------------------------------------------
+
+    def pool_name(self, pool: str | None) -> str:
+        return pool or self.settings.node_name
+
+    def devices_of(self, backend_key: str) -> list[tuple[str | None, str]]:
+        return [k for k, owner in self.inventory.owner.items() if owner == backend_key]
+
+    def effective_pools(self) -> dict[str | None, Pool]:
+        """Discovered pools with the current health taints added to each device."""
+        taints = self.hub.taints if self.hub else {}
+        if not taints:
+            return self.inventory.pools
+        out: dict[str | None, Pool] = {}
+        for name, pool in self.inventory.pools.items():
+            devices = []
+            for d in pool.devices:
+                extra = taints.get((self.pool_name(name), d.name))
+                devices.append(dataclasses.replace(d, taints=tuple(d.taints) + extra) if extra else d)
+            out[name] = Pool(name=pool.name, devices=devices, counter_sets=pool.counter_sets, selection=pool.selection)
+        return out
+
+    def publish(self) -> None:
+        if self.slices is not None:
+            self.slices.update(self.effective_pools())
+
+    def request_rediscovery(self) -> None:
+        loop = self._loop
+        if not self._rediscover_pending:
+            self._rediscover_pending = True
+            loop.call_soon_threadsafe(lambda: self._tasks.append(loop.create_task(self._rediscover())))
+
+    async def _rediscover(self) -> None:
+        self._rediscover_pending = False
+        try:
+            self.inventory = await discover(self.backends)
+        except Exception as exc:  # noqa: BLE001 - keep serving the last good inventory
+            log.error("driver %s: rediscovery failed, keeping the previous devices: %s", self.name, exc)
+            return
+        if self.engine is not None:
+            self.engine.set_inventory(self.inventory)
+        self.publish()
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def start(self, progress: Any = None) -> None:
+        from .cdi.writer import CdiWriter
+        from .engine import PrepareEngine
+
+        self._loop = asyncio.get_running_loop()
+        step = progress.step if progress else (lambda m: None)
+        step(f"{self.name}: starting backends")
+        self.backends = build_backends(self.settings, self.index, self.config, self.registry)
+        for b in self.backends:
+            b.context._rediscover = self.request_rediscovery
+        step(f"{self.name}: discovering devices")
+        self.inventory = await discover(self.backends)
+        ndev = sum(len(p.devices) for p in self.inventory.pools.values())
+        log.info("driver %s: discovered %d device(s) in %d pool(s)", self.name, ndev, len(self.inventory.pools))
+
+        if any(b.hooks.implements("dra_watch_health") for b in self.backends):
+            self.health_state = HealthState(self.name)
+            self.hub = HealthHub(self.health_state, self.pool_name, self.publish)
+
+        step(f"{self.name}: loading checkpoint")
+        vendor = self.config.cdi_vendor or f"k8s.{self.name}"
+        cdi = CdiWriter(self.settings.cdi_root, vendor, self.config.cdi_class)
+        self.engine = PrepareEngine(
+            driver=self.name, node_name=self.settings.node_name, backends=self.backends,
+            inventory=self.inventory, cdi=cdi, client=self.client,
+            plugin_dir=self.settings.plugins_dir / self.name,
+            metrics=self.metrics, on_problem=self._problem,
+        )
+        await self.engine.start()
+
+        if self.client is not None and self.node_uid is not None:
+            from .slices import SliceController
+
+            step(f"{self.name}: publishing ResourceSlices")
+            self.slices = SliceController(
+                self.client, self.name, self.settings.node_name, self.node_uid,
+                resync_seconds=self.settings.slice_resync_seconds, on_report=self._slice_report,
+                metrics=self.metrics)
+            self.slices.update(self.effective_pools())
+            await self.slices.start()
+
+        if self.hub is not None:
+            self.hub.start(self.backends, self.devices_of)
+
+        step(f"{self.name}: serving the kubelet")
+        self.server = PluginServer(
+            self.name, self.engine, health=self.health_state,
+            kubelet_root=str(self.settings.kubelet_root_dir), pod_uid=self.settings.pod_uid or None,
+            health_resend_interval=self.settings.health_resend_seconds)
+        await self.server.start()
+        self._tasks.append(asyncio.create_task(self.engine.run_janitor(self.settings.janitor_interval_seconds),
+                                               name=f"janitor-{self.name}"))
+        log.info("driver %s: serving on %s", self.name, self.server.paths.dra)
+
+    async def stop(self, uninstall: bool = False) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.hub is not None:
+            await self.hub.stop()
+        if self.slices is not None:
+            await self.slices.stop(delete=uninstall)
+        for b in self.backends:
+            try:
+                await b.hooks.call("dra_shutdown")
+            except Exception as exc:  # noqa: BLE001
+                log.warning("backend %s: shutdown failed: %s", b.key, exc)
+
+    # --- reporting ---------------------------------------------------------
+
+    def _problem(self, source: str, message: str | None) -> None:
+        """Engine/checkpoint problems: logged, shown by /readyz, and posted as a Node Event."""
+        if message is None:
+            self.problems.pop(source, None)
+            return
+        self.problems[source] = message
+        log.error("driver %s: %s: %s", self.name, source, message)
+        if source.startswith("checkpoint"):
+            self.metrics.checkpoint_problem()
+        if self.events is not None:
+            asyncio.get_running_loop().create_task(self.events.warn("DRADriverProblem", f"{self.name}: {message}"))
+
+    def _slice_report(self, report: Any) -> None:
+        """Invalid devices and dropped fields from the publisher."""
+        invalid = getattr(report, "invalid", None) or []
+        by_pool: dict[str, int] = {}
+        for item in invalid:
+            by_pool[str(getattr(item, "pool", ""))] = by_pool.get(str(getattr(item, "pool", "")), 0) + 1
+        for pool, n in by_pool.items():
+            self.metrics.set_invalid_devices(pool, n)
+        if invalid:
+            msg = f"{len(invalid)} device(s) left out of ResourceSlices: " + "; ".join(str(i) for i in invalid[:5])
+            self._problem("resourceslices", msg)
+        else:
+            self._problem("resourceslices", None)
+
+    async def readiness(self) -> list[str]:
+        out = [f"driver {self.name}: {p}" for p in self.problems.values()]
+        if self.server is None:
+            return out + [f"driver {self.name}: not started"]
+        status = self.server.registration_status
+        if status is not None and not status.registered:
+            out.append(f"driver {self.name}: registration rejected by the kubelet: {status.error or 'no reason given'}")
+        from .kubelet.client import get_info
+
+        try:
+            await asyncio.wait_for(get_info(self.server.paths.registration), 2)
+        except Exception as exc:  # noqa: BLE001
+            out.append(f"driver {self.name}: registration socket does not answer: {exc!r}")
+        return out

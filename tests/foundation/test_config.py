@@ -1,0 +1,70 @@
+"""Composed-driver config: validation errors name the field; flag > env > file precedence."""
+from __future__ import annotations
+
+import pytest
+
+from dra_framework.config import load_settings
+from dra_framework.composition import build_backends
+from dra_framework.errors import ConfigError
+from dra_framework.plugins import Registry
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_key_named(tmp_path):
+    p = write(tmp_path, "nodeName: n\ndrivers:\n- name: a.example.com\n  backend: []\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p)
+    msg = str(exc.value)
+    assert "drivers[0].backend: unknown field" in msg
+    assert "drivers[0].backends: Field required" in msg
+
+
+def test_bad_driver_name_named(tmp_path):
+    p = write(tmp_path, "nodeName: n\ndrivers:\n- name: Bad_Name\n  backends: [{name: example}]\n")
+    with pytest.raises(ConfigError, match=r"drivers\[0\]\.name: .*DNS subdomain"):
+        load_settings(p)
+
+
+def test_backend_option_error_named(tmp_path):
+    p = write(tmp_path, "nodeName: n\ndrivers:\n- name: a.example.com\n  backends:\n  - name: example\n    options: {count: many, colour: red}\n")
+    s = load_settings(p)
+    with pytest.raises(ConfigError) as exc:
+        build_backends(s, 0, s.drivers[0], Registry())
+    msg = str(exc.value)
+    assert "drivers[0].backends[0].options.count" in msg
+    assert "drivers[0].backends[0].options.colour: unknown field" in msg
+
+
+def test_unknown_backend_named(tmp_path):
+    p = write(tmp_path, "nodeName: n\ndrivers:\n- name: a.example.com\n  backends: [{name: nvidai}]\n")
+    s = load_settings(p)
+    with pytest.raises(ConfigError, match=r"drivers\[0\]\.backends\[0\]\.name: unknown backend 'nvidai'"):
+        build_backends(s, 0, s.drivers[0], Registry())
+
+
+def test_precedence_flag_over_env_over_file(tmp_path):
+    p = write(tmp_path, "nodeName: from-file\nkubeletRootDir: /file\ncdiRoot: /file-cdi\n")
+    env = {"NODE_NAME": "from-env", "DRA_FRAMEWORK_KUBELET_ROOT_DIR": "/env"}
+    s = load_settings(p, {"node_name": "from-flag"}, environ=env)
+    assert s.node_name == "from-flag"
+    assert str(s.kubelet_root_dir) == "/env"
+    assert str(s.cdi_root) == "/file-cdi"
+    assert s.registry_dir.as_posix() == "/env/plugins_registry"
+
+
+def test_node_name_required_for_run(tmp_path):
+    p = write(tmp_path, "drivers: []\n")
+    with pytest.raises(ConfigError, match="nodeName: required"):
+        load_settings(p, environ={})
+
+
+def test_invalid_yaml_and_wrong_type(tmp_path):
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_settings(write(tmp_path, "a: [\n"), environ={})
+    with pytest.raises(ConfigError, match="apiQPS"):
+        load_settings(write(tmp_path, "nodeName: n\napiQPS: fast\n"), environ={})

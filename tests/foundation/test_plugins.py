@@ -1,0 +1,121 @@
+"""Plugin discovery through real entry points, allow/block lists and hook validation."""
+from __future__ import annotations
+
+import textwrap
+import types
+
+import pytest
+
+from dra_framework import hookimpl, hookspecs
+from dra_framework.errors import PluginError
+from dra_framework.plugins import BackendHooks, Registry
+
+
+def test_example_backend_found_through_installed_entry_point():
+    reg = Registry()
+    t = reg.get("example")
+    assert t.distribution == "dra-example-backend"
+    assert t.version == "0.3.0"
+    assert t.plugin == "example"
+
+
+def test_builtin_nvidia_backend_uses_the_same_entry_point_group():
+    import importlib.metadata
+
+    names = {ep.name: ep.dist.metadata["Name"] for ep in importlib.metadata.entry_points(group="dra_framework.backends")}
+    assert names.get("nvidia") == "dra-framework"
+    assert names.get("example") == "dra-example-backend"
+
+
+def test_allowlist_loads_only_listed(monkeypatch):
+    monkeypatch.setenv("DRA_FRAMEWORK_LOAD_PLUGINS", "example")
+    reg = Registry()
+    assert set(reg.types) == {"example"}
+
+
+def test_blocklist_hides_plugin(monkeypatch):
+    monkeypatch.setenv("DRA_FRAMEWORK_DISABLE_PLUGINS", "example")
+    reg = Registry()
+    assert "example" not in reg.types
+    with pytest.raises(PluginError, match="unknown backend 'example'"):
+        reg.get("example")
+
+
+def test_misspelled_registry_hook_is_one_line_error_naming_it():
+    mod = types.SimpleNamespace()
+
+    @hookimpl
+    def dra_register_backend(register):  # missing "s"
+        pass
+
+    mod.dra_register_backend = dra_register_backend
+    with pytest.raises(PluginError) as exc:
+        Registry(extra_plugins={"typo": mod})
+    msg = str(exc.value)
+    assert "dra_register_backend" in msg and "typo" in msg and "\n" not in msg
+
+
+def test_misspelled_backend_hook_is_one_line_error_naming_it():
+    class Backend:
+        @hookimpl
+        def dra_discovr(self, inventory):
+            pass
+
+    with pytest.raises(PluginError) as exc:
+        BackendHooks("drv/typo", Backend())
+    assert "dra_discovr" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_hook_argument_not_in_spec_is_refused():
+    class Backend:
+        @hookimpl
+        def dra_discover(self, inventory, pools):
+            pass
+
+    with pytest.raises(PluginError, match="pools"):
+        BackendHooks("drv/bad", Backend())
+
+
+async def test_async_hooks_are_awaited():
+    class Backend:
+        @hookimpl
+        async def dra_config_types(self):
+            return ["x"]
+
+        @hookimpl
+        async def dra_prepare(self, ctx, devices):
+            return "prepared"
+
+    h = BackendHooks("drv/async", Backend())
+    assert await h.call("dra_config_types") == [["x"]]
+    assert await h.call("dra_prepare", ctx=None, devices=[]) == "prepared"
+    assert h.implements("dra_prepare") and not h.implements("dra_watch_health")
+
+
+def test_duplicate_backend_name_is_refused():
+    def make(name):
+        mod = types.SimpleNamespace()
+
+        @hookimpl
+        def dra_register_backends(register):
+            register("example", object)
+
+        mod.dra_register_backends = dra_register_backends
+        return mod
+
+    with pytest.raises(PluginError, match="registered twice"):
+        Registry(extra_plugins={"dup": make("dup")})
+
+
+def test_every_hook_is_documented():
+    """Each hook has a docstring that names its arguments (like datasette's docs test)."""
+    import inspect
+
+    for spec in (hookspecs.RegistrySpec, hookspecs.BackendSpec):
+        for name, fn in vars(spec).items():
+            if not name.startswith("dra_"):
+                continue
+            doc = inspect.getdoc(fn) or ""
+            assert len(doc) > 60, f"{name} lacks a docstring"
+            for arg in list(inspect.signature(fn).parameters)[1:]:
+                assert arg in doc or arg in ("ctx", "devices"), f"{name}: argument {arg} not documented"

@@ -1,0 +1,95 @@
+"""Socket naming (fact sheet section 1) and stale-socket handling (bug log B01)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+
+import pytest
+
+from dra_framework.kubelet.sockets import (
+    remove_socket,
+    remove_stale_sockets,
+    rolling_update_registrar_socket_file,
+    socket_paths,
+)
+
+REG = "/var/lib/kubelet/plugins_registry"
+UID = "ad4af911-5bcd-47c5-a554-f35cea869472"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_default_paths():
+    p = socket_paths("gpu.example.com")
+    assert p.registration == f"{REG}/gpu.example.com-reg.sock"
+    assert p.dra == "/var/lib/kubelet/plugins/gpu.example.com/dra.sock"
+
+
+def test_custom_root_and_pod_uid():
+    p = socket_paths("gpu.example.com", "/srv/kl", pod_uid="1111")
+    assert p.registration == "/srv/kl/plugins_registry/gpu.example.com-1111-reg.sock"
+    assert p.dra == "/srv/kl/plugins/gpu.example.com/dra-1111.sock"
+
+
+def test_rolling_update_forms():
+    # Form 1 when it fits; lengths from the dra-example-driver chart test:
+    # a 27-byte driver with the default registry dir gives exactly 107 bytes.
+    d27 = "a" * 15 + ".example.org"
+    name = rolling_update_registrar_socket_file(REG + "/./", d27, UID)
+    assert name == f"{d27}-{UID}-reg.sock" and len(os.path.join(REG, name)) == 107
+    # Form 2: one byte more does not fit.
+    d28 = "a" * 16 + ".example.org"
+    name = rolling_update_registrar_socket_file(REG, d28, UID)
+    assert name == f"{d28}-{b64(hashlib.sha256(UID.encode()).digest()[:8])}-reg.sock"
+    # Form 3: driver name omitted.
+    long = "a" * 100
+    name = rolling_update_registrar_socket_file(REG, long, UID)
+    assert name == f"dra-{b64(hashlib.sha256((long + chr(0) + UID).encode()).digest()[:16])}-reg.sock"
+    # Form 3 is 35 bytes: a 71-byte directory is the longest that fits.
+    assert len("/" + "r" * 70 + "/" + name) == 107
+
+
+def test_path_too_long():
+    with pytest.raises(ValueError, match="limit 107"):
+        socket_paths("a" * 34, "/" + "r" * 100, pod_uid=UID)
+    with pytest.raises(ValueError):
+        socket_paths("bad/name")
+
+
+def _dead_socket(path: str) -> None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.close()  # file stays, nobody listens
+
+
+def test_remove_stale_sockets(kroot):
+    driver = "gpu.example.com"
+    p = socket_paths(driver, kroot, pod_uid="new")
+    os.makedirs(p.plugin_dir)
+    old_reg = os.path.join(p.registry_dir, f"{driver}-old-reg.sock")
+    old_dra = os.path.join(p.plugin_dir, "dra-old.sock")
+    other = os.path.join(p.registry_dir, "other.example.com-reg.sock")
+    for path in (p.registration, p.dra, old_reg, old_dra, other):
+        _dead_socket(path)
+    live_path = os.path.join(p.registry_dir, f"{driver}-peer-reg.sock")
+    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    live.bind(live_path)
+    live.listen()
+    try:
+        removed = remove_stale_sockets(p, driver)
+    finally:
+        live.close()
+    assert set(removed) == {p.registration, p.dra, old_reg, old_dra}
+    assert os.path.exists(other) and os.path.exists(live_path)
+
+
+def test_remove_socket_refuses_regular_file(kroot):
+    path = os.path.join(kroot, "x.sock")
+    open(path, "w").close()
+    with pytest.raises(FileExistsError):
+        remove_socket(path)
+    assert not remove_socket(os.path.join(kroot, "missing.sock"))
