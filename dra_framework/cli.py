@@ -147,16 +147,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 problems.append(f"driver {d.name}: {problem}")
         print(f"driver {d.name}: {len(inv.pools)} pool(s), {n} device(s)")
     if args.cdi_dir:
-        from .cdi.validate import validate_cdi_dir
-
-        for problem in validate_cdi_dir(args.cdi_dir):
-            problems.append(f"CDI {args.cdi_dir}: {problem}")
+        problems.extend(_cdi_dir_problems(args.cdi_dir))
     for p in problems:
         print(f"invalid: {p}", file=sys.stderr)
     if problems:
         return 1
     print("config valid")
     return 0
+
+
+def _cdi_dir_problems(cdi_dir: str) -> list[str]:
+    """Validate every spec file of a CDI directory the way ``validate`` reports it."""
+    from pathlib import Path
+
+    from .cdi.errors import CdiError
+    from .cdi.validate import validate_spec_file
+
+    root = Path(cdi_dir)
+    if not root.is_dir():
+        return [f"CDI dir {cdi_dir}: not a directory"]
+    out = []
+    n = 0
+    for f in sorted(root.iterdir()):
+        if f.name.startswith(".") or f.suffix not in (".json", ".yaml", ".yml"):
+            continue  # runtimes skip these too (temp files of atomic writes)
+        n += 1
+        try:
+            validate_spec_file(str(f))
+        except (CdiError, ValueError, OSError) as exc:
+            out.append(f"CDI spec {f}: {exc}")
+    print(f"CDI dir {cdi_dir}: {n} spec(s) checked")
+    return out
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -112,7 +112,7 @@ class DriverRuntime:
 
         step(f"{self.name}: loading checkpoint")
         vendor = self.config.cdi_vendor or f"k8s.{self.name}"
-        cdi = CdiWriter(self.settings.cdi_root, vendor, self.config.cdi_class)
+        cdi = CdiWriter(self.settings.cdi_root, vendor=vendor, class_=self.config.cdi_class)
         self.engine = PrepareEngine(
             driver=self.name, node_name=self.settings.node_name, backends=self.backends,
             inventory=self.inventory, cdi=cdi, client=self.client,

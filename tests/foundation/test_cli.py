@@ -1,0 +1,103 @@
+"""The installed ``dra-framework`` executable, run as a user would."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = Path(sys.executable).parent / "dra-framework"
+EXAMPLE = ROOT / "examples" / "configs" / "example.yaml"
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = {**os.environ, **(env or {})}
+    e.pop("NODE_NAME", None)
+    return subprocess.run([str(EXE), *args], capture_output=True, text=True, env=e, timeout=120)
+
+
+def test_plugins_lists_builtin_and_third_party_with_versions():
+    r = run("plugins", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["backend"]: row for row in json.loads(r.stdout) if "backend" in row}
+    assert rows["example"]["distribution"] == "dra-example-backend"
+    assert rows["example"]["version"] == "0.3.0"
+    assert rows["nvidia"]["distribution"] == "dra-framework"
+    table = run("plugins").stdout
+    assert "example" in table and "0.3.0" in table
+
+
+def test_discover_table_shows_attributes_capacity_and_counters():
+    r = run("discover", "--config", str(EXAMPLE), "--node-name", "node-a")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "acc-0-half-1" in out
+    assert "model=sim-x1" in out and "firmware=1.2.0" in out
+    assert "memory=17179869184" in out
+    assert "[counters] acc-3-counters" in out
+    assert "consumes acc-0-counters: memory=8589934592,halves=1" in out
+
+
+def test_misspelled_config_key_is_one_line_error(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("nodeName: n\nkubeletRootDri: /x\ndrivers: []\n")
+    r = run("validate", "--config", str(cfg))
+    assert r.returncode == 1
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert lines == [f"error: {cfg}: kubeletRootDri: unknown field"]
+
+
+def test_misspelled_hook_in_installed_plugin_is_one_line_error(tmp_path):
+    """A real (dist-info) entry point whose backend misspells a hook."""
+    pkg = tmp_path / "typo_backend.py"
+    pkg.write_text(
+        "from dra_framework import hookimpl\n"
+        "class B:\n"
+        "    def __init__(self, o, c): pass\n"
+        "    @hookimpl\n"
+        "    def dra_discovr(self, inventory): pass\n"
+        "@hookimpl\n"
+        "def dra_register_backends(register):\n"
+        "    register('typo', B)\n")
+    dist = tmp_path / "typo_backend-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: typo-backend\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[dra_framework.backends]\ntypo = typo_backend\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("drivers:\n- name: typo.example.com\n  backends: [{name: typo}]\n")
+    r = run("discover", "--config", str(cfg), env={"PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 1
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "dra_discovr" in lines[0] and "typo" in lines[0], r.stderr
+
+
+def test_validate_ok_and_json_logs():
+    r = run("--log-format", "json", "-v", "validate", "--config", str(EXAMPLE))
+    assert r.returncode == 0, r.stderr
+    assert "config valid" in r.stdout
+    for line in r.stderr.splitlines():
+        json.loads(line)  # every log line is JSON
+
+
+def test_run_without_node_name_fails_clearly():
+    r = run("run", "--config", str(EXAMPLE))
+    assert r.returncode == 1
+    assert "nodeName: required" in r.stderr
+
+
+def test_validate_checks_a_cdi_dir(tmp_path):
+    from dra_framework.cdi import CdiWriter, ContainerEdits
+
+    w = CdiWriter(str(tmp_path), vendor="k8s.example.dra.dev", class_="claim")
+    w.write_claim_spec("6f1c2a4e-9a57-4c43-8f2e-1b2f0c9a7d10", [("acc-0", None, ContainerEdits(env={"A": "1"}))])
+    ok = run("validate", "--config", str(EXAMPLE), "--cdi-dir", str(tmp_path))
+    assert ok.returncode == 0, ok.stderr
+    assert "1 spec(s) checked" in ok.stdout
+    (tmp_path / "bad.json").write_text('{"cdiVersion": "0.3.0", "kind": "x/y", "devices": [{"name": "d", "containerEdits": {"deviceNodes": [{"path": "dev/x"}]}}]}')
+    bad = run("validate", "--config", str(EXAMPLE), "--cdi-dir", str(tmp_path))
+    assert bad.returncode == 1
+    assert "bad.json" in bad.stderr and "deviceNodes[0].path" in bad.stderr
