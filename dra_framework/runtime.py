@@ -40,6 +40,7 @@ class DriverRuntime:
         self.health_state: HealthState | None = None
         self.hub: HealthHub | None = None
         self.engine: Any = None
+        self.janitor: Any = None
         self.slices: Any = None
         self.server: PluginServer | None = None
         self.problems: dict[str, str] = {}  # source → problem, shown by /readyz
@@ -85,15 +86,14 @@ class DriverRuntime:
         except Exception as exc:  # noqa: BLE001 - keep serving the last good inventory
             log.error("driver %s: rediscovery failed, keeping the previous devices: %s", self.name, exc)
             return
-        if self.engine is not None:
-            self.engine.set_inventory(self.inventory)
-        self.publish()
+        self.publish()  # the engine reads self.inventory through its callable
 
     # --- lifecycle ---------------------------------------------------------
 
     async def start(self, progress: Any = None) -> None:
         from .cdi.writer import CdiWriter
-        from .engine import PrepareEngine
+        from .engine import (Checkpoint, Janitor, PrepareEngine, checkpoint_path, lightkube_claim_getter,
+                             lightkube_status_writer)
 
         self._loop = asyncio.get_running_loop()
         step = progress.step if progress else (lambda m: None)
@@ -112,14 +112,16 @@ class DriverRuntime:
 
         step(f"{self.name}: loading checkpoint")
         vendor = self.config.cdi_vendor or f"k8s.{self.name}"
-        cdi = CdiWriter(self.settings.cdi_root, vendor=vendor, class_=self.config.cdi_class)
+        cdi = CdiWriter(str(self.settings.cdi_root), vendor=vendor, class_=self.config.cdi_class)
+        checkpoint = Checkpoint(checkpoint_path(self.settings.kubelet_root_dir, self.name),
+                                on_problem=self._checkpoint_problem)
         self.engine = PrepareEngine(
-            driver=self.name, node_name=self.settings.node_name, backends=self.backends,
-            inventory=self.inventory, cdi=cdi, client=self.client,
-            plugin_dir=self.settings.plugins_dir / self.name,
-            metrics=self.metrics, on_problem=self._problem,
-        )
+            self.name, backends=self.backends, inventory=lambda: self.inventory, checkpoint=checkpoint,
+            cdi=cdi, node_name=self.settings.node_name,
+            get_claim=lightkube_claim_getter(self.client),
+            write_status=lightkube_status_writer(self.client, self.name), metrics=self.metrics)
         await self.engine.start()
+        self.janitor = Janitor(self.engine, interval=self.settings.janitor_interval_seconds)
 
         if self.client is not None and self.node_uid is not None:
             from .slices import SliceController
@@ -141,13 +143,16 @@ class DriverRuntime:
             kubelet_root=str(self.settings.kubelet_root_dir), pod_uid=self.settings.pod_uid or None,
             health_resend_interval=self.settings.health_resend_seconds)
         await self.server.start()
-        self._tasks.append(asyncio.create_task(self.engine.run_janitor(self.settings.janitor_interval_seconds),
-                                               name=f"janitor-{self.name}"))
+        self.janitor.start()
         log.info("driver %s: serving on %s", self.name, self.server.paths.dra)
 
     async def stop(self, uninstall: bool = False) -> None:
+        if self.janitor is not None:
+            await self.janitor.stop()
         if self.server is not None:
             await self.server.stop()
+        if self.engine is not None:
+            await self.engine.drain()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -163,6 +168,9 @@ class DriverRuntime:
 
     # --- reporting ---------------------------------------------------------
 
+    def _checkpoint_problem(self, problem: Any) -> None:
+        self._problem(f"checkpoint:{problem.reason}", problem.message)
+
     def _problem(self, source: str, message: str | None) -> None:
         """Engine/checkpoint problems: logged, shown by /readyz, and posted as a Node Event."""
         if message is None:
@@ -173,7 +181,10 @@ class DriverRuntime:
         if source.startswith("checkpoint"):
             self.metrics.checkpoint_problem()
         if self.events is not None:
-            asyncio.get_running_loop().create_task(self.events.warn("DRADriverProblem", f"{self.name}: {message}"))
+            # May be called from the checkpoint's worker thread: hop onto the loop.
+            coro_fn = self.events.warn
+            self._loop.call_soon_threadsafe(
+                lambda: self._tasks.append(self._loop.create_task(coro_fn("DRADriverProblem", f"{self.name}: {message}"))))
 
     def _slice_report(self, report: Any) -> None:
         """Invalid devices and dropped fields from the publisher."""

@@ -1,0 +1,397 @@
+"""The crash-safe per-driver checkpoint: ``<kubelet_root>/plugins/<driver>/checkpoint.json``.
+
+File format (schema version :data:`SCHEMA_VERSION`)::
+
+    {"checksum":"sha256:<hex>","format":"dra-framework-checkpoint","length":N,"version":1}\\n
+    <payload: N bytes of canonical JSON>
+
+Line 1 is a header; the checksum and length cover the payload *bytes exactly as stored*, never a
+re-serialisation of parsed data, so a field added by a newer release can never make an old file
+"corrupt" (the NVIDIA driver's bug #1080). The payload is ``{"bootId": ..., "claims": {uid:
+entry}}``; entries are plain JSON objects that this module does not interpret (the engine owns
+their shape, see :mod:`dra_framework.engine.engine`), and unknown keys in them survive rewrites.
+
+Writes are atomic: temp file in the same directory, fsync, ``os.replace``, fsync of the directory.
+Every read-modify-write holds an ``fcntl.flock`` on ``checkpoint.lock`` next to the file (two
+driver pods overlap during an upgrade); the blocking flock, the file I/O and the fsyncs run in a
+worker thread so the event loop is never blocked. Concurrent :meth:`Checkpoint.update` calls are
+group-committed: one lock + one write for everything pending.
+
+A corrupt, truncated, empty or newer-version file never makes the driver crash-loop: on
+:meth:`Checkpoint.load` it is moved aside to ``checkpoint.json.corrupt-<UTC timestamp>``,
+reported through ``on_problem`` and the driver starts with an empty state. (When a *running*
+instance finds a newer-version file written by another, newer instance, it does not move it aside:
+its update fails with :class:`CheckpointError` instead, so the newer pod's state stays intact.)
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import inspect
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+FORMAT = "dra-framework-checkpoint"
+FILE_NAME = "checkpoint.json"
+LOCK_NAME = "checkpoint.lock"
+BOOT_ID_PATH = "proc/sys/kernel/random/boot_id"
+
+#: Claim entry states (two-phase prepare).
+PREPARE_STARTED = "PrepareStarted"
+PREPARE_COMPLETED = "PrepareCompleted"
+
+Claims = dict[str, dict[str, Any]]
+
+
+class CheckpointError(Exception):
+    """The checkpoint cannot be written (I/O error, or a newer instance owns the file)."""
+
+
+class CheckpointFormatError(Exception):
+    """The stored bytes are not a checkpoint this version can read. ``reason`` is one of
+    ``empty``, ``truncated``, ``checksum``, ``garbage``, ``newer-version``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class CheckpointProblem:
+    """What ``on_problem`` receives: the checkpoint ``path``, a machine ``reason`` (see
+    :class:`CheckpointFormatError`, plus ``unreadable`` for I/O errors), a one-line ``message``
+    for logs and events, and where the bad file was moved (``None`` when it was left in place)."""
+
+    path: str
+    reason: str
+    message: str
+    moved_to: str | None = None
+
+
+def read_boot_id(host_root: str | os.PathLike[str] = "/") -> str:
+    """The kernel's boot id (``<host_root>/proc/sys/kernel/random/boot_id``); ``""`` when
+    unreadable (then entries are never considered to be from another boot)."""
+    try:
+        return (Path(host_root) / BOOT_ID_PATH).read_text().strip()
+    except OSError as exc:
+        log.warning("cannot read the boot id from %s: %s; reboot detection is off",
+                    Path(host_root) / BOOT_ID_PATH, exc)
+        return ""
+
+
+def checkpoint_path(kubelet_root: str | os.PathLike[str], driver: str) -> Path:
+    """``<kubelet_root>/plugins/<driver>/checkpoint.json``."""
+    return Path(kubelet_root) / "plugins" / driver / FILE_NAME
+
+
+# --- encoding ----------------------------------------------------------------------------------
+
+
+def encode(claims: Mapping[str, Any], boot_id: str) -> bytes:
+    """Header line + canonical JSON payload. Raises TypeError/ValueError for non-JSON data."""
+    payload = json.dumps({"bootId": boot_id, "claims": claims}, sort_keys=True,
+                         separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    header = {"checksum": "sha256:" + hashlib.sha256(payload).hexdigest(), "format": FORMAT,
+              "length": len(payload), "version": SCHEMA_VERSION}
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n" + payload
+
+
+def decode(raw: bytes) -> tuple[Claims, str]:
+    """Parse the stored bytes; returns ``(claims, boot id stored in the file)``.
+    Raises :class:`CheckpointFormatError`."""
+    if not raw.strip():
+        raise CheckpointFormatError("empty", "the file is empty")
+    head, nl, payload = raw.partition(b"\n")
+    try:
+        header = json.loads(head)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        if not nl and raw.lstrip().startswith(b'{"checksum"'):
+            raise CheckpointFormatError("truncated", "the header line is incomplete")
+        raise CheckpointFormatError("garbage", "no dra-framework checkpoint header")
+    version = header.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointFormatError("garbage", f"invalid schema version {version!r}")
+    if version > SCHEMA_VERSION:
+        raise CheckpointFormatError(
+            "newer-version", f"schema version {version} is newer than this driver's {SCHEMA_VERSION}")
+    length = header.get("length")
+    if isinstance(length, int) and len(payload) < length:
+        raise CheckpointFormatError("truncated", f"payload has {len(payload)} of {length} bytes")
+    digest = "sha256:" + hashlib.sha256(payload).hexdigest()
+    if header.get("checksum") != digest:
+        raise CheckpointFormatError("checksum", f"checksum mismatch (header {header.get('checksum')!r}, "
+                                                f"payload {digest})")
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise CheckpointFormatError("garbage", f"payload is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("claims", {}), dict):
+        raise CheckpointFormatError("garbage", "payload is not a checkpoint object")
+    data = _migrate(version, data)
+    claims = {str(k): v for k, v in data.get("claims", {}).items() if isinstance(v, dict)}
+    return claims, str(data.get("bootId") or "")
+
+
+def _migrate(version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """Upgrade the payload of an older schema version (none exist yet: version 1 is the first).
+    Add a step here whenever SCHEMA_VERSION is raised; never change how version N is read."""
+    return data
+
+
+# --- file helpers ------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    directory, base = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), 0o600)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _stat_key(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@contextlib.contextmanager
+def _flock(lock_path: str) -> Iterator[None]:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # blocking; always called from a worker thread
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock (also when the process dies)
+
+
+# --- the checkpoint ----------------------------------------------------------------------------
+
+
+class Checkpoint:
+    """One driver's checkpoint file.
+
+    - ``path``: the file (see :func:`checkpoint_path`); its directory is created if missing.
+    - ``boot_id``: the current boot id; default: :func:`read_boot_id` under ``host_root``.
+    - ``on_problem``: called (in the event loop) with a :class:`CheckpointProblem` whenever a bad
+      file is found; may return an awaitable (run as a task). The lead wires it to a log line,
+      the readiness probe and a Kubernetes Event on the Node.
+
+    ``claims`` is the last state read or written: a mapping uid → entry that callers must treat
+    as read-only (updates replace entries, they never mutate them in place).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, boot_id: str | None = None,
+                 host_root: str | os.PathLike[str] = "/",
+                 on_problem: Callable[[CheckpointProblem], Any] | None = None) -> None:
+        self.path = os.fspath(path)
+        self.directory = os.path.dirname(self.path) or "."
+        self.lock_path = os.path.join(self.directory, LOCK_NAME)
+        self.boot_id = read_boot_id(host_root) if boot_id is None else boot_id
+        self.on_problem = on_problem
+        self.claims: Mapping[str, dict[str, Any]] = {}
+        self.file_boot_id = ""
+        self.problems: list[CheckpointProblem] = []
+        self._stat: tuple[int, int, int, int] | None = None
+        self._pending: list[tuple[Callable[[Claims], Any], asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def get(self, uid: str) -> dict[str, Any] | None:
+        return self.claims.get(uid)
+
+    async def load(self) -> Mapping[str, dict[str, Any]]:
+        """Read the file under the lock (start-up). A bad file is moved aside and reported, and
+        the state starts empty; a missing file is an empty state. Never raises for file
+        content; raises OSError only when the directory cannot be created."""
+        os.makedirs(self.directory, exist_ok=True)
+        problems: list[CheckpointProblem] = []
+
+        def work() -> None:
+            with _flock(self.lock_path):
+                self._read_locked(problems, quarantine_newer=True)
+        await asyncio.to_thread(work)
+        self._report(problems)
+        return self.claims
+
+    async def refresh(self) -> Mapping[str, dict[str, Any]]:
+        """Re-read the file if another process changed it (cheap stat check)."""
+        if _stat_key(self.path) != self._stat:
+            problems: list[CheckpointProblem] = []
+
+            def work() -> None:
+                with _flock(self.lock_path):
+                    self._read_locked(problems, quarantine_newer=False)
+            try:
+                await asyncio.to_thread(work)
+            except CheckpointError as exc:
+                log.warning("%s", exc)
+            self._report(problems)
+        return self.claims
+
+    def _read_locked(self, problems: list[CheckpointProblem], *, quarantine_newer: bool) -> Claims:
+        """Bring ``self.claims`` up to date with the file; caller holds the flock. Returns a
+        fresh top-level copy to mutate."""
+        key = _stat_key(self.path)
+        if key is None or key == self._stat:
+            return dict(self.claims)
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+            claims, file_boot = decode(raw)
+        except FileNotFoundError:
+            return dict(self.claims)
+        except (OSError, CheckpointFormatError) as exc:
+            reason = getattr(exc, "reason", "unreadable")
+            if reason == "newer-version" and not quarantine_newer:
+                problems.append(CheckpointProblem(self.path, reason, f"{self.path}: {exc}; another, newer "
+                                                  "driver instance owns it; not writing", None))
+                raise CheckpointError(f"checkpoint {self.path}: {exc}; written by a newer driver instance, "
+                                      "which now owns it") from None
+            moved = self._quarantine()
+            msg = f"checkpoint {self.path} is unusable ({reason}: {exc}); " + (
+                f"moved aside to {moved}" if moved else "could not move it aside") + \
+                (", starting with an empty state" if quarantine_newer else ", continuing with the in-memory state")
+            problems.append(CheckpointProblem(self.path, reason, msg, moved))
+            self._stat = None
+            return dict(self.claims)
+        self.claims, self.file_boot_id, self._stat = claims, file_boot, key
+        return dict(claims)
+
+    def _quarantine(self) -> str | None:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{time.time_ns() % 1_000_000_000:09d}Z"
+        target = f"{self.path}.corrupt-{stamp}"
+        try:
+            os.replace(self.path, target)
+            _fsync_dir(self.directory)
+            return target
+        except OSError as exc:
+            log.error("cannot move the bad checkpoint %s aside: %s", self.path, exc)
+            return None
+
+    def _report(self, problems: list[CheckpointProblem]) -> None:
+        for p in problems:
+            self.problems.append(p)
+            log.error("%s", p.message)
+            if self.on_problem is None:
+                continue
+            try:
+                res = self.on_problem(p)
+                if inspect.isawaitable(res):
+                    task = asyncio.ensure_future(res)
+                    self._bg.add(task)
+                    task.add_done_callback(self._bg.discard)
+            except Exception:  # a reporting failure must not break the driver
+                log.exception("checkpoint problem callback failed")
+
+    # --- writing ---------------------------------------------------------------------------
+
+    async def update(self, fn: Callable[[Claims], Any]) -> Any:
+        """Run ``fn(claims)`` on the current state under the file lock and persist the result
+        atomically; returns what ``fn`` returned. ``fn`` gets a fresh top-level dict to modify
+        (assign or delete entries; never mutate an entry object in place) and runs in a worker
+        thread. If ``fn`` raises, its changes are discarded and the exception propagates to this
+        caller only. Concurrent calls are committed together (one lock, one fsync)."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, fut))
+        if self._committer is None:
+            self._committer = asyncio.ensure_future(self._commit_loop())
+        return await fut
+
+    async def _commit_loop(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                problems: list[CheckpointProblem] = []
+                try:
+                    results = await asyncio.to_thread(self._commit_sync, batch, problems)
+                except BaseException as exc:
+                    err = exc if isinstance(exc, CheckpointError) else CheckpointError(
+                        f"checkpoint {self.path}: write failed: {exc!r}")
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(err)
+                    self._report(problems)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                self._report(problems)
+                for (_, fut), (ok, value) in zip(batch, results):
+                    if fut.done():
+                        continue
+                    if ok:
+                        fut.set_result(value)
+                    else:
+                        fut.set_exception(value)
+        finally:
+            self._committer = None
+
+    def _commit_sync(self, batch: list[tuple[Callable[[Claims], Any], asyncio.Future[Any]]],
+                     problems: list[CheckpointProblem]) -> list[tuple[bool, Any]]:
+        os.makedirs(self.directory, exist_ok=True)
+        with _flock(self.lock_path):
+            working = self._read_locked(problems, quarantine_newer=False)
+            results: list[tuple[bool, Any]] = []
+            changed = False
+            for fn, _ in batch:
+                attempt = dict(working)
+                try:
+                    value = fn(attempt)
+                except Exception as exc:
+                    results.append((False, exc))
+                    continue
+                working = attempt
+                changed = True
+                results.append((True, value))
+            if changed:
+                data = encode(working, self.boot_id)
+                try:
+                    _atomic_write(self.path, data)
+                except OSError as exc:
+                    if exc.errno == errno.ENOSPC:
+                        raise CheckpointError(f"checkpoint {self.path}: no space left on device") from None
+                    raise CheckpointError(f"checkpoint {self.path}: write failed: {exc}") from None
+                self.claims, self.file_boot_id, self._stat = working, self.boot_id, _stat_key(self.path)
+            return results
+
+
+__all__ = [
+    "BOOT_ID_PATH", "Checkpoint", "CheckpointError", "CheckpointFormatError", "CheckpointProblem",
+    "FILE_NAME", "PREPARE_COMPLETED", "PREPARE_STARTED", "SCHEMA_VERSION", "checkpoint_path",
+    "decode", "encode", "read_boot_id",
+]

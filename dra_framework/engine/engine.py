@@ -1,0 +1,784 @@
+"""PrepareEngine: NodePrepareResources / NodeUnprepareResources for one driver.
+
+Implements :class:`dra_framework.kubelet.types.DRAEngine`. All state is keyed by claim UID (bug
+log B42) and kept in the driver's :class:`~dra_framework.engine.checkpoint.Checkpoint`; teardown
+needs nothing but the checkpoint.
+
+Prepare, per claim (claims of one call run concurrently; one claim UID at a time):
+
+1. fetch the ResourceClaim by namespace/name (injectable getter), check UID and allocation;
+2. a completed entry from this boot → re-ensure its CDI spec and return the stored devices
+   (idempotent: a claim shared by several pods is prepared once); an interrupted
+   (``PrepareStarted``) entry or one from an earlier boot → roll it back first;
+3. map each allocation result of this driver to its device and owning backend, resolve and
+   strictly decode the opaque configs, ``dra_validate_config`` (before any side effect);
+4. checkpoint ``PrepareStarted`` (name, namespace, backends, devices, empty journal), atomically
+   with the check that no other checkpointed claim holds one of the devices exclusively (B12);
+5. per backend: ``dra_create_partition`` per device (record checkpointed), ``dra_prepare``;
+6. write the CDI claim spec; write driver-owned device status when a backend returned any;
+7. checkpoint ``PrepareCompleted`` (teardown, CDI data, prepared devices).
+
+Any failure rolls back that claim only (``dra_unprepare(completed=False)`` from the journal, then
+``dra_destroy_partition`` per recorded partition, CDI spec removed) and yields a per-claim error;
+every requested claim gets an entry. Each claim runs in its own task shielded from the caller's
+cancellation, so a kubelet timeout never leaves a claim half-done in memory.
+
+Unprepare: unknown UID → success; otherwise ``dra_unprepare`` then ``dra_destroy_partition`` per
+partition (skipped when the node rebooted since), remove the CDI spec and the entry. Errors keep
+the entry (minus partitions already destroyed) so the kubelet retries.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
+
+from ..backend import DeviceLocks, PrepareContext
+from ..cdi.edits import ContainerEdits, merge
+from ..cdi.errors import CdiError
+from ..cdi.names import claim_device_name
+from ..composition import BackendInstance, DriverInventory
+from ..kubelet.types import ClaimRef, PreparedDevice, PrepareOutcome
+from ..model import AllocatedDevice, ClaimInfo, DeviceStatus, OpaqueConfig, PrepareResult, StoredClaim
+from .checkpoint import PREPARE_COMPLETED, PREPARE_STARTED, Checkpoint, CheckpointError
+from .configs import ConfigError, ConfigTypes, decode_stored, decode_strict, driver_configs, resolve
+
+log = logging.getLogger("dra_framework.engine")
+
+#: ``async get_claim(namespace, name)`` → the ResourceClaim as a resource.k8s.io/v1 dict, or
+#: None when it does not exist (404). Raise for any other failure.
+ClaimGetter = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
+#: ``async write_status(claim, devices)``: server-side apply ``status.devices`` (entries
+#: ``{driver, pool, device, shareID?, conditions, data, networkData}``) of the claim with the
+#: driver as field manager; an empty list removes the driver's entries.
+StatusWriter = Callable[[ClaimInfo, list[dict[str, Any]]], Awaitable[None]]
+
+
+class EngineMetrics(Protocol):
+    """The metrics sink the engine reports to (``dra_framework.metrics.DriverMetrics`` fits)."""
+
+    def observe_prepare(self, seconds: float, error_reason: str | None = None) -> None: ...
+    def observe_unprepare(self, seconds: float, error_reason: str | None = None) -> None: ...
+    def inflight(self, delta: int, operation: str = "prepare") -> None: ...
+    def set_prepared_claims(self, n: int) -> None: ...
+
+
+class NullMetrics:
+    def observe_prepare(self, seconds: float, error_reason: str | None = None) -> None:
+        pass
+
+    def observe_unprepare(self, seconds: float, error_reason: str | None = None) -> None:
+        pass
+
+    def inflight(self, delta: int, operation: str = "prepare") -> None:
+        pass
+
+    def set_prepared_claims(self, n: int) -> None:
+        pass
+
+
+class ClaimError(Exception):
+    """A per-claim failure: ``reason`` is a short metric label (fetch, not_found, uid_mismatch,
+    not_allocated, unknown_device, config, device_in_use, backend, cdi, status, checkpoint,
+    rollback, unprepare); the message names the claim."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, list[Any]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        slot = self._locks.get(key)
+        if slot is None:
+            slot = self._locks[key] = [asyncio.Lock(), 0]
+        slot[1] += 1
+        try:
+            async with slot[0]:
+                yield
+        finally:
+            slot[1] -= 1
+            if slot[1] == 0:
+                self._locks.pop(key, None)
+
+    def busy(self, key: str) -> bool:
+        return key in self._locks
+
+
+def _json_copy(value: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Planned:
+    """One allocation result of this driver, resolved."""
+
+    result: Mapping[str, Any]
+    allocated: AllocatedDevice
+    backend: str
+    exclusive: bool
+    configs: list[tuple[Any, OpaqueConfig]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.allocated.pool, self.allocated.name)
+
+
+class PrepareEngine:
+    """Prepares and unprepares the claims of one driver.
+
+    - ``driver_name``: the DRA driver name (results of other drivers are ignored).
+    - ``backends``: the driver's :class:`BackendInstance` list (order = prepare order; teardown
+      runs in reverse).
+    - ``inventory``: the merged :class:`DriverInventory`, or a zero-argument callable returning
+      the current one (after rediscovery); also settable as ``engine.inventory``.
+    - ``checkpoint``: the driver's :class:`Checkpoint`.
+    - ``cdi``: a :class:`dra_framework.cdi.CdiWriter` for the driver's vendor/class.
+    - ``node_name``: the node; allocation results in pool ``node_name`` map to the driver's
+      default node pool (``None`` in the inventory).
+    - ``get_claim``: :data:`ClaimGetter` (default in ``claims_api.lightkube_claim_getter``).
+    - ``write_status``: :data:`StatusWriter` or None (device status is then not written).
+    - ``metrics``: an :class:`EngineMetrics`; ``logger``: defaults to ``dra_framework.engine``.
+    """
+
+    def __init__(self, driver_name: str, *, backends: Sequence[BackendInstance],
+                 inventory: DriverInventory | Callable[[], DriverInventory], checkpoint: Checkpoint,
+                 cdi: Any, node_name: str, get_claim: ClaimGetter,
+                 write_status: StatusWriter | None = None, metrics: EngineMetrics | None = None,
+                 logger: logging.Logger | None = None) -> None:
+        self.driver_name = driver_name
+        self.backends = list(backends)
+        self._by_key = {b.key: b for b in self.backends}
+        self._inventory = inventory
+        self.checkpoint = checkpoint
+        self.cdi = cdi
+        self.node_name = node_name
+        self.get_claim = get_claim
+        self.write_status = write_status
+        self.metrics: EngineMetrics = metrics or NullMetrics()
+        self.log = logger or log
+        self.config_types = ConfigTypes({})
+        self.device_locks = DeviceLocks()
+        self._claim_locks = KeyedLocks()
+        self._started = False
+        self._start_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._index: tuple[DriverInventory, int, dict[tuple[str | None, str], Any]] | None = None
+
+    # --- properties --------------------------------------------------------------------------
+
+    @property
+    def inventory(self) -> DriverInventory:
+        inv = self._inventory
+        return inv() if callable(inv) else inv
+
+    @inventory.setter
+    def inventory(self, value: DriverInventory | Callable[[], DriverInventory]) -> None:
+        self._inventory = value
+
+    def is_busy(self, uid: str) -> bool:
+        """Whether an operation on claim ``uid`` is running or queued in this process."""
+        return self._claim_locks.busy(uid)
+
+    def physically_prepared(self, entry: Mapping[str, Any]) -> bool:
+        """False when the entry was written during an earlier boot of the node. Entries without
+        a boot id (or when the current boot id is unknown) count as prepared in this boot."""
+        cur, then = self.checkpoint.boot_id, entry.get("bootId") or ""
+        return not (cur and then and cur != then)
+
+    def prepared_claim_count(self) -> int:
+        return sum(1 for e in self.checkpoint.claims.values() if e.get("state") == PREPARE_COMPLETED)
+
+    def stored_configs(self, uid: str) -> dict[str, list[Any]]:
+        """Device name → the configs that applied to it at prepare, decoded leniently from the
+        checkpoint (unknown newer fields dropped; unknown kinds as raw mappings)."""
+        entry = self.checkpoint.get(uid) or {}
+        return {d["device"]: [decode_stored(p, self.config_types) for p in d.get("configs", [])]
+                for d in entry.get("devices", [])}
+
+    # --- start-up ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the checkpoint and reconcile node state; never raises for state problems
+        (they are logged): entries from an earlier boot are cleaned (hardware teardown skipped),
+        completed claims get their CDI spec rewritten if missing, CDI claim specs without an
+        entry are removed, and each backend's ``dra_reconcile_partitions`` gets the partition
+        records checkpointed claims own."""
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.checkpoint.load()
+            by_backend: dict[str, list[type[OpaqueConfig]]] = {}
+            for b in self.backends:
+                if b.hooks.implements("dra_config_types"):
+                    lists = await b.hooks.call("dra_config_types")
+                    by_backend[b.key] = [t for lst in lists or [] for t in (lst or [])]
+            self.config_types = ConfigTypes(by_backend)
+            await self._reconcile_at_start()
+            self._started = True
+            self.metrics.set_prepared_claims(self.prepared_claim_count())
+
+    async def _reconcile_at_start(self) -> None:
+        for uid, entry in list(self.checkpoint.claims.items()):
+            if self.physically_prepared(entry):
+                continue
+            try:
+                async with self._claim_locks.hold(uid):
+                    await self._teardown(entry)
+                self.log.info("claim %s/%s (%s) was prepared before the node rebooted: cleaned up",
+                              entry.get("namespace"), entry.get("name"), uid)
+            except Exception as exc:
+                self.log.warning("cleaning up claim %s from an earlier boot failed (kept for retry): %s", uid, exc)
+        for uid, entry in list(self.checkpoint.claims.items()):
+            if entry.get("state") == PREPARE_COMPLETED:
+                try:
+                    await self._ensure_cdi(entry)
+                except Exception as exc:
+                    self.log.error("claim %s: cannot restore its CDI spec: %s", uid, exc)
+        await self.sweep_stale_cdi_specs()
+        try:
+            await asyncio.to_thread(self.cdi.remove_stale_temp_files)
+        except Exception as exc:
+            self.log.error("cannot remove stale CDI temp files: %s", exc)
+        for b in self.backends:
+            if not b.hooks.implements("dra_reconcile_partitions"):
+                continue
+            owned = [p["record"] for e in self.checkpoint.claims.values() for p in e.get("partitions", [])
+                     if p.get("backend") == b.key]
+            try:
+                await b.hooks.call("dra_reconcile_partitions", owned=owned)
+            except Exception as exc:
+                self.log.error("backend %s: dra_reconcile_partitions failed (driver keeps serving): %s", b.key, exc)
+
+    async def sweep_stale_cdi_specs(self) -> list[str]:
+        """Remove CDI claim specs of this driver whose claim has no checkpoint entry (and no
+        operation in flight here). Lists the directory *before* re-reading the checkpoint: an
+        entry is always committed before its spec is written, also by another driver process, so
+        a spec written meanwhile is never mistaken for a stale one. Returns the removed UIDs;
+        never raises."""
+        removed: list[str] = []
+        try:
+            spec_uids = await asyncio.to_thread(self.cdi.list_claim_spec_uids)
+            await self.checkpoint.refresh()
+            for uid in spec_uids:
+                if uid not in self.checkpoint.claims and not self.is_busy(uid):
+                    await asyncio.to_thread(self.cdi.remove_claim_spec, uid)
+                    removed.append(uid)
+                    self.log.info("removed stale CDI claim spec of unknown claim %s", uid)
+        except Exception as exc:
+            self.log.error("cannot reconcile the CDI directory: %s", exc)
+        return removed
+
+    # --- kubelet API --------------------------------------------------------------------------
+
+    async def prepare(self, claims: list[ClaimRef]) -> dict[str, PrepareOutcome]:
+        """NodePrepareResources: one outcome per distinct claim UID."""
+        if not self._started:
+            await self.start()
+        refs = list({c.uid: c for c in claims}.values())
+        tasks = [self._spawn(self._prepare_one(ref)) for ref in refs]
+        outs = await asyncio.shield(asyncio.gather(*tasks))
+        return {ref.uid: out for ref, out in zip(refs, outs)}
+
+    async def unprepare(self, claims: list[ClaimRef]) -> dict[str, str]:
+        """NodeUnprepareResources: claim UID → "" or an error (the kubelet retries)."""
+        if not self._started:
+            await self.start()
+        refs = list({c.uid: c for c in claims}.values())
+        tasks = [self._spawn(self._unprepare_one(ref)) for ref in refs]
+        outs = await asyncio.shield(asyncio.gather(*tasks))
+        return {ref.uid: out for ref, out in zip(refs, outs)}
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Wait for claim operations still running (shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- prepare ------------------------------------------------------------------------------
+
+    async def _prepare_one(self, ref: ClaimRef) -> PrepareOutcome:
+        t0 = time.perf_counter()
+        self.metrics.inflight(1, "prepare")
+        reason: str | None = None
+        try:
+            obj = await self._fetch(ref)
+            async with self._claim_locks.hold(ref.uid):
+                return await self._prepare_locked(ref, obj)
+        except ClaimError as exc:
+            reason = exc.reason
+            self.log.warning("prepare failed: %s", exc)
+            return PrepareOutcome(error=str(exc))
+        except Exception as exc:
+            reason = "internal"
+            self.log.exception("prepare of claim %s/%s (%s) failed", ref.namespace, ref.name, ref.uid)
+            return PrepareOutcome(error=f"claim {ref.namespace}/{ref.name}: internal error: {exc}")
+        finally:
+            self.metrics.inflight(-1, "prepare")
+            self.metrics.observe_prepare(time.perf_counter() - t0, reason)
+
+    async def _fetch(self, ref: ClaimRef) -> Mapping[str, Any]:
+        label = f"{ref.namespace}/{ref.name}"
+        try:
+            obj = await self.get_claim(ref.namespace, ref.name)
+        except Exception as exc:
+            raise ClaimError("fetch", f"claim {label}: cannot get the ResourceClaim: {exc}") from None
+        if obj is None:
+            raise ClaimError("not_found", f"claim {label}: ResourceClaim not found")
+        uid = (obj.get("metadata") or {}).get("uid")
+        if uid != ref.uid:
+            raise ClaimError("uid_mismatch", f"claim {label}: the ResourceClaim got replaced: its UID is {uid}, "
+                                             f"the kubelet asked for {ref.uid}")
+        if not ((obj.get("status") or {}).get("allocation")):
+            raise ClaimError("not_allocated", f"claim {label}: not allocated")
+        return obj
+
+    async def _prepare_locked(self, ref: ClaimRef, obj: Mapping[str, Any]) -> PrepareOutcome:
+        info = ClaimInfo(ref.uid, ref.namespace, ref.name)
+        label = f"{ref.namespace}/{ref.name}"
+        await self.checkpoint.refresh()
+        entry = self.checkpoint.get(ref.uid)
+        if entry is not None:
+            if entry.get("state") == PREPARE_COMPLETED and self.physically_prepared(entry):
+                return await self._reuse(entry, label)
+            why = "from an earlier boot" if not self.physically_prepared(entry) else "interrupted"
+            self.log.info("claim %s (%s): rolling back an %s prepare first", label, ref.uid, why)
+            try:
+                await self._teardown(entry)
+            except ClaimError as exc:
+                raise ClaimError("rollback", f"claim {label}: rolling back an earlier {why} prepare failed: "
+                                             f"{_strip(exc, label)}") from None
+        plan = self._plan(info, obj, label)
+        if not plan:
+            return PrepareOutcome()
+        await self._validate_configs(plan, label)
+        await self._write_started(info, plan, label)
+        try:
+            outcome = await self._run(info, plan, label)
+        except BaseException as exc:
+            err = exc if isinstance(exc, ClaimError) else ClaimError(
+                "backend" if isinstance(exc, Exception) else "cancelled", f"claim {label}: {exc}")
+            current = self.checkpoint.get(ref.uid)
+            if current is not None:
+                try:
+                    await self._teardown(current)
+                except ClaimError as rb:
+                    err = ClaimError(err.reason, f"{err}; rollback failed, will retry: {_strip(rb, label)}")
+                except Exception as rb:  # defensive: never lose the original error
+                    err = ClaimError(err.reason, f"{err}; rollback failed, will retry: {rb}")
+            if not isinstance(exc, Exception):
+                raise
+            raise err from None
+        self.metrics.set_prepared_claims(self.prepared_claim_count())
+        return outcome
+
+    def _plan(self, info: ClaimInfo, obj: Mapping[str, Any], label: str) -> list[_Planned]:
+        alloc = obj["status"]["allocation"]
+        results = [r for r in ((alloc.get("devices") or {}).get("results") or []) if r.get("driver") == self.driver_name]
+        if not results:
+            return []
+        entries = driver_configs(alloc, self.driver_name)
+        try:
+            decoded = {e.index: decode_strict(e, self.config_types, label) for e in entries}
+        except ConfigError as exc:
+            raise ClaimError("config", str(exc)) from None
+        inv = self.inventory
+        index = self._device_index(inv)
+        plan: list[_Planned] = []
+        for r in results:
+            pool, name, request = str(r.get("pool", "")), str(r.get("device", "")), str(r.get("request", ""))
+            pool_key: str | None = pool
+            device = index.get((pool, name))
+            if device is None and pool == self.node_name:
+                pool_key, device = None, index.get((None, name))
+            backend_key = inv.owner.get((pool_key, name)) if device is not None else None
+            if device is None or backend_key is None:
+                raise ClaimError("unknown_device", f"claim {label}: device {name!r} in pool {pool!r} is not published "
+                                                   f"by driver {self.driver_name} on this node (removed, or never here)")
+            if backend_key not in self._by_key:
+                raise ClaimError("unknown_device", f"claim {label}: device {name!r} belongs to backend "
+                                                   f"{backend_key!r}, which is not configured")
+            base, _, sub = request.partition("/")
+            try:
+                cfgs = resolve(entries, decoded, request, backend_key, self.config_types, label, name)
+            except ConfigError as exc:
+                raise ClaimError("config", str(exc)) from None
+            admin = bool(r.get("adminAccess"))
+            allocated = AllocatedDevice(
+                request=base, pool=pool, device=device, subrequest=request if sub else None,
+                admin_access=admin, share_id=r.get("shareID") or None,
+                consumed_capacity=dict(r.get("consumedCapacity") or {}), configs=tuple(c for _, c in cfgs))
+            plan.append(_Planned(r, allocated, backend_key, not (admin or device.allow_multiple_allocations), cfgs))
+        return plan
+
+    def _device_index(self, inv: DriverInventory) -> dict[tuple[str | None, str], Any]:
+        """(pool key, device name) → Device, rebuilt when the inventory object changes."""
+        cached = self._index
+        if cached is not None and cached[0] is inv and cached[1] == sum(len(p.devices) for p in inv.pools.values()):
+            return cached[2]
+        index = {(key, d.name): d for key, p in inv.pools.items() for d in p.devices}
+        self._index = (inv, len(index), index)
+        return index
+
+    async def _validate_configs(self, plan: list[_Planned], label: str) -> None:
+        for p in plan:
+            hooks = self._by_key[p.backend].hooks
+            if not p.configs or not hooks.implements("dra_validate_config"):
+                continue
+            for entry, cfg in p.configs:
+                try:
+                    await hooks.call("dra_validate_config", config=cfg, device=p.allocated)
+                except ValueError as exc:
+                    raise ClaimError("config", f"claim {label}: device {p.allocated.name}: {entry.label}: {exc}") from None
+
+    async def _write_started(self, info: ClaimInfo, plan: list[_Planned], label: str) -> None:
+        order = [b.key for b in self.backends if any(p.backend == b.key for p in plan)]
+        devices = [{"backend": p.backend, "request": p.allocated.subrequest or p.allocated.request,
+                    "pool": p.allocated.pool, "device": p.allocated.name, "shareId": p.allocated.share_id,
+                    "adminAccess": p.allocated.admin_access, "exclusive": p.exclusive,
+                    "configs": [dict(e.parameters) for e, _ in p.configs]} for p in plan]
+        entry = {"uid": info.uid, "namespace": info.namespace, "name": info.name, "state": PREPARE_STARTED,
+                 "bootId": self.checkpoint.boot_id, "startedAt": time.time(), "backends": order,
+                 "devices": devices, "journal": {}, "partitions": []}
+        mine = {(d["pool"], d["device"]) for d in devices if d["exclusive"]}
+        uid, boot = info.uid, self.checkpoint.boot_id
+
+        def start(claims: dict[str, dict[str, Any]]) -> None:
+            if mine:
+                for other_uid, other in claims.items():
+                    if other_uid == uid:
+                        continue
+                    then = other.get("bootId") or ""
+                    if boot and then and then != boot:
+                        continue  # prepared before a reboot: holds nothing now
+                    for d in other.get("devices", []):
+                        if d.get("exclusive", True) and (d.get("pool"), d.get("device")) in mine:
+                            state = "prepared" if other.get("state") == PREPARE_COMPLETED else "being prepared"
+                            raise ClaimError(
+                                "device_in_use",
+                                f"claim {label}: device {d.get('device')!r} (pool {d.get('pool')!r}) is already "
+                                f"{state} for claim {other.get('namespace')}/{other.get('name')} ({other_uid}); "
+                                "it becomes available when that claim is unprepared")
+            claims[uid] = entry
+
+        try:
+            await self.checkpoint.update(start)
+        except CheckpointError as exc:
+            raise ClaimError("checkpoint", f"claim {label}: {exc}") from None
+
+    async def _record(self, uid: str, backend: str, key: str, value: Any) -> None:
+        stored = _json_copy(value, f"journal entry {key!r}")
+
+        def fn(claims: dict[str, dict[str, Any]]) -> None:
+            e = claims.get(uid)
+            if e is None:
+                raise CheckpointError(f"claim {uid} vanished from the checkpoint during prepare")
+            journal = dict(e.get("journal") or {})
+            journal[backend] = {**(journal.get(backend) or {}), key: stored}
+            claims[uid] = {**e, "journal": journal}
+        await self.checkpoint.update(fn)
+
+    async def _run(self, info: ClaimInfo, plan: list[_Planned], label: str) -> PrepareOutcome:
+        uid = info.uid
+        results: dict[str, PrepareResult] = {}
+        for b in self.backends:
+            devs = [p.allocated for p in plan if p.backend == b.key]
+            if not devs:
+                continue
+            partitions: dict[str, Mapping[str, Any]] = {}
+
+            async def record(key: str, value: Any, _b: str = b.key) -> None:
+                await self._record(uid, _b, key, value)
+            ctx = PrepareContext(claim=info, backend_name=b.key, journal={}, partitions=partitions,
+                                 _record=record, _locks=self.device_locks)
+            if b.hooks.implements("dra_create_partition"):
+                seen: set[str] = set()
+                for d in devs:
+                    if d.name in seen:
+                        continue
+                    seen.add(d.name)
+                    rec = await self._backend_call(b, "dra_create_partition", label, ctx=ctx, device=d)
+                    if rec is None:
+                        continue
+                    rec = _json_copy(dict(rec), f"partition record of device {d.name!r}")
+                    part = {"backend": b.key, "device": d.name, "record": rec}
+
+                    def add(claims: dict[str, dict[str, Any]], _p: dict[str, Any] = part) -> None:
+                        e = claims[uid]
+                        claims[uid] = {**e, "partitions": [*e.get("partitions", []), _p]}
+                    await self._cp(self.checkpoint.update(add), label)
+                    partitions[d.name] = rec
+            res = await self._backend_call(b, "dra_prepare", label, ctx=ctx, devices=devs)
+            if res is None:
+                res = PrepareResult()
+            if not isinstance(res, PrepareResult):
+                raise ClaimError("backend", f"claim {label}: backend {b.key}: dra_prepare returned "
+                                            f"{type(res).__name__}, not PrepareResult")
+            results[b.key] = res
+
+        # CDI: one device per (device, share id), in allocation order.
+        cdi_devices: list[tuple[str, str | None, ContainerEdits]] = []
+        seen_cdi: set[tuple[str, str | None]] = set()
+        for p in plan:
+            k = (p.allocated.name, p.allocated.share_id)
+            if k in seen_cdi:
+                continue
+            seen_cdi.add(k)
+            pd = results[p.backend].devices.get(p.allocated.name)
+            cdi_devices.append((k[0], k[1], pd.edits if pd is not None and pd.edits is not None else ContainerEdits()))
+        claim_edits_list = [(f"backend {k}", r.claim_edits) for k, r in results.items() if r.claim_edits is not None]
+        try:
+            claim_edits = merge(claim_edits_list) if claim_edits_list else None
+            id_of = {(d, s): self.cdi.qualified(claim_device_name(uid, d, s)) for d, s, _ in cdi_devices}
+        except (CdiError, ValueError) as exc:
+            raise ClaimError("cdi", f"claim {label}: building the CDI spec failed: {exc}") from None
+        status_entries = self._status_entries(plan, results)
+        prepared = _prepared(plan, id_of)
+        teardown = {k: _json_copy(dict(r.teardown or {}), f"backend {k}: teardown") for k, r in results.items()}
+        cdi_stored = {"devices": [{"device": d, "shareId": s, "edits": e.to_cdi()} for d, s, e in cdi_devices],
+                      "claimEdits": claim_edits.to_cdi() if claim_edits is not None else None}
+
+        # The CDI spec is written while the remaining checkpoint updates commit: both orders are
+        # crash-safe (a completed claim without its spec gets it back at start-up and on the
+        # kubelet's retry; a spec without a completed entry is removed by the rollback), and it
+        # saves one fsync'd write of latency. A rollback only starts once the write has ended.
+        cdi_write = asyncio.ensure_future(asyncio.to_thread(self.cdi.write_claim_spec, uid, cdi_devices, claim_edits))
+        try:
+            if status_entries and self.write_status is not None:
+                def mark(claims: dict[str, dict[str, Any]]) -> None:
+                    claims[uid] = {**claims[uid], "statusWritten": True}
+                await self._cp(self.checkpoint.update(mark), label)
+                try:
+                    await self.write_status(info, status_entries)
+                except Exception as exc:
+                    raise ClaimError("status", f"claim {label}: writing ResourceClaim.status.devices failed: {exc}") from None
+
+            def complete(claims: dict[str, dict[str, Any]]) -> None:
+                claims[uid] = {**claims[uid], "state": PREPARE_COMPLETED, "completedAt": time.time(),
+                               "teardown": teardown, "cdi": cdi_stored, "prepared": prepared}
+            await self._cp(self.checkpoint.update(complete), label)
+        finally:
+            await asyncio.wait([cdi_write])
+        exc = cdi_write.exception()
+        if exc is not None:
+            raise ClaimError("cdi", f"claim {label}: writing the CDI spec failed: {exc}") from None
+        return _outcome(prepared)
+
+    async def _backend_call(self, b: BackendInstance, hook: str, label: str, **kwargs: Any) -> Any:
+        try:
+            return await b.hooks.call(hook, **kwargs)
+        except ClaimError:
+            raise
+        except Exception as exc:
+            raise ClaimError("backend", f"claim {label}: backend {b.key}: {hook}: {exc}") from None
+
+    async def _cp(self, aw: Awaitable[Any], label: str) -> Any:
+        try:
+            return await aw
+        except CheckpointError as exc:
+            raise ClaimError("checkpoint", f"claim {label}: {exc}") from None
+
+    def _status_entries(self, plan: list[_Planned], results: dict[str, PrepareResult]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        seen: set[tuple[str, str, str | None]] = set()
+        for p in plan:
+            k = (p.allocated.pool, p.allocated.name, p.allocated.share_id)
+            pd = results[p.backend].devices.get(p.allocated.name)
+            st: DeviceStatus | None = pd.status if pd is not None else None
+            if st is None or k in seen:
+                continue
+            seen.add(k)
+            e: dict[str, Any] = {"driver": self.driver_name, "pool": k[0], "device": k[1]}
+            if k[2]:
+                e["shareID"] = k[2]
+            if st.conditions:
+                e["conditions"] = [{"reason": "Prepared", "message": "", "lastTransitionTime": _now_rfc3339(), **c}
+                                   for c in st.conditions]
+            if st.data is not None:
+                e["data"] = _json_copy(dict(st.data), "device status data")
+            if st.network_data is not None:
+                nd = st.network_data
+                e["networkData"] = {k2: v for k2, v in (("interfaceName", nd.interface_name), ("ips", list(nd.ips)),
+                                                         ("hardwareAddress", nd.hardware_address)) if v}
+            out.append(e)
+        return out
+
+    async def _reuse(self, entry: Mapping[str, Any], label: str) -> PrepareOutcome:
+        try:
+            ids = await self._ensure_cdi(entry)
+        except (CdiError, ValueError, OSError, KeyError, TypeError) as exc:
+            raise ClaimError("cdi", f"claim {label}: re-writing the CDI spec failed: {exc}") from None
+        prepared = entry.get("prepared") or []
+        if ids:
+            prepared = [{**d, "cdiDeviceIds": [ids[(d["device"], d.get("shareId"))]]}
+                        if (d["device"], d.get("shareId")) in ids else d for d in prepared]
+        return _outcome(prepared)
+
+    async def _ensure_cdi(self, entry: Mapping[str, Any]) -> dict[tuple[str, str | None], str]:
+        cdi = entry.get("cdi") or {}
+        devices = [(d["device"], d.get("shareId"), ContainerEdits.from_cdi(d.get("edits") or {}))
+                   for d in cdi.get("devices", [])]
+        if not devices:
+            return {}
+        ce = cdi.get("claimEdits")
+        claim_edits = ContainerEdits.from_cdi(ce) if ce else None
+        ids = await asyncio.to_thread(self.cdi.ensure_claim_spec, entry["uid"], devices, claim_edits)
+        return {(d, s): i for (d, s, _), i in zip(devices, ids)}
+
+    # --- unprepare / rollback -----------------------------------------------------------------
+
+    async def _unprepare_one(self, ref: ClaimRef) -> str:
+        t0 = time.perf_counter()
+        self.metrics.inflight(1, "unprepare")
+        reason: str | None = None
+        try:
+            async with self._claim_locks.hold(ref.uid):
+                await self.checkpoint.refresh()
+                entry = self.checkpoint.get(ref.uid)
+                if entry is None:
+                    return ""
+                await self._teardown(entry)
+            self.metrics.set_prepared_claims(self.prepared_claim_count())
+            return ""
+        except ClaimError as exc:
+            reason = exc.reason
+            self.log.warning("unprepare failed: %s", exc)
+            return str(exc)
+        except Exception as exc:
+            reason = "internal"
+            self.log.exception("unprepare of claim %s failed", ref.uid)
+            return f"claim {ref.namespace}/{ref.name}: internal error: {exc}"
+        finally:
+            self.metrics.inflight(-1, "unprepare")
+            self.metrics.observe_unprepare(time.perf_counter() - t0, reason)
+
+    async def rollback_stale(self, uid: str) -> bool:
+        """Roll back claim ``uid`` if it is still PrepareStarted (janitor). Returns True when it
+        was rolled back; raises ClaimError when the rollback failed (entry kept)."""
+        async with self._claim_locks.hold(uid):
+            await self.checkpoint.refresh()
+            entry = self.checkpoint.get(uid)
+            if entry is None or entry.get("state") != PREPARE_STARTED:
+                return False
+            await self._teardown(entry)
+            return True
+
+    async def _teardown(self, entry: Mapping[str, Any]) -> None:
+        """Undo ``entry`` from the checkpoint alone, then delete it. Keeps going through all
+        backends and partitions, gathering errors; on any error the entry stays (minus the
+        partitions already destroyed) and ClaimError("unprepare") is raised."""
+        uid = entry["uid"]
+        label = f"{entry.get('namespace')}/{entry.get('name')}"
+        info = ClaimInfo(uid, str(entry.get("namespace", "")), str(entry.get("name", "")))
+        physical = self.physically_prepared(entry)
+        completed = entry.get("state") == PREPARE_COMPLETED
+        errors: list[str] = []
+        destroyed: list[Mapping[str, Any]] = []
+        for key in reversed(entry.get("backends") or []):
+            b = self._by_key.get(key)
+            if b is None:
+                self.log.warning("claim %s: backend %r recorded in the checkpoint is not configured; "
+                                 "skipping its teardown", label, key)
+                continue
+            devices = list(dict.fromkeys(d["device"] for d in entry.get("devices", []) if d.get("backend") == key))
+            stored = StoredClaim(claim=info, completed=completed, devices=devices,
+                                 journal=(entry.get("journal") or {}).get(key, {}),
+                                 teardown=(entry.get("teardown") or {}).get(key, {}) if completed else {},
+                                 physically_prepared=physical)
+            try:
+                await b.hooks.call("dra_unprepare", stored=stored)
+            except Exception as exc:
+                errors.append(f"backend {key}: dra_unprepare: {exc}")
+                continue
+            if not physical:
+                continue
+            for part in reversed([p for p in entry.get("partitions", []) if p.get("backend") == key]):
+                try:
+                    await b.hooks.call("dra_destroy_partition", record=part["record"])
+                    destroyed.append(part)
+                except Exception as exc:
+                    errors.append(f"backend {key}: dra_destroy_partition for device {part.get('device')}: {exc}")
+        if entry.get("statusWritten") and self.write_status is not None:
+            try:
+                await self.write_status(info, [])
+            except Exception as exc:  # the claim is often gone already: never block unprepare
+                self.log.info("claim %s: clearing status.devices failed (ignored): %s", label, exc)
+        if errors:
+            try:
+                await asyncio.to_thread(self.cdi.remove_claim_spec, uid)
+            except (OSError, ValueError) as exc:
+                errors.append(f"removing the CDI spec: {exc}")
+            if destroyed:
+                def prune(claims: dict[str, dict[str, Any]]) -> None:
+                    e = claims.get(uid)
+                    if e is not None:
+                        claims[uid] = {**e, "partitions": [p for p in e.get("partitions", []) if p not in destroyed]}
+                with contextlib.suppress(CheckpointError):
+                    await self.checkpoint.update(prune)
+            raise ClaimError("unprepare", f"claim {label}: " + "; ".join(errors))
+
+        def drop(claims: dict[str, dict[str, Any]]) -> None:
+            claims.pop(uid, None)
+        # Removing the spec and dropping the entry run together (one fsync'd write less of
+        # latency): a spec whose entry is gone is removed at start-up and by the janitor.
+        removed, dropped = await asyncio.gather(asyncio.to_thread(self.cdi.remove_claim_spec, uid),
+                                                self.checkpoint.update(drop), return_exceptions=True)
+        if isinstance(dropped, BaseException):
+            raise ClaimError("checkpoint", f"claim {label}: {dropped}")
+        if isinstance(removed, BaseException):
+            raise ClaimError("cdi", f"claim {label}: removing the CDI spec failed (removed later by the "
+                                    f"janitor): {removed}")
+
+
+def _strip(exc: Exception, label: str) -> str:
+    msg = str(exc)
+    prefix = f"claim {label}: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
+
+
+def _prepared(plan: list[_Planned], id_of: Mapping[tuple[str, str | None], str]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+    for p in plan:
+        a = p.allocated
+        k = (a.pool, a.name, a.share_id)
+        g = groups.get(k)
+        if g is None:
+            g = groups[k] = {"requests": [], "pool": a.pool, "device": a.name,
+                             "cdiDeviceIds": [id_of[(a.name, a.share_id)]], "shareId": a.share_id}
+        if a.request not in g["requests"]:
+            g["requests"].append(a.request)
+    return list(groups.values())
+
+
+def _outcome(prepared: Sequence[Mapping[str, Any]]) -> PrepareOutcome:
+    return PrepareOutcome(devices=[
+        PreparedDevice(requests=list(d.get("requests") or []), pool=d["pool"], device=d["device"],
+                       cdi_device_ids=list(d.get("cdiDeviceIds") or []), share_id=d.get("shareId"))
+        for d in prepared])
+
+
+__all__ = ["ClaimError", "ClaimGetter", "EngineMetrics", "KeyedLocks", "NullMetrics", "PrepareEngine",
+           "StatusWriter"]
