@@ -1,0 +1,1 @@
+"""Built-in NVIDIA GPU backend (GPUs, static and dynamic MIG, time-slicing, NVML health)."""

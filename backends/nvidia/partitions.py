@@ -1,0 +1,246 @@
+"""Dynamic MIG: create and destroy GPU/compute instances, roll back, reconcile at start-up.
+
+The partition record (also the journal value under ``mig/<device name>``) holds everything
+rollback needs, written before each side effect::
+
+    {"device", "parent" (GPU uuid), "bus", "parentMinor", "profile", "profileId", "start", "size",
+     "step": "creating" | "failed" | "gi-created" | "ready", "giId"?, "ciId"?, "uuid"? (MIG uuid),
+     "adopted"?: true}
+
+"creating" means the GI may or may not exist: the placement was checked free right before, and
+the scheduler's counters keep other claims off it while this claim is allocated, so a GI found
+at exactly (profileId, start) is ours. A destroy is idempotent: instances already gone are fine.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+from . import nvml_api as api
+from .nvml_api import GpuInstance, Nvml, NvmlError
+
+log = logging.getLogger(__name__)
+
+Record = Callable[[str, Any], Awaitable[None]]
+
+
+def journal_key(device: str) -> str:
+    return f"mig/{device}"
+
+
+class MigManager:
+    """``inflight_path``: a small file listing partitions whose creation started and that were not
+    destroyed yet (``{device: record}``). The framework's ``owned`` list only holds records of
+    *finished* ``dra_create_partition`` calls; this file lets the start-up reconcile recognise a
+    half-created instance of an interrupted prepare as owned (its rollback comes from the journal)."""
+
+    def __init__(self, nvml: Nvml, logger: logging.Logger | None = None, inflight_path: Path | None = None) -> None:
+        self.nvml = nvml
+        self.log = logger or log
+        self.inflight_path = inflight_path
+        self._locks: dict[str, asyncio.Lock] = {}
+        #: GPU uuid → unowned instances adopted at start-up (published as they are).
+        self.adopted: dict[str, list[GpuInstance]] = {}
+        #: GPU uuids left tainted by the ``refuse`` policy (or a failed ``destroy``).
+        self.refused: set[str] = set()
+
+    def inflight(self) -> dict[str, dict[str, Any]]:
+        if self.inflight_path is None:
+            return {}
+        try:
+            data = json.loads(self.inflight_path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _set_inflight(self, device: str, rec: Mapping[str, Any] | None) -> None:
+        if self.inflight_path is None:
+            return
+        data = self.inflight()
+        if rec is None:
+            if device not in data:
+                return
+            data.pop(device)
+        else:
+            data[device] = dict(rec)
+        self.inflight_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.inflight_path.with_name(self.inflight_path.name + ".tmp")
+        with tmp.open("w") as f:
+            json.dump(data, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.inflight_path)
+
+    def forget(self, device: str) -> None:
+        """Drop ``device`` from the in-flight list (its hardware state is gone, e.g. after a reboot)."""
+        self._set_inflight(device, None)
+
+    def lock(self, gpu: str) -> asyncio.Lock:
+        return self._locks.setdefault(gpu, asyncio.Lock())
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def _mig_enabled(self, uuid: str) -> bool:
+        sysinfo = await self._call(self.nvml.system)
+        g = next((g for g in sysinfo.gpus if g.uuid == uuid), None)
+        if g is None:
+            raise RuntimeError(f"GPU {uuid} not found by NVML")
+        return g.mig_enabled
+
+    async def _find_gi(self, uuid: str, profile_id: int, start: int) -> GpuInstance | None:
+        try:
+            gis = await self._call(self.nvml.gpu_instances, uuid)
+        except NvmlError as exc:
+            if exc.code in (api.ERROR_NOT_SUPPORTED, api.ERROR_NOT_FOUND):
+                return None  # MIG disabled: no instances
+            raise
+        return next((g for g in gis if g.profile_id == profile_id and g.start == start), None)
+
+    async def create(self, record: Record, data: Mapping[str, Any], device: str,
+                     previous: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Create the GI (with placement) and its full CI for ``device``; ``previous`` is this
+        claim's journal entry from an earlier, interrupted attempt."""
+        uuid, pid, start = data["parent"], int(data["profileId"]), int(data["start"])
+        key = journal_key(device)
+        rec: dict[str, Any] = {"device": device, "parent": uuid, "bus": data["bus"], "parentMinor": data["parentMinor"],
+                               "profile": data["profile"], "profileId": pid, "start": start, "size": data["size"],
+                               "step": "creating"}
+        async def record_(k: str, v: dict[str, Any]) -> None:
+            await record(k, v)
+            self._set_inflight(device, v)
+
+        async with self.lock(uuid):
+            existing = await self._find_gi(uuid, pid, start)
+            if existing is not None:
+                if not previous or previous.get("step") == "failed":
+                    raise RuntimeError(f"error creating GPU instance for {device!r}: placement {start} of profile "
+                                       f"{data['profile']} already holds GPU instance {existing.id} that this claim does not own")
+                gi = existing  # our own from the interrupted attempt
+            else:
+                if not await self._mig_enabled(uuid):
+                    rec["enabledMig"] = True
+                    await record_(key, rec)
+                    try:
+                        await self._call(self.nvml.set_mig_mode, uuid, True)
+                    except NvmlError as exc:
+                        raise RuntimeError(f"error enabling MIG mode on GPU {uuid} for {device!r}: {exc}") from None
+                    if not await self._mig_enabled(uuid):
+                        raise RuntimeError(f"MIG mode on GPU {uuid} is pending a GPU reset (Ampere cannot toggle "
+                                           f"MIG live); enable MIG mode and reset the GPU first")
+                await record_(key, rec)
+                try:
+                    gi = await self._call(self.nvml.create_gpu_instance, uuid, pid, start)
+                except NvmlError as exc:
+                    rec["step"] = "failed"
+                    await record_(key, rec)
+                    raise RuntimeError(f"error creating GPU instance for {device!r}: {exc}") from None
+            rec.update(step="gi-created", giId=gi.id)
+            await record_(key, rec)
+            cis = await self._call(self.nvml.compute_instances, uuid, gi.id)
+            ci = cis[0] if cis else None
+            if ci is None:
+                try:
+                    ci = await self._call(self.nvml.create_compute_instance, uuid, gi.id)
+                except NvmlError as exc:
+                    raise RuntimeError(f"error creating compute instance for {device!r}: {exc}") from None
+            mig = next((m for m in await self._call(self.nvml.mig_devices, uuid) if m.gi_id == gi.id and m.ci_id == ci.id), None)
+            rec.update(step="ready", ciId=ci.id, uuid=mig.uuid if mig else None)
+            await record_(key, rec)
+            return rec
+
+    async def destroy(self, rec: Mapping[str, Any]) -> None:
+        """Destroy what ``rec`` says was (maybe) created. Raises RuntimeError when an instance is
+        in use (the kubelet retries the unprepare)."""
+        if rec.get("adopted") or rec.get("step") in (None, "failed"):
+            self.forget(rec.get("device", ""))
+            return
+        uuid, device = rec["parent"], rec.get("device", "?")
+        async with self.lock(uuid):
+            await self._destroy_locked(rec, uuid, device)
+        self.forget(device)
+
+    async def _destroy_locked(self, rec: Mapping[str, Any], uuid: str, device: str) -> None:
+        try:
+            gis = await self._call(self.nvml.gpu_instances, uuid)
+        except NvmlError as exc:
+            if exc.code in (api.ERROR_NOT_SUPPORTED, api.ERROR_NOT_FOUND):
+                return  # MIG disabled or GPU unknown: nothing left
+            if exc.code == api.ERROR_GPU_IS_LOST:
+                self.log.warning("GPU %s is lost: cannot destroy MIG instance of %s", uuid, device)
+                return
+            raise RuntimeError(f"destroying MIG device {device!r}: {exc}") from None
+        gi = next((g for g in gis if g.profile_id == rec["profileId"] and g.start == rec["start"]), None)
+        if gi is None:
+            return
+        if rec.get("giId") is not None and gi.id != rec["giId"]:
+            self.log.warning("MIG device %s: GI at placement has id %d, record says %s; not destroying", device, gi.id, rec["giId"])
+            return
+        if rec.get("uuid"):
+            mig = [m for m in await self._call(self.nvml.mig_devices, uuid) if m.gi_id == gi.id]
+            if mig and all(m.uuid != rec["uuid"] for m in mig):
+                self.log.warning("MIG device %s was re-created by someone else (uuid %s); not destroying", device, mig[0].uuid)
+                return
+        await self._destroy_gi(uuid, gi.id, device)
+        await self._maybe_disable_mig(uuid)
+
+    async def _destroy_gi(self, uuid: str, gi_id: int, what: str) -> None:
+        try:
+            for ci in await self._call(self.nvml.compute_instances, uuid, gi_id):
+                await self._call(self.nvml.destroy_compute_instance, uuid, gi_id, ci.id)
+            await self._call(self.nvml.destroy_gpu_instance, uuid, gi_id)
+        except NvmlError as exc:
+            if exc.code == api.ERROR_NOT_FOUND:
+                return
+            raise RuntimeError(f"error destroying MIG device {what!r} (GPU {uuid}, GI {gi_id}): {exc}") from None
+
+    async def _maybe_disable_mig(self, uuid: str) -> None:
+        """Hopper+: turn MIG mode off when the last instance is gone, so the full GPU works again."""
+        try:
+            if await self._call(self.nvml.gpu_instances, uuid):
+                return
+            sysinfo = await self._call(self.nvml.system)
+            g = next((g for g in sysinfo.gpus if g.uuid == uuid), None)
+            if g is not None and g.mig_enabled and g.architecture != "Ampere":
+                await self._call(self.nvml.set_mig_mode, uuid, False)
+        except NvmlError as exc:
+            self.log.warning("GPU %s: could not disable MIG mode after the last instance was destroyed: %s", uuid, exc)
+
+    async def reconcile(self, gpus: Sequence[str], owned: Sequence[Mapping[str, Any]], policy: str) -> bool:
+        """Apply ``policy`` to instances no record in ``owned`` claims. Never raises for a policy
+        outcome. Returns True when anything changed (adopted, destroyed or refused)."""
+        self.adopted.clear()
+        self.refused.clear()
+        owned = [*owned, *self.inflight().values()]
+        by_id = {(r.get("parent"), r.get("giId")) for r in owned if r.get("giId") is not None}
+        by_place = {(r.get("parent"), r.get("profileId"), r.get("start")) for r in owned}
+        changed = False
+        for uuid in gpus:
+            try:
+                gis = await self._call(self.nvml.gpu_instances, uuid)
+            except NvmlError:
+                continue  # MIG disabled / not capable
+            for gi in gis:
+                if (uuid, gi.id) in by_id or (uuid, gi.profile_id, gi.start) in by_place:
+                    continue
+                changed = True
+                what = f"GPU {uuid} GI {gi.id} (profile id {gi.profile_id}, placement {gi.start}:{gi.size})"
+                if policy == "adopt":
+                    self.log.info("adopting unowned MIG instance %s", what)
+                    self.adopted.setdefault(uuid, []).append(gi)
+                elif policy == "destroy":
+                    self.log.warning("found unexpected MIG instance %s that no claim owns: tearing it down", what)
+                    try:
+                        await self._destroy_gi(uuid, gi.id, what)
+                    except RuntimeError as exc:
+                        self.log.error("%s; tainting the GPU's devices instead", exc)
+                        self.refused.add(uuid)
+                else:
+                    self.log.warning("unowned MIG instance %s: policy refuse, tainting the GPU's devices %s",
+                                     what, "gpu.nvidia.com/unmanaged-mig")
+                    self.refused.add(uuid)
+        return changed
