@@ -110,11 +110,14 @@ def cmd_discover(args: argparse.Namespace) -> int:
     settings = _settings(args, require_node_name=False)
     results = asyncio.run(_discover_all(settings, Progress()))
     if args.output in ("yaml", "json"):
-        from .slices import desired_slices_for_inventory
+        from .slices import desired_slices
 
         objs = []
         for d, _b, inv in results:
-            objs.extend(desired_slices_for_inventory(d.name, settings.node_name, inv))
+            slices, report = desired_slices(inv, driver=d.name, node_name=settings.node_name)
+            objs.extend(slices)
+            for issue in report.issues:
+                print(f"{issue.severity}: driver {d.name}: {issue}", file=sys.stderr)
         doc = {"apiVersion": "v1", "kind": "List", "items": objs}
         if args.output == "json":
             print(json.dumps(doc, indent=2))
@@ -136,15 +139,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     settings = _settings(args, require_node_name=False)
     problems: list[str] = []
     results = asyncio.run(_discover_all(settings, Progress()))
-    try:
-        from .slices import validate_inventory
-    except ImportError:  # slices package not present in a partial install
-        validate_inventory = None
+    from .slices import build_pools
+
     for d, _b, inv in results:
         n = sum(len(p.devices) for p in inv.pools.values())
-        if validate_inventory is not None:
-            for problem in validate_inventory(d.name, settings.node_name, inv):
-                problems.append(f"driver {d.name}: {problem}")
+        _desired, report = build_pools(inv, driver=d.name, node_name=settings.node_name)
+        problems.extend(f"driver {d.name}: {issue}" for issue in report.errors)
+        for issue in report.warnings:
+            print(f"warning: driver {d.name}: {issue}", file=sys.stderr)
         print(f"driver {d.name}: {len(inv.pools)} pool(s), {n} device(s)")
     if args.cdi_dir:
         problems.extend(_cdi_dir_problems(args.cdi_dir))

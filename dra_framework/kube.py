@@ -42,11 +42,11 @@ class RateLimitedClient:
     _LIMITED = {"get", "list", "create", "replace", "patch", "delete", "deletecollection", "apply", "watch"}
 
     def __init__(self, client: Any, bucket: TokenBucket) -> None:
-        self._client = client
+        self._inner = client
         self._bucket = bucket
 
     def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
+        attr = getattr(self._inner, name)
         if name not in self._LIMITED:
             return attr
         if name in ("list", "watch"):

@@ -45,6 +45,7 @@ class DriverRuntime:
         self.server: PluginServer | None = None
         self.problems: dict[str, str] = {}  # source → problem, shown by /readyz
         self._rediscover_pending = False
+        self._invalid_pools: set[str] = set()
         self._tasks: list[asyncio.Task] = []
 
     # --- inventory ---------------------------------------------------------
@@ -130,7 +131,9 @@ class DriverRuntime:
             self.slices = SliceController(
                 self.client, self.name, self.settings.node_name, self.node_uid,
                 resync_seconds=self.settings.slice_resync_seconds, on_report=self._slice_report,
-                metrics=self.metrics)
+                # Health taints may appear at any time: split at the taint limit from the start so
+                # the first taint does not re-split the pool.
+                taints_possible=self.hub is not None, field_manager=self.name)
             self.slices.update(self.effective_pools())
             await self.slices.start()
 
@@ -187,16 +190,19 @@ class DriverRuntime:
                 lambda: self._tasks.append(self._loop.create_task(coro_fn("DRADriverProblem", f"{self.name}: {message}"))))
 
     def _slice_report(self, report: Any) -> None:
-        """Invalid devices and dropped fields from the publisher."""
-        invalid = getattr(report, "invalid", None) or []
-        by_pool: dict[str, int] = {}
-        for item in invalid:
-            by_pool[str(getattr(item, "pool", ""))] = by_pool.get(str(getattr(item, "pool", "")), 0) + 1
-        for pool, n in by_pool.items():
-            self.metrics.set_invalid_devices(pool, n)
-        if invalid:
-            msg = f"{len(invalid)} device(s) left out of ResourceSlices: " + "; ".join(str(i) for i in invalid[:5])
-            self._problem("resourceslices", msg)
+        """Invalid devices, dropped fields and write errors from the publisher: metric per pool,
+        readiness false while any pool has invalid devices, one log line and Event per change."""
+        for pool in set(report.invalid_devices) | set(self._invalid_pools):
+            self.metrics.set_invalid_devices(pool, len(report.invalid_devices.get(pool, ())))
+        self._invalid_pools = set(report.invalid_devices)
+        for issue in report.warnings:
+            log.warning("driver %s: ResourceSlices: %s", self.name, issue)
+        errors = report.errors
+        if errors:
+            n = sum(len(v) for v in report.invalid_devices.values())
+            head = f"{n} device(s) left out of ResourceSlices" if n else "ResourceSlice problems"
+            self._problem("resourceslices", f"{head}: " + "; ".join(str(i) for i in errors[:5])
+                          + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""))
         else:
             self._problem("resourceslices", None)
 

@@ -1,0 +1,673 @@
+"""The async ResourceSlice publisher, with the Go ``resourceslice`` controller's semantics
+(dra-protocol.md §4.2, docs/resourceslices.md).
+
+Per pool:
+
+1. The highest ``pool.generation`` among the existing slices is current; lower ones are obsolete.
+2. Slices are named ``<hex index>-<driver>-<node>-<random>`` (generateName); existing slices are
+   matched to desired slices by the decoded index. A bad prefix, a duplicate or out-of-range index,
+   or a node selection that cannot be updated in place makes a slice obsolete.
+3. A matched slice has changed when pool, node selection, devices or sharedCounters differ
+   (after normalization: quantities by value, taint ``timeAdded`` ignored, fields the server
+   dropped ignored).
+4. Generation: kept when there are no new slices, the slice count is unchanged and at most one
+   slice changed (one in-place update); otherwise (re-split, new slices, several changed) bumped
+   by one and *all* matched slices are updated. Never lowered.
+5. Obsolete slices are deleted first (preconditions UID + resourceVersion), then changed slices
+   are updated in place (PUT with the stored object's resourceVersion; taint ``timeAdded`` and
+   fields the driver does not own are kept), then missing slices are created.
+6. Each write's result is compared with what was sent; fields the server dropped (feature gate
+   off) are reported once and then ignored, so there is no write loop.
+7. Pools no longer desired get all their slices deleted.
+
+The controller watches its own slices (``spec.driver`` + ``spec.nodeName`` field selectors; for
+non-node-local pools ``spec.nodeName=`` + a publisher label), re-syncs a pool ``sync_delay``
+seconds after someone else changed or deleted one of its slices, and relists every
+``resync_seconds``. ``update()`` is debounced: bursts (many health taints) become one pass.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from typing import Any, Callable
+
+from ..model.attributes import quantity_value
+from .apiversions import API_VERSION, Limits, ServerInfo, discover_server
+from .convert import (
+    GENERATE_NAME_MAX_BASE,
+    KIND,
+    PUBLISHER_LABEL,
+    DesiredPool,
+    build_pools,
+    generate_name,
+    index_width,
+    owner_reference,
+)
+from .kubeapi import Gone, KubeAPI, status_code
+from .validate import Issue, Report
+
+log = logging.getLogger(__name__)
+
+#: Spec fields the publisher owns; others (added by newer servers) are kept on update.
+MANAGED_SPEC_FIELDS = ("pool", "nodeName", "nodeSelector", "allNodes", "perDeviceNodeSelection",
+                       "devices", "sharedCounters")
+_MAP_FIELDS = {"attributes", "capacity", "counters"}
+#: Feature gates behind fields the server may drop.
+FEATURE_OF_FIELD = {
+    "devices[].taints": "DRADeviceTaints",
+    "devices[].consumesCounters": "DRAPartitionableDevices",
+    "sharedCounters": "DRAPartitionableDevices",
+    "perDeviceNodeSelection": "DRAPartitionableDevices",
+    "devices[].allowMultipleAllocations": "DRAConsumableCapacity",
+    "devices[].capacity.*.requestPolicy": "DRAConsumableCapacity",
+    "devices[].attributes.*.ints": "DRAListTypeAttributes",
+    "devices[].attributes.*.bools": "DRAListTypeAttributes",
+    "devices[].attributes.*.strings": "DRAListTypeAttributes",
+    "devices[].attributes.*.versions": "DRAListTypeAttributes",
+}
+
+
+class NodeNotFoundError(RuntimeError):
+    pass
+
+
+# --- normalization for comparison ----------------------------------------------------------------
+
+_QUANTITY_KEYS = {"value", "default", "min", "max", "step"}
+_FLAG_KEYS = {"allowMultipleAllocations", "allNodes", "perDeviceNodeSelection"}
+
+
+def _qnorm(q: Any) -> Any:
+    try:
+        return str(quantity_value(q if isinstance(q, (int, str)) else str(q)).normalize())
+    except (ValueError, ArithmeticError):
+        return q
+
+
+def _norm(obj: Any, key: str = "") -> Any:
+    """Drop empty values, taint timeAdded; quantities compared by value."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k == "timeAdded":
+                continue
+            n = _norm(v, k)
+            if n is None or n == [] or n == {} or (n is False and k in _FLAG_KEYS):
+                continue
+            out[k] = n
+        return out
+    if isinstance(obj, list):
+        if key == "validValues":
+            return [_qnorm(x) for x in obj]
+        return [_norm(x) for x in obj]
+    if key in _QUANTITY_KEYS and isinstance(obj, (str, int)) and not isinstance(obj, bool):
+        return _qnorm(obj)
+    return obj
+
+
+def _paths(obj: Any, prefix: str = "", out: set[str] | None = None, parent_key: str = "") -> set[str]:
+    out = set() if out is None else out
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            p = f"{prefix}.*" if parent_key in _MAP_FIELDS else (f"{prefix}.{k}" if prefix else k)
+            out.add(p)
+            _paths(v, p, out, k)
+    elif isinstance(obj, list):
+        for v in obj:
+            _paths(v, prefix + "[]", out, "")
+    return out
+
+
+def _strip(obj: Any, dropped: set[str], prefix: str = "", parent_key: str = "") -> Any:
+    if not dropped:
+        return obj
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            p = f"{prefix}.*" if parent_key in _MAP_FIELDS else (f"{prefix}.{k}" if prefix else k)
+            if p in dropped:
+                continue
+            out[k] = _strip(v, dropped, p, k)
+        return out
+    if isinstance(obj, list):
+        return [_strip(v, dropped, prefix + "[]") for v in obj]
+    return obj
+
+
+def normalize_spec(spec: dict, dropped: set[str] = frozenset()) -> dict:
+    s = {k: spec[k] for k in MANAGED_SPEC_FIELDS if k in spec}
+    if "pool" in s:
+        p = s["pool"]
+        s["pool"] = {"name": p.get("name"), "generation": int(p.get("generation") or 0),
+                     "resourceSliceCount": int(p.get("resourceSliceCount") or 0)}
+    return _strip(_norm(s), set(dropped))
+
+
+def dropped_paths(sent: dict, returned: dict) -> set[str]:
+    """Paths present in what was sent but absent from what the server stored."""
+    a = _paths(normalize_spec(sent))
+    b = _paths(normalize_spec(returned))
+    missing = a - b
+    # Report the top-most missing paths only.
+    return {p for p in missing if not any(p != q and p.startswith(q) and p[len(q)] in ".[" for q in missing)}
+
+
+_LIST_KINDS = ("ints", "bools", "strings", "versions")
+
+
+def _strip_list_attributes(spec: dict) -> set[str]:
+    """Remove list-valued attributes from a slice spec in place; return the list kinds removed."""
+    kinds: set[str] = set()
+    for d in spec.get("devices") or []:
+        attrs = d.get("attributes")
+        if not attrs:
+            continue
+        for name in [n for n, a in attrs.items() if any(k in a for k in _LIST_KINDS)]:
+            kinds.update(k for k in _LIST_KINDS if k in attrs[name])
+            del attrs[name]
+        if not attrs:
+            del d["attributes"]
+    return kinds
+
+
+def _err(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _rv(obj: dict) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+# --- the controller --------------------------------------------------------------------------------
+
+
+class SliceController:
+    """Publishes one driver's pools on one node.
+
+    ``client`` is a lightkube ``AsyncClient`` (or pass ``api=`` a ``KubeAPI``-compatible object).
+    ``on_report(report)`` is called with a ``Report`` whenever the set of issues changes (invalid
+    devices, dropped fields, write errors).
+    """
+
+    def __init__(self, client: Any, driver: str, node_name: str, node_uid: str | None = None, *,
+                 resync_seconds: float = 600.0, sync_delay: float = 5.0, debounce_seconds: float = 0.2,
+                 max_debounce_seconds: float = 2.0, on_report: Callable[[Report], Any] | None = None,
+                 taints_possible: bool = False, api: Any = None, field_manager: str = "dra-framework",
+                 retry_seconds: float = 1.0, max_retry_seconds: float = 30.0):
+        self.driver = driver
+        self.node_name = node_name
+        self.node_uid = node_uid
+        self.resync_seconds = resync_seconds
+        self.sync_delay = sync_delay
+        self.debounce_seconds = debounce_seconds
+        self.max_debounce_seconds = max_debounce_seconds
+        self.taints_possible = taints_possible
+        self.retry_seconds = retry_seconds
+        self.max_retry_seconds = max_retry_seconds
+        self._on_report = on_report
+        self._api = api if api is not None else KubeAPI(client, field_manager)
+        self.server: ServerInfo | None = None
+        self.limits: Limits | None = None
+        self.stats = {"creates": 0, "updates": 0, "deletes": 0}
+        self.report = Report()
+
+        self._slices: dict[str, dict] = {}        # our slices by name (raw objects)
+        self._own_rv: dict[str, int] = {}         # resourceVersion of our last write per slice
+        self._deleted_by_us: set[str] = set()
+        self._desired: dict[str, DesiredPool] | None = None
+        self._input: Any = None
+        self._input_seq = 0
+        self._built_seq = 0
+        self._validation = Report()
+        self._dropped: dict[str, set[str]] = {}
+        self._write_errors: dict[str, Issue] = {}
+        self._last_report_key: Any = None
+        self._due: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._update_due: float | None = None
+        self._first_update: float | None = None
+        self._next_resync = 0.0
+        self._wake = asyncio.Event()
+        self._synced = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._scope_rv: dict[str, str] = {}
+        self._started = False
+        self._watching: set[str] = set()
+        self._no_list_attributes = False
+
+    # -- scopes -----------------------------------------------------------------------------------
+    def _scopes(self) -> dict[str, tuple[dict, dict | None]]:
+        return {
+            "node": ({"spec.driver": self.driver, "spec.nodeName": self.node_name}, None),
+            "cluster": ({"spec.driver": self.driver, "spec.nodeName": ""}, {PUBLISHER_LABEL: self.node_name}),
+        }
+
+    def _in_scope(self, scope: str, obj: dict) -> bool:
+        spec = obj.get("spec") or {}
+        if scope == "node":
+            return spec.get("nodeName") == self.node_name
+        return not spec.get("nodeName") and ((obj["metadata"].get("labels") or {}).get(PUBLISHER_LABEL) == self.node_name)
+
+    # -- public API ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Discover the server, look up the Node UID, list the driver's slices and start the watch
+        and the worker. Raises UnsupportedServerError or NodeNotFoundError."""
+        self.server = await discover_server(self._api)
+        self.limits = Limits.for_server(self.server)
+        if not self.node_uid:
+            try:
+                node = await self._api.get_node(self.node_name)
+            except Exception as exc:
+                if status_code(exc) == 404:
+                    raise NodeNotFoundError(
+                        f"Node {self.node_name!r} does not exist: node-local ResourceSlices need the Node object "
+                        f"as their owner (set NODE_NAME to the name the kubelet registered)") from None
+                raise
+            self.node_uid = node["metadata"]["uid"]
+        for scope in self._scopes():
+            await self._relist(scope)
+        self._next_resync = time.monotonic() + self.resync_seconds
+        self._started = True
+        self._tasks = [asyncio.create_task(self._worker(), name=f"slices-worker-{self.driver}")]
+        self._watching: set[str] = set()
+        self._ensure_watch("node")
+        if any(not s["spec"].get("nodeName") for s in self._slices.values()):
+            self._ensure_watch("cluster")
+        self._wake.set()
+
+    def _ensure_watch(self, scope: str) -> None:
+        """Watch a scope. The cluster scope (non-node-local pools) is only watched while this node
+        publishes or had such pools, which halves the watches of a typical node-local driver."""
+        if scope in self._watching or not self._started:
+            return
+        self._watching.add(scope)
+        self._tasks.append(asyncio.create_task(self._watch_loop(scope), name=f"slices-watch-{scope}"))
+
+    def update(self, pools: Any) -> None:
+        """Set the desired pools (DriverInventory, {name: Pool} or [Pool]). Non-blocking; the latest
+        call wins; bursts within ``debounce_seconds`` (at most ``max_debounce_seconds``) are merged."""
+        self._input = pools
+        self._input_seq += 1
+        now = time.monotonic()
+        if self._first_update is None:
+            self._first_update = now
+        self._update_due = min(self._first_update + self.max_debounce_seconds, now + self.debounce_seconds)
+        self._synced.clear()
+        self._wake.set()
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        """Wait until the latest ``update()`` is published and no pool has pending work."""
+        await asyncio.wait_for(self._synced.wait(), timeout)
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def stop(self, delete: bool = False) -> None:
+        """Stop watching. ``delete=True`` (uninstall) deletes the driver's own slices on this node;
+        a plain stop (restart, upgrade) keeps them so that scheduling continues meanwhile."""
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks = []
+        self._watching = set()
+        self._started = False
+        if delete:
+            for scope, (fields, labels) in self._scopes().items():
+                items, _ = await self._api.list_slices(fields, labels)
+                for obj in items:
+                    if self._in_scope(scope, obj):
+                        await self._delete(obj)
+
+    def current_slices(self) -> list[dict]:
+        return [copy.deepcopy(s) for s in sorted(self._slices.values(), key=lambda s: s["metadata"]["name"])]
+
+    # -- list / watch ----------------------------------------------------------------------------
+    async def _relist(self, scope: str) -> None:
+        fields, labels = self._scopes()[scope]
+        items, rv = await self._api.list_slices(fields, labels)
+        seen = set()
+        for obj in items:
+            if not self._in_scope(scope, obj):
+                continue
+            name = obj["metadata"]["name"]
+            seen.add(name)
+            old = self._slices.get(name)
+            if old is None or _rv(obj) >= _rv(old):
+                if old is None or _rv(obj) != _rv(old):
+                    self._schedule(obj["spec"]["pool"]["name"], 0.0 if not self._started else self.sync_delay)
+                self._slices[name] = obj
+        for name in [n for n, o in self._slices.items() if self._in_scope(scope, o) and n not in seen]:
+            gone = self._slices.pop(name)
+            self._schedule(gone["spec"]["pool"]["name"], self.sync_delay)
+        self._scope_rv[scope] = rv
+
+    async def _watch_loop(self, scope: str) -> None:
+        fields, labels = self._scopes()[scope]
+        backoff = 0.5
+        while True:
+            try:
+                async for typ, obj in self._api.watch_slices(fields, labels, self._scope_rv[scope]):
+                    backoff = 0.5
+                    rv = obj.get("metadata", {}).get("resourceVersion")
+                    if rv:
+                        self._scope_rv[scope] = rv
+                    if typ == "BOOKMARK":
+                        continue
+                    if self._in_scope(scope, obj):
+                        self._on_event(typ, obj)
+            except asyncio.CancelledError:
+                raise
+            except Gone:
+                try:
+                    await self._relist(scope)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("relisting ResourceSlices failed: %s", _err(exc))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30)
+            except Exception as exc:
+                log.warning("ResourceSlice watch (%s) failed: %s; retrying", scope, _err(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30)
+
+    def _on_event(self, typ: str, obj: dict) -> None:
+        name = obj["metadata"]["name"]
+        pool = (obj.get("spec") or {}).get("pool", {}).get("name", "")
+        if typ == "DELETED":
+            self._slices.pop(name, None)
+            if name in self._deleted_by_us:
+                self._deleted_by_us.discard(name)
+                return
+            log.info("ResourceSlice %s of pool %s was deleted by someone else; re-syncing in %.1fs", name, pool, self.sync_delay)
+            self._schedule(pool, self.sync_delay)
+            return
+        old = self._slices.get(name)
+        if old is not None and _rv(obj) <= _rv(old):
+            return  # stale or our own write, already stored
+        self._slices[name] = obj
+        if self._own_rv.get(name) == _rv(obj):
+            return
+        self._schedule(pool, self.sync_delay)
+
+    def _schedule(self, pool: str, delay: float) -> None:
+        at = time.monotonic() + delay
+        if pool not in self._due or self._due[pool] > at:
+            self._due[pool] = at
+        self._synced.clear()
+        self._wake.set()
+
+    # -- worker ------------------------------------------------------------------------------------
+    async def _worker(self) -> None:
+        while True:
+            now = time.monotonic()
+            times = [self._next_resync]
+            if self._update_due is not None:
+                times.append(self._update_due)
+            if self._desired is not None:
+                times += self._due.values()
+            t = min(times)
+            if t > now:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), t - now)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            try:
+                await self._pass(now)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ResourceSlice sync pass failed")
+                await asyncio.sleep(self.retry_seconds)
+
+    async def _pass(self, now: float) -> None:
+        if self._update_due is not None and self._update_due <= now:
+            self._update_due = None
+            self._first_update = None
+            try:
+                self._rebuild()
+            except Exception as exc:
+                log.exception("building ResourceSlices from the inventory failed")
+                self._validation = Report(issues=[Issue("*", None, "inventory", f"cannot build slices: {exc!r}")])
+                self._emit_report()
+                return
+        if self._next_resync <= now:
+            self._next_resync = now + self.resync_seconds
+            for scope in self._scopes():
+                try:
+                    await self._relist(scope)
+                except Exception as exc:
+                    log.warning("periodic relist failed: %s", _err(exc))
+            for pool in self._all_pools():
+                self._due.setdefault(pool, now)
+        if self._desired is None:
+            return
+        due = sorted(p for p, t in self._due.items() if t <= now)
+        for pool in due:
+            del self._due[pool]
+            try:
+                await self._sync_pool(pool)
+                self._failures.pop(pool, None)
+                if self._write_errors.pop(pool, None) is not None:
+                    self._emit_report()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                n = self._failures[pool] = self._failures.get(pool, 0) + 1
+                code = status_code(exc)
+                delay = 0.05 if code == 409 and n < 3 else min(self.retry_seconds * 2 ** (n - 1), self.max_retry_seconds)
+                if code != 409:
+                    log.warning("syncing pool %s failed (attempt %d, retry in %.1fs): %s", pool, n, delay, _err(exc))
+                    self._write_errors[pool] = Issue(pool, None, "server", f"publishing failed: {_err(exc)}")
+                    self._emit_report()
+                self._due[pool] = time.monotonic() + delay
+        if not self._due and self._update_due is None and self._built_seq == self._input_seq:
+            self._synced.set()
+
+    def _all_pools(self) -> set[str]:
+        pools = {s["spec"]["pool"]["name"] for s in self._slices.values()}
+        if self._desired:
+            pools |= set(self._desired)
+        return pools
+
+    def _rebuild(self) -> None:
+        seq = self._input_seq
+        desired, report = build_pools(self._input if self._input is not None else [], driver=self.driver,
+                                      node_name=self.node_name, limits=self.limits,
+                                      taints_possible=self.taints_possible)
+        self._built_seq = seq
+        if any(not dp.node_local for dp in desired.values()):
+            self._ensure_watch("cluster")
+        old = self._desired or {}
+        self._desired = desired
+        self._validation = report
+        now = time.monotonic()
+        for pool in set(old) | set(desired) | {s["spec"]["pool"]["name"] for s in self._slices.values()}:
+            self._due[pool] = now
+        self._emit_report()
+
+    def _emit_report(self) -> None:
+        rep = Report()
+        rep.merge(self._validation)
+        for pool, paths in self._dropped.items():
+            rep.dropped_fields[pool] = set(paths)
+            for p in sorted(paths):
+                feat = FEATURE_OF_FIELD.get(p, "a disabled feature gate")
+                rep.warn(pool, None, p, f"the API server dropped this field (is {feat} enabled?)")
+        for issue in self._write_errors.values():
+            rep.add(issue)
+        self.report = rep
+        key = (tuple(str(i) for i in rep.issues), tuple(sorted((k, tuple(sorted(v))) for k, v in rep.dropped_fields.items())))
+        if key == self._last_report_key:
+            return
+        self._last_report_key = key
+        for i in rep.issues:
+            (log.warning if i.severity == "error" else log.info)("ResourceSlice publishing: %s", i)
+        if self._on_report is not None:
+            try:
+                self._on_report(rep)
+            except Exception:
+                log.exception("on_report callback failed")
+
+    # -- the per-pool sync ---------------------------------------------------------------------
+    def _parse_index(self, name: str, count: int) -> int | None:
+        idx_s, _, _ = name.partition("-")
+        if len(idx_s) != index_width(count):
+            return None
+        try:
+            idx = int(idx_s, 16)
+        except ValueError:
+            return None
+        if idx >= count:
+            return None
+        base = generate_name(idx, count, self.driver, self.node_name)[:GENERATE_NAME_MAX_BASE]
+        if not name.startswith(base) or len(name) != len(base) + 5:
+            return None
+        return idx
+
+    def _desired_spec(self, dp: DesiredPool, index: int, generation: int) -> dict:
+        spec = {"driver": self.driver,
+                "pool": {"name": dp.name, "generation": generation, "resourceSliceCount": len(dp.slices)},
+                **dp.selection(self.node_name), **copy.deepcopy(dp.slices[index])}
+        if self._no_list_attributes:
+            _strip_list_attributes(spec)
+        return spec
+
+    def _same(self, actual: dict, desired: dict, pool: str) -> bool:
+        dropped = self._dropped.get(pool, set())
+        return normalize_spec(actual, dropped) == normalize_spec(desired, dropped)
+
+    async def _sync_pool(self, pool: str) -> None:
+        dp = (self._desired or {}).get(pool)
+        existing = sorted((s for s in self._slices.values()
+                           if s["spec"]["pool"]["name"] == pool and not s["metadata"].get("deletionTimestamp")),
+                          key=lambda s: s["metadata"]["name"])
+        if dp is None:
+            for s in existing:
+                await self._delete(s)
+            return
+        cur_gen = max((int(s["spec"]["pool"].get("generation") or 0) for s in existing), default=0)
+        n = len(dp.slices)
+        matched: dict[int, dict] = {}
+        obsolete: list[dict] = []
+        for s in existing:
+            idx = self._parse_index(s["metadata"]["name"], n)
+            if (int(s["spec"]["pool"].get("generation") or 0) < cur_gen or idx is None or idx in matched
+                    or bool(s["spec"].get("nodeName")) != dp.node_local):
+                obsolete.append(s)
+                continue
+            matched[idx] = s
+        changed = [i for i, s in matched.items() if not self._same(s["spec"], self._desired_spec(dp, i, cur_gen), pool)]
+        new = [i for i in range(n) if i not in matched]
+        resplit = any(int(s["spec"]["pool"].get("resourceSliceCount") or 0) != n for s in matched.values())
+        gen = cur_gen
+        if new or len(changed) > 1 or resplit:
+            gen = cur_gen + 1
+            changed = sorted(matched)
+        for s in obsolete:
+            await self._delete(s)
+        for i in sorted(changed):
+            await self._update(matched[i], self._desired_spec(dp, i, gen), pool)
+        for i in new:
+            await self._create(dp, i, gen, pool)
+
+    # -- writes ----------------------------------------------------------------------------------
+    def _metadata_for(self, dp: DesiredPool, index: int) -> dict:
+        meta: dict = {"generateName": generate_name(index, len(dp.slices), self.driver, self.node_name)}
+        if self.node_uid:
+            meta["ownerReferences"] = [owner_reference(self.node_name, self.node_uid)]
+        if not dp.node_local:
+            meta["labels"] = {PUBLISHER_LABEL: self.node_name}
+        return meta
+
+    async def _write(self, call, obj: dict, pool: str) -> dict:
+        """One create/update. A 422 on a slice with list attributes means DRAListTypeAttributes is
+        off (the server drops the list and then rejects the empty attribute): list attributes are
+        then left out from now on, reported once as dropped fields, and the write is retried."""
+        try:
+            return await call(obj)
+        except Exception as exc:
+            kinds = _strip_list_attributes(copy.deepcopy(obj["spec"]))
+            if status_code(exc) != 422 or not kinds or self._no_list_attributes:
+                raise
+            self._no_list_attributes = True
+            log.warning("the API server rejected list attributes (DRAListTypeAttributes off?): they are left out: %s", exc)
+            self._dropped.setdefault(pool, set()).update(f"devices[].attributes.*.{k}" for k in kinds)
+            self._emit_report()
+            _strip_list_attributes(obj["spec"])
+            return await call(obj)
+
+    async def _create(self, dp: DesiredPool, index: int, gen: int, pool: str) -> None:
+        spec = self._desired_spec(dp, index, gen)
+        obj = {"apiVersion": API_VERSION, "kind": KIND, "metadata": self._metadata_for(dp, index), "spec": spec}
+        got = await self._write(self._api.create_slice, obj, pool)
+        spec = obj["spec"]
+        self.stats["creates"] += 1
+        self._stored(got)
+        self._check_dropped(spec, got, pool)
+
+    async def _update(self, old: dict, spec: dict, pool: str) -> None:
+        obj = copy.deepcopy(old)
+        obj["apiVersion"], obj["kind"] = API_VERSION, KIND
+        new_spec = {k: v for k, v in obj["spec"].items() if k not in MANAGED_SPEC_FIELDS}
+        new_spec.update(spec)
+        # Keep the server-set timeAdded of taints that are still there.
+        old_devs = {d["name"]: d for d in obj["spec"].get("devices") or []}
+        for d in new_spec.get("devices") or []:
+            od = old_devs.get(d["name"])
+            if od and d.get("taints"):
+                added = {(t.get("key"), t.get("value", ""), t.get("effect")): t.get("timeAdded") for t in od.get("taints") or []}
+                for t in d["taints"]:
+                    ta = added.get((t.get("key"), t.get("value", ""), t.get("effect")))
+                    if ta:
+                        t["timeAdded"] = ta
+        obj["spec"] = new_spec
+        meta = obj["metadata"]
+        meta.pop("managedFields", None)
+        if self.node_uid and spec.get("nodeName"):
+            refs = [r for r in meta.get("ownerReferences") or [] if not (r.get("kind") == "Node" and r.get("apiVersion") == "v1")]
+            meta["ownerReferences"] = [owner_reference(self.node_name, self.node_uid)] + refs
+        got = await self._write(self._api.update_slice, obj, pool)
+        spec = {k: v for k, v in obj["spec"].items() if k in spec}
+        self.stats["updates"] += 1
+        self._stored(got)
+        self._check_dropped(spec, got, pool)
+
+    async def _delete(self, obj: dict) -> None:
+        name = obj["metadata"]["name"]
+        self._deleted_by_us.add(name)
+        try:
+            await self._api.delete_slice(name, obj["metadata"].get("uid"), obj["metadata"].get("resourceVersion"))
+        except Exception:
+            self._deleted_by_us.discard(name)
+            raise
+        self.stats["deletes"] += 1
+        self._slices.pop(name, None)
+
+    def _stored(self, got: dict) -> None:
+        name = got["metadata"]["name"]
+        self._slices[name] = got
+        self._own_rv[name] = _rv(got)
+
+    def _check_dropped(self, sent: dict, got: dict, pool: str) -> None:
+        missing = dropped_paths(sent, got["spec"])
+        if not missing:
+            return
+        known = self._dropped.setdefault(pool, set())
+        if missing - known:
+            known |= missing
+            log.warning("the API server dropped fields of pool %s: %s (feature gate off?); they are ignored from now on",
+                        pool, ", ".join(sorted(missing)))
+            self._emit_report()

@@ -1,0 +1,587 @@
+"""Local validation of ResourceSlice content with the API server's rules (resource.k8s.io/v1).
+
+The rules mirror kubernetes ``pkg/apis/resource/validation/validation.go`` (1.34–1.37) and the
+limits in ``k8s.io/api/resource/v1/types.go`` (dra-protocol.md §5). They run before anything is
+published so that one bad device is left out and reported instead of the API server rejecting
+the whole slice (and with it every other device of the slice).
+
+Policy:
+
+- A device with invalid data is left out of the published pool and reported as an ``Issue``
+  naming the pool, the device and the field. The rest of the pool is still published.
+- A counter set with invalid data is left out; devices consuming it are then invalid too.
+- A version attribute that is not SemVer is normalized (``normalize_version``); one that cannot
+  be normalized is published as a string attribute and reported as a warning.
+- List attributes need a 1.36+ server (DRAListTypeAttributes). On older servers they are left
+  out of the device (warning), because the server would drop the list value and then reject the
+  attribute for having no value.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable, Literal
+
+from ..model.attributes import Version, quantity_value
+from .apiversions import Limits
+
+# --- name formats (k8s.io/apimachinery/pkg/util/validation) -------------------------------------
+
+DNS1123_LABEL_MAX = 63
+DNS1123_SUBDOMAIN_MAX = 253
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_QUALIFIED_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+#: resource.k8s.io/v1 limits (types.go constants).
+DEVICE_MAX_DOMAIN_LENGTH = 63
+DEVICE_MAX_ID_LENGTH = 32
+DRIVER_NAME_MAX_LENGTH = 63
+POOL_NAME_MAX_LENGTH = 253
+ATTRIBUTE_MAX_VALUE_LENGTH = 64
+MAX_ATTRIBUTES_AND_CAPACITIES = 32
+MAX_ATTRIBUTE_VALUES = 48  # scalar + list items, 1.36+
+MAX_COUNTERS_PER_SET = 32
+MAX_COUNTERS_PER_CONSUMPTION = 32
+MAX_VALID_VALUES = 10
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# The API server's SemVer 2.0.0 regexp (validation.go semverRe).
+_NUM = r"(0|[1-9]\d*)"
+_PRE = r"(0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
+_BUILD = r"[0-9a-zA-Z-]+"
+SEMVER_RE = re.compile(rf"^{_NUM}\.{_NUM}\.{_NUM}(-{_PRE}(\.{_PRE})*)?(\+{_BUILD}(\.{_BUILD})*)?$")
+
+
+def is_dns_label(s: str) -> bool:
+    return len(s) <= DNS1123_LABEL_MAX and bool(_DNS1123_LABEL.match(s))
+
+
+def is_dns_subdomain(s: str) -> bool:
+    return len(s) <= DNS1123_SUBDOMAIN_MAX and bool(_DNS1123_SUBDOMAIN.match(s))
+
+
+def driver_name_errors(name: str) -> list[str]:
+    """ValidateCSIDriverName: ≤63 characters, DNS subdomain after lower-casing."""
+    errs = []
+    if not name:
+        return ["must not be empty"]
+    if len(name) > DRIVER_NAME_MAX_LENGTH:
+        errs.append(f"must be no more than {DRIVER_NAME_MAX_LENGTH} characters")
+    if not _DNS1123_SUBDOMAIN.match(name.lower()):
+        errs.append("must be a DNS subdomain (lowercase alphanumerics, '-' and '.')")
+    return errs
+
+
+def pool_name_errors(name: str) -> list[str]:
+    if not name:
+        return ["must not be empty"]
+    errs = []
+    if len(name) > POOL_NAME_MAX_LENGTH:
+        errs.append(f"must be no more than {POOL_NAME_MAX_LENGTH} characters")
+    for part in name.split("/"):
+        if not is_dns_subdomain(part):
+            errs.append(f"part {part!r} must be a DNS subdomain")
+    return errs
+
+
+def _c_identifier_errors(ident: str) -> list[str]:
+    errs = []
+    if len(ident) > DEVICE_MAX_ID_LENGTH:
+        errs.append(f"identifier {ident!r} must be no more than {DEVICE_MAX_ID_LENGTH} characters")
+    if not _C_IDENTIFIER.match(ident):
+        errs.append(f"identifier {ident!r} must be a C identifier ([A-Za-z_][A-Za-z0-9_]*)")
+    return errs
+
+
+def qualified_name_errors(name: str) -> list[str]:
+    """Attribute / capacity key: C identifier (≤32), optionally prefixed by a domain (≤63) and '/'."""
+    parts = name.split("/")
+    if len(parts) == 1:
+        return _c_identifier_errors(parts[0])
+    if len(parts) > 2:
+        return ["must not contain more than one slash"]
+    errs = []
+    domain, ident = parts
+    if not domain:
+        errs.append("the domain must not be empty")
+    else:
+        errs += [f"domain {domain!r} {e}" for e in driver_name_errors(domain)]
+    if not ident:
+        errs.append("the name must not be empty")
+    else:
+        errs += _c_identifier_errors(ident)
+    return errs
+
+
+def label_name_errors(key: str) -> list[str]:
+    """metav1validation.ValidateLabelName (a qualified name with an optional DNS-subdomain prefix)."""
+    if not key:
+        return ["must not be empty"]
+    parts = key.split("/")
+    if len(parts) > 2:
+        return ["must consist of an optional DNS subdomain prefix and a name, separated by '/'"]
+    errs = []
+    if len(parts) == 2:
+        prefix, key = parts
+        if not prefix:
+            errs.append("prefix part must not be empty")
+        elif not is_dns_subdomain(prefix):
+            errs.append(f"prefix {prefix!r} must be a DNS subdomain")
+    if not key:
+        errs.append("name part must not be empty")
+    elif len(key) > 63:
+        errs.append("name part must be no more than 63 characters")
+    elif not _QUALIFIED_NAME_PART.match(key):
+        errs.append(f"name part {key!r} must consist of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric")
+    return errs
+
+
+def label_value_errors(value: str) -> list[str]:
+    if len(value) > 63:
+        return ["must be no more than 63 characters"]
+    if not _LABEL_VALUE.match(value):
+        return ["must be empty or consist of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"]
+    return []
+
+
+# --- versions ----------------------------------------------------------------------------------
+
+_NUMERIC_PREFIX = re.compile(r"^[vV]?(\d+(?:\.\d+)*)([-+].*)?$")
+
+
+def normalize_version(raw: str) -> str | None:
+    """Return ``raw`` as a valid SemVer 2.0.0 string (≤64 chars) or None if it cannot be made one.
+
+    Normalization rule (documented in docs/resourceslices.md):
+
+    1. Valid SemVer is kept as is.
+    2. A leading ``v`` is dropped.
+    3. The leading dot-separated numeric components are parsed as integers, which strips leading
+       zeros: ``535.183.06`` → ``535.183.6``.
+    4. Missing components are filled with 0: ``12.4`` → ``12.4.0``, ``12`` → ``12.0.0``.
+    5. Components after the third move into build metadata, which SemVer ignores for ordering:
+       ``6.19.14.31400000`` → ``6.19.14+31400000``. An existing ``-pre``/``+build`` suffix is
+       kept after them (extra components join an existing build part with '.').
+    6. Anything else (letters in numeric parts, empty components, too long) cannot be normalized.
+
+    Caveat: rule 3 makes ``535.183.06`` and ``535.183.6`` the same version; rule 5 means
+    ``1.2.3.4`` and ``1.2.3.5`` compare equal in CEL ``semver`` comparisons.
+    """
+    s = raw.strip()
+    if SEMVER_RE.match(s) and len(s) <= ATTRIBUTE_MAX_VALUE_LENGTH:
+        return s
+    m = _NUMERIC_PREFIX.match(s)
+    if not m:
+        return None
+    nums = [str(int(p)) for p in m.group(1).split(".")]
+    suffix = m.group(2) or ""
+    core, extra = nums[:3], nums[3:]
+    while len(core) < 3:
+        core.append("0")
+    out = ".".join(core)
+    pre, build = "", ""
+    if suffix.startswith("-"):
+        pre, _, build = suffix[1:].partition("+")
+    elif suffix.startswith("+"):
+        build = suffix[1:]
+    if extra:
+        build = ".".join(extra + ([build] if build else []))
+    if pre:
+        out += "-" + pre
+    if build:
+        out += "+" + build
+    if SEMVER_RE.match(out) and len(out) <= ATTRIBUTE_MAX_VALUE_LENGTH:
+        return out
+    return None
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in a pool. ``device`` is None for pool-level or counter-set problems."""
+
+    pool: str
+    device: str | None
+    field: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = f"pool {self.pool!r}"
+        if self.device is not None:
+            where += f" device {self.device!r}"
+        return f"{where}: {self.field}: {self.message}"
+
+
+@dataclass
+class Report:
+    """Result of validating (and publishing) a driver's pools.
+
+    ``invalid_devices`` maps a published pool name to the devices left out. The lead wires this to
+    a log line, a metric, an Event and readiness (false while a pool has invalid devices).
+    ``dropped_fields`` lists fields the API server removed (feature gate off), by pool.
+    """
+
+    issues: list[Issue] = field(default_factory=list)
+    invalid_devices: dict[str, set[str]] = field(default_factory=dict)
+    invalid_counter_sets: dict[str, set[str]] = field(default_factory=dict)
+    dropped_fields: dict[str, set[str]] = field(default_factory=dict)
+    published_devices: dict[str, int] = field(default_factory=dict)
+
+    def add(self, issue: Issue) -> None:
+        self.issues.append(issue)
+
+    def invalid(self, pool: str, device: str, fld: str, msg: str) -> None:
+        self.issues.append(Issue(pool, device, fld, msg))
+        self.invalid_devices.setdefault(pool, set()).add(device)
+
+    def warn(self, pool: str, device: str | None, fld: str, msg: str) -> None:
+        self.issues.append(Issue(pool, device, fld, msg, "warning"))
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """True when every device and counter set was published (warnings allowed)."""
+        return not self.errors
+
+    def merge(self, other: "Report") -> None:
+        self.issues.extend(other.issues)
+        for src, dst in ((other.invalid_devices, self.invalid_devices),
+                         (other.invalid_counter_sets, self.invalid_counter_sets),
+                         (other.dropped_fields, self.dropped_fields)):
+            for k, v in src.items():
+                dst.setdefault(k, set()).update(v)
+        self.published_devices.update(other.published_devices)
+
+
+# --- per-value checks used by convert.py --------------------------------------------------------
+
+
+def quantity_errors(q: Any) -> list[str]:
+    if isinstance(q, bool) or not isinstance(q, (int, str)):
+        return [f"quantity must be an int or a quantity string, not {type(q).__name__}"]
+    try:
+        quantity_value(q)
+    except (ValueError, ArithmeticError) as exc:
+        return [str(exc) or f"invalid quantity {q!r}"]
+    return []
+
+
+def qv(q: Any) -> Decimal:
+    return quantity_value(q)
+
+
+def string_value_errors(s: str) -> list[str]:
+    if len(s) > ATTRIBUTE_MAX_VALUE_LENGTH:
+        return [f"string value is {len(s)} characters long, at most {ATTRIBUTE_MAX_VALUE_LENGTH} are allowed"]
+    return []
+
+
+def int_value_errors(i: int) -> list[str]:
+    if not INT64_MIN <= i <= INT64_MAX:
+        return ["int value is out of the int64 range"]
+    return []
+
+
+def attribute_value_kind(v: Any) -> str | None:
+    """Map a model attribute value to its DeviceAttribute key, or None when unsupported."""
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, Version):
+        return "version"
+    if isinstance(v, (list, tuple)):
+        if not v:
+            return "empty-list"
+        kinds = {attribute_value_kind(x) for x in v}
+        if len(kinds) != 1:
+            return None
+        k = kinds.pop()
+        return {"bool": "bools", "int": "ints", "string": "strings", "version": "versions"}.get(k or "")
+    return None
+
+
+def dedupe_names(names: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    dups: set[str] = set()
+    for n in names:
+        (dups if n in seen else seen).add(n)
+    return dups
+
+
+# --- API-object checks (dicts in resource.k8s.io/v1 JSON form) ----------------------------------
+
+Errors = list[tuple[str, str]]  # (field path, message)
+
+_ATTR_SCALARS = ("int", "bool", "string", "version")
+_ATTR_LISTS = ("ints", "bools", "strings", "versions")
+
+
+def attribute_errors(name: str, attr: dict, limits: Limits) -> Errors:
+    path = f"attributes[{name}]"
+    errs: Errors = [(path, m) for m in qualified_name_errors(name)]
+    keys = [k for k in (*_ATTR_SCALARS, *_ATTR_LISTS) if attr.get(k) is not None]
+    if len(keys) != 1:
+        errs.append((path, "exactly one value must be specified"))
+        return errs
+    k = keys[0]
+    v = attr[k]
+    if k in _ATTR_LISTS and not limits.list_attributes:
+        errs.append((f"{path}.{k}", f"list attributes need Kubernetes 1.36+ (server is 1.{limits.minor})"))
+        return errs
+    items = v if k in _ATTR_LISTS else [v]
+    if k in _ATTR_LISTS and not v:
+        errs.append((f"{path}.{k}", "must not be empty if specified"))
+    for i, item in enumerate(items):
+        ipath = f"{path}.{k}" + (f"[{i}]" if k in _ATTR_LISTS else "")
+        if k in ("string", "strings", "version", "versions"):
+            if not isinstance(item, str):
+                errs.append((ipath, "must be a string"))
+                continue
+            errs += [(ipath, m) for m in string_value_errors(item)]
+            if k in ("version", "versions") and not SEMVER_RE.match(item):
+                errs.append((ipath, f"{item!r} must be a string compatible with semver.org spec 2.0.0"))
+        elif k in ("int", "ints"):
+            if isinstance(item, bool) or not isinstance(item, int):
+                errs.append((ipath, "must be an integer"))
+            else:
+                errs += [(ipath, m) for m in int_value_errors(item)]
+        elif not isinstance(item, bool):
+            errs.append((ipath, "must be a boolean"))
+    return errs
+
+
+def request_policy_errors(path: str, value: Any, policy: dict) -> Errors:
+    errs: Errors = []
+    for key in ("default",):
+        if policy.get(key) is not None:
+            errs += [(f"{path}.{key}", m) for m in quantity_errors(policy[key])]
+    vv = policy.get("validValues") or []
+    rng = policy.get("validRange")
+    for i, q in enumerate(vv):
+        errs += [(f"{path}.validValues[{i}]", m) for m in quantity_errors(q)]
+    if rng is not None:
+        for key in ("min", "max", "step"):
+            if rng.get(key) is not None:
+                errs += [(f"{path}.validRange.{key}", m) for m in quantity_errors(rng[key])]
+    if errs:
+        return errs
+    cap = qv(value)
+    if vv and rng is not None:
+        return [(path, "exactly one policy can be specified, cannot specify validValues and validRange at the same time")]
+    default = qv(policy["default"]) if policy.get("default") is not None else None
+    if vv:
+        if default is None:
+            return [(f"{path}.default", "required when validValues is defined")]
+        vals = [qv(q) for q in vv]
+        if len(vals) > MAX_VALID_VALUES:
+            return [(f"{path}.validValues", f"must have at most {MAX_VALID_VALUES} items")]
+        if any(a > b for a, b in zip(vals, vals[1:])):
+            errs.append((f"{path}.validValues", "values must be sorted in ascending order"))
+        if len(set(vals)) != len(vals):
+            errs.append((f"{path}.validValues", "values must be unique"))
+        if any(v > cap for v in vals):
+            errs.append((f"{path}.validValues", f"option is larger than capacity value {value}"))
+        if default not in vals:
+            errs.append((f"{path}.validValues", "default value is not valid according to the requestPolicy"))
+    elif rng is not None:
+        if default is None:
+            return [(f"{path}.default", "required when validRange is defined")]
+        if rng.get("min") is None:
+            return [(f"{path}.validRange.min", "required when validRange is defined")]
+        lo = qv(rng["min"])
+        if lo < 0:
+            errs.append((f"{path}.validRange.min", "must be greater than or equal to 0"))
+        if lo > cap:
+            errs.append((f"{path}.validRange.min", f"min is larger than capacity value {value}"))
+        if default < lo:
+            errs.append((f"{path}.default", "default is less than min"))
+        hi = qv(rng["max"]) if rng.get("max") is not None else None
+        if hi is not None:
+            if lo > hi:
+                errs.append((f"{path}.validRange.max", "min is larger than max"))
+            if hi > cap:
+                errs.append((f"{path}.validRange.max", f"max is larger than capacity value {value}"))
+            if default > hi:
+                errs.append((f"{path}.default", "default is more than max"))
+        if rng.get("step") is not None:
+            step = qv(rng["step"])
+            if step <= 0:
+                errs.append((f"{path}.validRange.step", "must be greater than zero"))
+            else:
+                if lo + step > cap:
+                    errs.append((f"{path}.validRange.step", f"one step is larger than capacity value {value}"))
+                for name, val in (("default", default), ("max", hi)):
+                    if val is not None and (val - lo) % step != 0:
+                        errs.append((f"{path}.validRange.step", f"{name} is not a multiple of step from min"))
+    return errs
+
+
+def taint_errors(path: str, taint: dict, limits: Limits) -> Errors:
+    errs: Errors = [(f"{path}.key", m) for m in label_name_errors(taint.get("key") or "")]
+    if taint.get("value"):
+        errs += [(f"{path}.value", m) for m in label_value_errors(taint["value"])]
+    eff = taint.get("effect")
+    if not eff:
+        errs.append((f"{path}.effect", "required"))
+    elif eff not in limits.taint_effects:
+        errs.append((f"{path}.effect", f"unsupported value {eff!r}; supported on 1.{limits.minor}: {', '.join(limits.taint_effects)}"))
+    return errs
+
+
+def counters_errors(path: str, counters: Any, max_count: int) -> Errors:
+    if not counters:
+        return [(path, "required")]
+    if len(counters) > max_count:
+        return [(path, f"must have at most {max_count} counters, has {len(counters)}")]
+    errs: Errors = []
+    for name, c in counters.items():
+        if not is_dns_label(name):
+            errs.append((f"{path}[{name}]", "counter name must be a DNS label"))
+        if not isinstance(c, dict) or c.get("value") is None:
+            errs.append((f"{path}[{name}].value", "required"))
+        else:
+            errs += [(f"{path}[{name}].value", m) for m in quantity_errors(c["value"])]
+    return errs
+
+
+def device_errors(dev: dict, limits: Limits, driver: str | None = None) -> Errors:
+    """Check one Device dict with the API server's rules (per-device rules only)."""
+    errs: Errors = []
+    name = dev.get("name") or ""
+    if not is_dns_label(name):
+        errs.append(("name", f"{name!r} must be a DNS label (lowercase alphanumerics and '-', at most 63 characters)"))
+    attrs = dev.get("attributes") or {}
+    caps = dev.get("capacity") or {}
+    if len(attrs) + len(caps) > MAX_ATTRIBUTES_AND_CAPACITIES:
+        errs.append(("attributes", f"the total number of attributes and capacities must not exceed {MAX_ATTRIBUTES_AND_CAPACITIES} (has {len(attrs) + len(caps)})"))
+    if limits.max_attribute_values is not None:
+        n = 0
+        for a in attrs.values():
+            lk = next((k for k in _ATTR_LISTS if a.get(k)), None)
+            n += len(a[lk]) if lk else 1
+        if n > limits.max_attribute_values:
+            errs.append(("attributes", f"the total number of attribute values must not exceed {limits.max_attribute_values} (has {n})"))
+    for aname, attr in attrs.items():
+        errs += attribute_errors(aname, attr, limits)
+    if driver:
+        bare = {a for a in list(attrs) + list(caps) if "/" not in a}
+        for q in list(attrs) + list(caps):
+            if q.startswith(driver + "/") and q[len(driver) + 1:] in bare:
+                errs.append((f"attributes[{q}]", f"published both as {q!r} and without the driver's domain"))
+    multi = bool(dev.get("allowMultipleAllocations"))
+    for cname, cap in caps.items():
+        path = f"capacity[{cname}]"
+        errs += [(path, m) for m in qualified_name_errors(cname)]
+        if not isinstance(cap, dict) or cap.get("value") is None:
+            errs.append((f"{path}.value", "required"))
+            continue
+        qerrs = quantity_errors(cap["value"])
+        errs += [(f"{path}.value", m) for m in qerrs]
+        pol = cap.get("requestPolicy")
+        if pol is not None:
+            if not multi:
+                errs.append((f"{path}.requestPolicy", "allowMultipleAllocations must be true"))
+            elif not qerrs:
+                errs += request_policy_errors(f"{path}.requestPolicy", cap["value"], pol)
+    taints = dev.get("taints") or []
+    if len(taints) > limits.max_taints:
+        errs.append(("taints", f"must have at most {limits.max_taints} taints on 1.{limits.minor}, has {len(taints)}"))
+    else:
+        for i, t in enumerate(taints):
+            errs += taint_errors(f"taints[{i}]", t, limits)
+    cons = dev.get("consumesCounters") or []
+    if limits.max_consumptions_per_device is not None and len(cons) > limits.max_consumptions_per_device:
+        errs.append(("consumesCounters", f"must have at most {limits.max_consumptions_per_device} entries, has {len(cons)}"))
+    else:
+        seen: set[str] = set()
+        for i, c in enumerate(cons):
+            path = f"consumesCounters[{i}]"
+            cs = c.get("counterSet") or ""
+            if not is_dns_label(cs):
+                errs.append((f"{path}.counterSet", f"{cs!r} must be a DNS label"))
+            if cs in seen:
+                errs.append((f"{path}.counterSet", f"duplicate counter set {cs!r}"))
+            seen.add(cs)
+            errs += counters_errors(f"{path}.counters", c.get("counters"), MAX_COUNTERS_PER_CONSUMPTION)
+    return errs
+
+
+def counter_set_errors(cs: dict, limits: Limits) -> Errors:
+    errs: Errors = []
+    name = cs.get("name") or ""
+    if not is_dns_label(name):
+        errs.append(("name", f"{name!r} must be a DNS label"))
+    errs += counters_errors("counters", cs.get("counters"), MAX_COUNTERS_PER_SET)
+    return errs
+
+
+def _has_advanced(devices: list[dict]) -> bool:
+    return any(d.get("taints") or d.get("consumesCounters")
+               or any(a.get(k) is not None for a in (d.get("attributes") or {}).values() for k in _ATTR_LISTS)
+               for d in devices)
+
+
+def slice_errors(spec: dict, limits: Limits) -> Errors:
+    """Check a whole ResourceSlice spec like the API server (used as a final guard and in tests)."""
+    errs: Errors = [("driver", m) for m in driver_name_errors(spec.get("driver") or "")]
+    pool = spec.get("pool") or {}
+    errs += [("pool.name", m) for m in pool_name_errors(pool.get("name") or "")]
+    if int(pool.get("resourceSliceCount") or 0) <= 0:
+        errs.append(("pool.resourceSliceCount", "must be greater than zero"))
+    if int(pool.get("generation") or 0) < 0:
+        errs.append(("pool.generation", "must be greater than or equal to zero"))
+    sel = [k for k in ("nodeName", "nodeSelector", "allNodes", "perDeviceNodeSelection") if spec.get(k)]
+    if len(sel) != 1:
+        errs.append(("spec", "exactly one of nodeName, nodeSelector, allNodes, perDeviceNodeSelection is required"))
+    if spec.get("nodeName") and not is_dns_subdomain(spec["nodeName"]):
+        errs.append(("nodeName", "must be a DNS subdomain"))
+    ns = spec.get("nodeSelector")
+    if ns is not None and len(ns.get("nodeSelectorTerms") or []) != 1:
+        errs.append(("nodeSelector.nodeSelectorTerms", "must have exactly one node selector term"))
+    devices = spec.get("devices")
+    counters = spec.get("sharedCounters")
+    if limits.separate_counter_slices and devices is not None and counters is not None:
+        errs.append(("spec", "only one of sharedCounters or devices is allowed"))
+    devices = devices or []
+    max_dev = limits.max_devices_advanced if _has_advanced(devices) and limits.minor >= 35 else limits.max_devices
+    if len(devices) > max_dev:
+        errs.append(("devices", f"must have at most {max_dev} devices, has {len(devices)}"))
+    else:
+        for i, d in enumerate(devices):
+            errs += [(f"devices[{i}].{f}", m) for f, m in device_errors(d, limits)]
+        for dup in sorted(dedupe_names(d.get("name") for d in devices)):
+            errs.append(("devices", f"duplicate device name {dup!r}"))
+    counters = counters or []
+    if limits.max_counter_sets_per_slice is not None and len(counters) > limits.max_counter_sets_per_slice:
+        errs.append(("sharedCounters", f"must have at most {limits.max_counter_sets_per_slice} counter sets, has {len(counters)}"))
+    else:
+        for i, c in enumerate(counters):
+            errs += [(f"sharedCounters[{i}].{f}", m) for f, m in counter_set_errors(c, limits)]
+        for dup in sorted(dedupe_names(c.get("name") for c in counters)):
+            errs.append(("sharedCounters", f"duplicate counter set {dup!r}"))
+    if limits.max_counters_per_slice is not None:
+        total = sum(len(c.get("counters") or {}) for c in counters)
+        if total > limits.max_counters_per_slice:
+            errs.append(("sharedCounters", f"at most {limits.max_counters_per_slice} counters across all sets on 1.{limits.minor}, has {total}"))
+    if limits.max_device_counters_per_slice is not None:
+        total = sum(len(c.get("counters") or {}) for d in devices for c in d.get("consumesCounters") or [])
+        if total > limits.max_device_counters_per_slice:
+            errs.append(("devices", f"at most {limits.max_device_counters_per_slice} device counters per slice on 1.{limits.minor}, has {total}"))
+    return errs

@@ -1,0 +1,117 @@
+"""End to end through the real product: ``dra-framework run`` publishes slices to a real
+kube-apiserver, the scheduler's allocator allocates a claim by CEL, the kubelet's own DRA code
+prepares the pod, the reference CDI library resolves the IDs, unprepare cleans up; plus driver
+and kubelet restarts between prepare and unprepare."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from daemon_proc import Daemon, wait_for
+
+pytestmark = pytest.mark.k8s
+
+DRIVER = "example.dra.dev"
+
+
+def slices_of(objects, driver: str, node: str) -> list[dict]:
+    from lightkube.generic_resource import create_global_resource
+
+    RS = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
+    out = []
+    for s in objects.client.list(RS, fields={"spec.driver": driver}):
+        d = s.to_dict() if hasattr(s, "to_dict") else dict(s)
+        if d["spec"].get("nodeName") == node:
+            out.append(d)
+    return out
+
+
+def config(shim, kube_apiserver, tmp_path, node: str, backends: list[dict], driver: str = DRIVER) -> dict:
+    return {
+        "nodeName": node,
+        "kubeletRootDir": str(shim.root),
+        "cdiRoot": str(tmp_path / "cdi"),
+        "stateDir": str(tmp_path / "state"),
+        "kubeconfig": str(kube_apiserver.kubeconfig),
+        "janitorIntervalSeconds": 5,
+        "drivers": [{"name": driver, "backends": backends}],
+    }
+
+
+def test_example_driver_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, allocator, cdi_check,
+                                   daemons, tmp_path):
+    node = "e2e-example"
+    shim = kubelet_shim(node)
+    daemon = daemons(config(shim, kube_apiserver, tmp_path, node, [{"name": "example", "options": {"count": 2}}]))
+    shim.wait_registered(DRIVER, timeout=60)
+
+    published = wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", daemon)
+    names = {d["name"] for s in published for d in s["spec"].get("devices", [])}
+    assert {"acc-0", "acc-1", "acc-1-half-0", "acc-1-half-1"} <= names
+
+    k8s_objects.device_class("example-acc", DRIVER)
+    k8s_objects.resource_claim("default", "half", {"devices": {"requests": [{
+        "name": "acc", "exactly": {"deviceClassName": "example-acc", "selectors": [{"cel": {"expression":
+            f"device.attributes['{DRIVER}'].partition == true && device.attributes['{DRIVER}'].index == 1"}}]}}],
+        "config": [{"opaque": {"driver": DRIVER, "parameters": {
+            "apiVersion": "example.dra.dev/v1", "kind": "ExampleConfig", "mode": "fast"}}}]}})
+    k8s_objects.pod("default", "p-half", claims=["half"], node=node)
+    result = allocator.allocate("default", "half", node, pod=("default", "p-half"))
+    dev = result["devices"]["results"][0]["device"]
+    assert dev.startswith("acc-1-half-")
+
+    prepared = shim.prepare_pod("default", "p-half")
+    ids = prepared["half"]
+    assert len(ids) == 1 and ids[0].startswith(f"k8s.{DRIVER}/claim=")
+    edits = cdi_check(tmp_path / "cdi", ids)
+    assert "EXAMPLE_MODE=fast" in json.dumps(edits)
+    assert f"EXAMPLE_DEVICE={dev}" in json.dumps(edits)
+    claim_uid = prepared.claims["half"]["uid"]
+    spec_files = [f for f in os.listdir(tmp_path / "cdi") if claim_uid in f]
+    assert len(spec_files) == 1
+
+    # The driver restarts between prepare and unprepare: state comes from the checkpoint.
+    assert daemon.stop() == 0, daemon.logs()
+    daemon.start()
+    shim.wait_registered(DRIVER, timeout=60)
+    # The kubelet shim restarts too: the running driver registers again.
+    shim.restart()
+    shim.wait_registered(DRIVER, timeout=60)
+    again = shim.prepare_pod("default", "p-half")  # idempotent: same IDs, spec re-ensured
+    assert again["half"] == ids
+
+    shim.unprepare_pod("default", "p-half")
+    assert not [f for f in os.listdir(tmp_path / "cdi") if claim_uid in f]
+    partitions = tmp_path / "state" / DRIVER / "example" / "partitions"
+    assert not any(partitions.iterdir()) if partitions.exists() else True
+
+
+def test_deleted_slices_come_back_and_uninstall_removes_them(kube_apiserver, k8s_objects, kubelet_shim,
+                                                             daemons, tmp_path):
+    from lightkube.generic_resource import create_global_resource
+
+    RS = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
+    node = "e2e-heal"
+    shim = kubelet_shim(node)
+    cfg = config(shim, kube_apiserver, tmp_path, node, [{"name": "example", "options": {"count": 1}}],
+                 driver="heal.dra.dev")
+    cfg["sliceResyncSeconds"] = 5
+    daemon = daemons(cfg)
+    first = wait_for(lambda: slices_of(k8s_objects, "heal.dra.dev", node), 60, "slices", daemon)
+    for s in first:
+        k8s_objects.client.delete(RS, s["metadata"]["name"])
+    back = wait_for(lambda: [s for s in slices_of(k8s_objects, "heal.dra.dev", node)
+                             if s["metadata"]["name"] not in {f["metadata"]["name"] for f in first}],
+                    60, "slices to come back", daemon)
+    assert back
+    # A plain restart keeps the slices; --uninstall deletes them.
+    assert daemon.stop() == 0, daemon.logs()
+    daemon.start().wait_running()
+    assert slices_of(k8s_objects, "heal.dra.dev", node)
+    daemon.stop()
+    uninstall = Daemon(cfg, tmp_path, "uninstall", args=("--uninstall",)).start()
+    uninstall.wait_running()
+    assert uninstall.stop() == 0, uninstall.logs()
+    assert not slices_of(k8s_objects, "heal.dra.dev", node), uninstall.logs()
