@@ -1,0 +1,83 @@
+"""End to end with the built-in NVIDIA backend on the sample DGX H100 host (fake NVML):
+claims for an H100 by productName and memory and for a 1g.10gb MIG partition are allocated by
+the real allocator, prepared through the kubelet's DRA code with the right CDI device nodes,
+and an injected XID taints exactly the affected device until it recovers."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon_proc import wait_for
+from test_e2e_example import config, slices_of
+
+pytestmark = pytest.mark.k8s
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = ROOT / "examples" / "hosts" / "dgx-h100"
+DRIVER = "gpu.nvidia.com"
+
+
+def devices_by_name(objects, node):
+    return {d["name"]: d for s in slices_of(objects, DRIVER, node) for d in s["spec"].get("devices", [])}
+
+
+def test_nvidia_gpu_and_mig_claims_and_xid_taints(kube_apiserver, k8s_objects, kubelet_shim, allocator,
+                                                   cdi_check, daemons, tmp_path):
+    node = "e2e-dgx"
+    shim = kubelet_shim(node)
+    cfg = config(shim, kube_apiserver, tmp_path, node, [{"name": "nvidia", "options": {
+        "nvml": "fake", "hostRoot": str(HOST), "driverRoot": str(HOST), "hostDriverRoot": "/",
+        "migStrategy": "dynamic", "executor": "record", "xidQuietPeriodSeconds": 4, "eventWaitMs": 200}}],
+        driver=DRIVER)
+    daemon = daemons(cfg)
+    shim.wait_registered(DRIVER, timeout=90)
+    devs = wait_for(lambda: len(devices_by_name(k8s_objects, node)) >= 8 and devices_by_name(k8s_objects, node),
+                    90, "NVIDIA slices", daemon)
+    gpus = {n: d for n, d in devs.items() if d["attributes"]["type"]["string"] == "gpu"}
+    assert len(gpus) == 8
+
+    k8s_objects.device_class("gpu.nvidia.com", DRIVER, cel=f"device.attributes['{DRIVER}'].type == 'gpu'")
+    k8s_objects.device_class("mig.nvidia.com", DRIVER, cel=f"device.attributes['{DRIVER}'].type == 'mig'")
+    k8s_objects.resource_claim("default", "h100", {"devices": {"requests": [{"name": "gpu", "exactly": {
+        "deviceClassName": "gpu.nvidia.com", "selectors": [{"cel": {"expression":
+            f"device.attributes['{DRIVER}'].productName == 'NVIDIA H100 80GB HBM3' && "
+            f"device.capacity['{DRIVER}'].memory.compareTo(quantity('80Gi')) >= 0"}}]}}]}})
+    k8s_objects.resource_claim("default", "mig", {"devices": {"requests": [{"name": "mig", "exactly": {
+        "deviceClassName": "mig.nvidia.com", "selectors": [{"cel": {"expression":
+            f"device.attributes['{DRIVER}'].profile == '1g.10gb'"}}]}}]}})
+    k8s_objects.pod("default", "trainer", claims=["h100", "mig"], node=node)
+    gpu_dev = allocator.allocate("default", "h100", node, pod=("default", "trainer"))["devices"]["results"][0]["device"]
+    mig_dev = allocator.allocate("default", "mig", node, pod=("default", "trainer"))["devices"]["results"][0]["device"]
+    assert gpu_dev in gpus and "-mig-1g10gb-" in mig_dev
+    assert not mig_dev.startswith(gpu_dev + "-"), "counters must keep a MIG partition off the allocated GPU"
+
+    prepared = shim.prepare_pod("default", "trainer")
+    edits = cdi_check(tmp_path / "cdi", prepared["h100"] + prepared["mig"])
+    text = json.dumps(edits)
+    assert "/dev/nvidiactl" in text and "/dev/nvidia-uvm" in text
+    assert "/dev/nvidia-caps/nvidia-cap" in text, "MIG capability device nodes missing"
+    assert "NVIDIA_VISIBLE_DEVICES=void" in text
+
+    # An XID on the allocated GPU taints exactly that device, then clears after the quiet period.
+    uuid = gpus[gpu_dev]["attributes"]["uuid"]["string"]
+    inject = tmp_path / "state" / DRIVER / "nvidia" / "fake-nvml" / "inject"
+    inject.mkdir(parents=True, exist_ok=True)
+    (inject / "xid.json").write_text(json.dumps({"kind": "xid", "uuid": uuid, "xid": 79}))
+
+    def tainted():
+        return {n: d["taints"] for n, d in devices_by_name(k8s_objects, node).items() if d.get("taints")}
+
+    t = wait_for(lambda: tainted(), 60, "XID taint", daemon)
+    assert set(t) == {gpu_dev}, t
+    assert t[gpu_dev][0]["key"] == "gpu.nvidia.com/xid" and t[gpu_dev][0]["value"] == "79"
+    assert t[gpu_dev][0]["effect"] == "NoSchedule"
+    health = shim.health("default", "trainer")
+    assert "Unhealthy" in json.dumps(health), health
+    wait_for(lambda: not tainted(), 60, "taint removal after recovery", daemon)
+
+    shim.unprepare_pod("default", "trainer")
+    assert not list((tmp_path / "cdi").glob("*trainer*"))
+    assert not [f for f in (tmp_path / "cdi").iterdir() if prepared.claims["mig"]["uid"] in f.name]
