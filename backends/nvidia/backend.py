@@ -44,7 +44,7 @@ class NvidiaBackend:
         self.mig = MigManager(self.nvml, self.log, state_dir / "mig-inflight.json")
         self.discoverer = Discoverer(self.nvml, self.host_root, options.mig_strategy)
         self.cdi = CdiBuilder(self.host_root, self.driver_root, options.host_driver_root_path,
-                              options.nvidia_cdi_hook_path)
+                              options.nvidia_cdi_hook_path, log=self.log)
         self.result: DiscoveryResult | None = None
         self.health = HealthWatcher(self.nvml, lambda: self.result, set(options.additional_xids_to_ignore),
                                     options.xid_quiet_period_seconds, options.event_wait_ms,

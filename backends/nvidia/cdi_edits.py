@@ -11,13 +11,25 @@ what a CUDA container needs).
   ``<hostRoot>/proc/driver/nvidia/capabilities/gpu<P>/mig/gi<G>[/ci<C>]/access``
   (fallback: ``/proc/driver/nvidia-caps/mig-minors``).
 
+Every device node is self-contained (as nvidia-container-toolkit writes its ``nvidia-caps``
+nodes): ``type: c`` plus ``major``/``minor``, so a runtime injects it without stat-ing the host
+path (the CDI library's ``fillMissingInfo`` stats only when type+major are missing). Majors come
+from the "Character devices" section of ``<hostRoot>/proc/devices`` (``nvidia-frontend`` or
+``nvidia`` = 195 for ``nvidia<N>``, ``nvidiactl`` (255) and ``nvidia-modeset`` (254);
+``nvidia-uvm`` minors 0/1 for ``nvidia-uvm``/``nvidia-uvm-tools``; ``nvidia-caps`` for
+``nvidia-caps/nvidia-cap<N>``); when the entry is missing, the node under hostRoot is stat-ed if
+it is a real character device; otherwise the node is written with its path only (logged once).
+
 Paths under the driver root are written as the host sees them: the edits are built with the
 plugin's view (``driverRoot``) and mapped to ``hostDriverRoot`` with the CDI module's host-root
 transform (:func:`dra_framework.cdi.apply_host_root`).
 """
 from __future__ import annotations
 
+import logging
+import os
 import re
+import stat
 from pathlib import Path
 
 from dra_framework.cdi.edits import ContainerEdits, DeviceNode, Hook, Mount
@@ -33,26 +45,93 @@ DRIVER_BINS = ["nvidia-smi", "nvidia-debugdump", "nvidia-persistenced", "nvidia-
 CONTROL_NODES = ["nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"]
 MOUNT_OPTS = ("ro", "nosuid", "nodev", "rbind", "rprivate")
 _MINOR_RE = re.compile(r"^DeviceFileMinor:\s*(\d+)", re.M)
+#: ``/proc/devices`` names of the GPU frontend major (195), newest first.
+FRONTEND_NAMES = ("nvidia-frontend", "nvidia")
+_CAP_RE = re.compile(r"^/dev/nvidia-caps/nvidia-cap(\d+)$")
+_GPU_RE = re.compile(r"^/dev/nvidia(\d+)$")
+
+
+def char_majors(host_root: Path) -> dict[str, int]:
+    """The "Character devices:" section of ``<hostRoot>/proc/devices`` as name → major (first
+    entry wins for a name listed twice); empty when the file is missing or unreadable."""
+    try:
+        text = (host_root / "proc/devices").read_text()
+    except OSError:
+        return {}
+    majors: dict[str, int] = {}
+    in_char = False
+    for line in text.splitlines():
+        parts = line.split(None, 1)
+        if not parts:
+            continue
+        if not parts[0].isdigit():  # a section header
+            in_char = line.strip() == "Character devices:"
+        elif in_char and len(parts) == 2:
+            majors.setdefault(parts[1].strip(), int(parts[0]))
+    return majors
+
+
+def node_numbers(path: str, majors: dict[str, int]) -> tuple[int, int] | None:
+    """(major, minor) of an NVIDIA device node path from the /proc/devices majors, or None."""
+    def frontend() -> int | None:
+        return next((majors[n] for n in FRONTEND_NAMES if n in majors), None)
+
+    fixed = {"/dev/nvidiactl": (None, 255), "/dev/nvidia-modeset": (None, 254),
+             "/dev/nvidia-uvm": ("nvidia-uvm", 0), "/dev/nvidia-uvm-tools": ("nvidia-uvm", 1)}
+    if path in fixed:
+        name, minor = fixed[path]
+        major = frontend() if name is None else majors.get(name)
+    elif m := _GPU_RE.match(path):
+        major, minor = frontend(), int(m.group(1))
+    elif m := _CAP_RE.match(path):
+        major, minor = majors.get("nvidia-caps"), int(m.group(1))
+    else:
+        return None
+    return None if major is None else (major, minor)
 
 
 class CdiBuilder:
-    def __init__(self, host_root: Path, driver_root: Path, host_driver_root: str, hook_path: str | None) -> None:
+    def __init__(self, host_root: Path, driver_root: Path, host_driver_root: str, hook_path: str | None,
+                 log: logging.Logger | None = None) -> None:
         self.host_root, self.driver_root = host_root, driver_root
         self.host_driver_root, self.hook_path = host_driver_root, hook_path
+        self.log = log or logging.getLogger(__name__)
+        self._unresolved_logged: set[str] = set()
 
     def _host(self, rel: str) -> str:
         """A driver file as the plugin sees it (mapped to the host path by :meth:`common`)."""
         return str(self.driver_root.resolve() / rel)
 
-    def _node(self, path: str, required: bool) -> DeviceNode | None:
+    def _node(self, path: str, required: bool, majors: dict[str, int] | None = None) -> DeviceNode | None:
         if (self.host_root / path.lstrip("/")).exists():
-            return DeviceNode(path=path)
+            return self._device_node(path, majors)
         if required:
             raise RuntimeError(f"device node {path} not found under hostRoot {self.host_root}")
         return None
 
+    def _device_node(self, path: str, majors: dict[str, int] | None = None) -> DeviceNode:
+        """A self-contained character device node (type, major, minor) when the numbers are known
+        (``/proc/devices``, else the host node itself); the path alone otherwise."""
+        nums = node_numbers(path, char_majors(self.host_root) if majors is None else majors)
+        if nums is None:
+            try:
+                st = os.stat(self.host_root / path.lstrip("/"))
+                if stat.S_ISCHR(st.st_mode):
+                    nums = (os.major(st.st_rdev), os.minor(st.st_rdev))
+            except OSError:
+                pass
+        if nums is None:
+            if path not in self._unresolved_logged:
+                self._unresolved_logged.add(path)
+                self.log.debug("no major/minor for %s (neither in %s nor a character device there): "
+                               "CDI node without type/major/minor", path, self.host_root / "proc/devices")
+            return DeviceNode(path=path)
+        return DeviceNode(path=path, type="c", major=nums[0], minor=nums[1])
+
     def common(self, driver_version: str) -> ContainerEdits:
-        nodes = [self._node("/dev/nvidiactl", True)] + [self._node(f"/dev/{n}", False) for n in CONTROL_NODES]
+        majors = char_majors(self.host_root)
+        nodes = [self._node("/dev/nvidiactl", True, majors)] + [self._node(f"/dev/{n}", False, majors)
+                                                                 for n in CONTROL_NODES]
         mounts: list[Mount] = []
         links: list[str] = []
         lib_dirs: list[str] = []
@@ -135,7 +214,8 @@ class CdiBuilder:
                            f"/proc/driver/nvidia-caps/mig-minors under hostRoot {self.host_root})")
 
     def mig(self, parent_minor: int, gi: int, ci: int) -> ContainerEdits:
-        nodes = [self._node(f"/dev/nvidia{parent_minor}", True)]
+        majors = char_majors(self.host_root)
+        nodes = [self._node(f"/dev/nvidia{parent_minor}", True, majors)]
         for minor in (self.cap_minor(parent_minor, gi), self.cap_minor(parent_minor, gi, ci)):
-            nodes.append(DeviceNode(path=f"/dev/nvidia-caps/nvidia-cap{minor}"))
+            nodes.append(self._device_node(f"/dev/nvidia-caps/nvidia-cap{minor}", majors))
         return ContainerEdits(device_nodes=tuple(nodes))

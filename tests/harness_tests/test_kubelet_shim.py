@@ -56,6 +56,11 @@ def test_register_allocate_prepare_unprepare_restart(kubelet_shim, k8s_node, res
         assert prepared.pod_uid == p["metadata"]["uid"]
         assert len(drv.prepared) == 1
 
+        # No health stream from this driver: the kubelet reports the device as Unknown.
+        health = shim.health(NS, "p1")["containers"]["ctr"]
+        assert health == [{"name": "claim:c1", "resources": [
+            {"resourceID": f"{DRIVER}/dev=dev-0", "health": "Unknown"}]}]
+
         # The IDs the kubelet would hand to the runtime resolve in a matching CDI spec.
         spec = {"cdiVersion": "0.6.0", "kind": f"{DRIVER}/dev",
                 "devices": [{"name": "dev-0", "containerEdits": {"env": ["DEV=0"]}}]}
@@ -71,7 +76,7 @@ def test_register_allocate_prepare_unprepare_restart(kubelet_shim, k8s_node, res
         shim.wait_registered(DRIVER, timeout=30)
         again = shim.prepare_pod(NS, "p1")
         # Sets: kubelet 1.34 appends the re-prepared devices to the checkpointed ones, so
-        # it records the ID twice (fixed in later releases).
+        # it records the ID twice (1.37.2 records it once).
         assert {k: set(v) for k, v in again.items()} == {"c1": {f"{DRIVER}/dev=dev-0"}}
         assert drv.prepared == [drv.prepared[0]] * 2
 

@@ -41,6 +41,12 @@ async def test_full_gpu_and_dynamic_mig_through_the_engine(tmp_path):
     nodes = {d["name"]: [n["path"] for n in d["containerEdits"].get("deviceNodes", [])] for d in spec["devices"]}
     assert "/dev/nvidia1" in nodes[f"{ref.uid}-gpu-0000-43-00-0"]
     assert "/dev/nvidia-caps/nvidia-cap66" in nodes[f"{ref.uid}-gpu-0000-1b-00-0-mig-1g10gb-19-0"]
+    # self-contained nodes: a runtime injects them without stat-ing the host path
+    every = [n for d in spec["devices"] for n in d["containerEdits"].get("deviceNodes", [])]
+    every += spec.get("containerEdits", {}).get("deviceNodes", [])
+    assert every and all(n["type"] == "c" and "major" in n and "minor" in n for n in every), every
+    cap = next(n for n in every if n["path"] == "/dev/nvidia-caps/nvidia-cap66")
+    assert (cap["major"], cap["minor"]) == (511, 66)
     assert len(backend.nvml.gpu_instances(GPU0)) == 1
     assert backend.executor.commands[-1][-1] == "3"
     assert await engine.unprepare([ref]) == {ref.uid: ""}

@@ -1,8 +1,8 @@
 """Write a fake host tree (/sys, /dev, /proc, driver files) for a host description.
 
 ``python -m dra_backends.nvidia.fake.host_tree dgx-h100 examples/hosts/dgx-h100`` regenerates the
-sample host. Device nodes are regular files; /sys/bus/pci/devices entries are relative symlinks
-into /sys/devices like on a real node.
+sample host. Device nodes are regular files (their majors come from the tree's ``proc/devices``);
+/sys/bus/pci/devices entries are relative symlinks into /sys/devices like on a real node.
 """
 from __future__ import annotations
 
@@ -21,6 +21,88 @@ DRIVER_LIBS = ["libcuda.so", "libnvidia-ml.so", "libnvidia-ptxjitcompiler.so", "
 DRIVER_BINS = ["nvidia-smi", "nvidia-debugdump", "nvidia-persistenced", "nvidia-cuda-mps-control",
                "nvidia-cuda-mps-server"]
 LIB_DIR = "usr/lib/x86_64-linux-gnu"
+#: Dynamic character majors of the NVIDIA modules on the sample hosts (the kernel hands dynamic
+#: majors out from 254 down to 234, then from 511 down once those are taken).
+UVM_MAJOR, CAPS_MAJOR = 510, 511
+#: ``/proc/devices`` of a DGX H100 running Ubuntu 22.04 (kernel 5.15) with the 550 driver, in the
+#: kernel's format (``"%3d %s\n"`` per entry, sorted by major; a blank line between sections).
+PROC_DEVICES = f"""Character devices:
+  1 mem
+  4 /dev/vc/0
+  4 tty
+  4 ttyS
+  5 /dev/tty
+  5 /dev/console
+  5 /dev/ptmx
+  5 ttyprintk
+  7 vcs
+ 10 misc
+ 13 input
+ 21 sg
+ 29 fb
+ 89 i2c
+ 99 ppdev
+108 ppp
+128 ptm
+136 pts
+180 usb
+189 usb_device
+195 nvidia-frontend
+202 cpu/msr
+203 cpu/cpuid
+226 drm
+231 infiniband_mad
+231 infiniband_verbs
+234 ipmidev
+235 mei
+236 aux
+237 cec
+238 lirc
+239 hidraw
+240 nvme-generic
+241 nvme
+242 bsg
+243 watchdog
+244 ptp
+245 pps
+246 rtc
+247 dma_heap
+248 dax
+249 dimmctl
+250 ndctl
+251 tpm
+252 gpiochip
+253 tpmrm
+254 ttyDBC
+508 nvidia-nvswitch
+509 nvidia-nvlink
+{UVM_MAJOR} nvidia-uvm
+{CAPS_MAJOR} nvidia-caps
+
+Block devices:
+  7 loop
+  8 sd
+  9 md
+ 11 sr
+ 65 sd
+ 66 sd
+ 67 sd
+ 68 sd
+ 69 sd
+ 70 sd
+ 71 sd
+128 sd
+129 sd
+130 sd
+131 sd
+132 sd
+133 sd
+134 sd
+135 sd
+253 device-mapper
+254 mdp
+259 blkext
+"""
 
 
 def _write(path: Path, text: str = "") -> None:
@@ -50,6 +132,7 @@ def write_host_tree(root: str | Path, spec: dict[str, Any], driver_root: str | P
     caps = root / "proc/driver/nvidia/capabilities"
     _write(caps / "mig/config", "DeviceFileMinor: 1\nDeviceFileMode: 256\nDeviceFileModify: 1\n")
     _write(caps / "mig/monitor", "DeviceFileMinor: 2\nDeviceFileMode: 292\nDeviceFileModify: 1\n")
+    _write(root / "proc/devices", PROC_DEVICES)
     _write(root / "proc/driver/nvidia/version",
            f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {ver}  (fake)\nGCC version:  gcc 12\n")
     minors = ["config 1", "monitor 2"]
