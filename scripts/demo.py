@@ -36,6 +36,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
     args = ap.parse_args()
+    # SIGTERM (e.g. from a process supervisor) stops the demo as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     work = Path(tempfile.mkdtemp(prefix="dra-demo-"))
     node = "demo-node"
     procs = []
