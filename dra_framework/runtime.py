@@ -51,7 +51,11 @@ class DriverRuntime:
     # --- inventory ---------------------------------------------------------
 
     def pool_name(self, pool: str | None) -> str:
-        return pool or self.settings.node_name
+        """The published name of a backend pool (what the kubelet and allocation results use)."""
+        from .slices.convert import published_pool_name
+
+        p = self.inventory.pools.get(pool)
+        return published_pool_name(pool, self.settings.node_name, p.selection.node_local if p else True)
 
     def devices_of(self, backend_key: str) -> list[tuple[str | None, str]]:
         return [k for k, owner in self.inventory.owner.items() if owner == backend_key]

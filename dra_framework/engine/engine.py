@@ -42,6 +42,7 @@ from ..backend import DeviceLocks, PrepareContext
 from ..cdi.edits import ContainerEdits, merge
 from ..cdi.errors import CdiError
 from ..cdi.names import claim_device_name
+from ..slices.convert import model_pool_name
 from ..composition import BackendInstance, DriverInventory
 from ..kubelet.types import ClaimRef, PreparedDevice, PrepareOutcome
 from ..model import AllocatedDevice, ClaimInfo, DeviceStatus, OpaqueConfig, PrepareResult, StoredClaim
@@ -410,10 +411,13 @@ class PrepareEngine:
         plan: list[_Planned] = []
         for r in results:
             pool, name, request = str(r.get("pool", "")), str(r.get("device", "")), str(r.get("request", ""))
+            # Published pool names map back to the backend's (None = node pool, "<node>/<name>"
+            # for named node-local pools; see slices.convert.published_pool_name).
             pool_key: str | None = pool
             device = index.get((pool, name))
-            if device is None and pool == self.node_name:
-                pool_key, device = None, index.get((None, name))
+            if device is None:
+                pool_key = model_pool_name(pool, self.node_name)
+                device = index.get((pool_key, name))
             backend_key = inv.owner.get((pool_key, name)) if device is not None else None
             if device is None or backend_key is None:
                 raise ClaimError("unknown_device", f"claim {label}: device {name!r} in pool {pool!r} is not published "
