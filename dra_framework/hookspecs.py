@@ -96,11 +96,17 @@ class BackendSpec:
         concatenated. A config for this driver whose apiVersion/kind no backend accepts fails
         the claim's prepare with an error naming them."""
 
-    @hookspec
-    def dra_validate_config(self, config: "OpaqueConfig", device: "AllocatedDevice") -> None:
-        """Check that a decoded config may be applied to one allocated device (for example a
-        GPU-only setting given for a MIG device). Raise ValueError with a message naming the
-        field; the claim's prepare fails with it and nothing is changed on the node."""
+    @hookspec(firstresult=True)
+    def dra_validate_config(self, config: "OpaqueConfig", device: "AllocatedDevice") -> "bool | None":
+        """Check that a decoded config may be applied to one allocated device. Called before any
+        side effect of the claim's prepare.
+
+        - Raise ValueError with a message naming the field when the config is invalid for the
+          device; the claim's prepare fails with it and nothing is changed on the node.
+        - Return False when the config is of a type that does not apply to this kind of device
+          (a GPU config and a MIG device): a claim- or class-wide config is then skipped for this
+          device, while one scoped to the device's request fails the claim.
+        - Return None or True to apply it. firstresult."""
 
     @hookspec(firstresult=True)
     def dra_create_partition(self, ctx: "PrepareContext", device: "AllocatedDevice") -> "Mapping[str, Any] | None":

@@ -94,7 +94,12 @@ class NvidiaBackend:
 
     @hookimpl
     def dra_validate_config(self, config, device):
+        # A GpuConfig for a MIG device (or the reverse) does not apply: the engine skips it when it
+        # is claim- or class-wide and fails the claim when it names the device's request.
+        if not cfg.applies_to(config, str(device.device.attributes.get("type", ""))):
+            return False
         cfg.check_applicable(config, device.name, str(device.device.attributes.get("type", "")))
+        return True
 
     # ------------------------------------------------------------------ partitions
     @hookimpl

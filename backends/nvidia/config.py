@@ -108,6 +108,15 @@ class MigDeviceConfig(OpaqueConfig):
 CONFIG_TYPES = [GpuConfig, MigDeviceConfig]
 
 
+def applies_to(config: OpaqueConfig, device_type: str) -> bool:
+    """Whether a config of this kind is meant for devices of ``device_type`` at all."""
+    if isinstance(config, GpuConfig):
+        return device_type == "gpu"
+    if isinstance(config, MigDeviceConfig):
+        return device_type == "mig"
+    return True
+
+
 def check_applicable(config: OpaqueConfig, device_name: str, device_type: str) -> None:
     """Raise ValueError when ``config`` may not be applied to a device of ``device_type``."""
     if isinstance(config, GpuConfig) and device_type != "gpu":

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -452,11 +453,23 @@ class PrepareEngine:
             hooks = self._by_key[p.backend].hooks
             if not p.configs or not hooks.implements("dra_validate_config"):
                 continue
+            kept = []
             for entry, cfg in p.configs:
                 try:
-                    await hooks.call("dra_validate_config", config=cfg, device=p.allocated)
+                    applies = await hooks.call("dra_validate_config", config=cfg, device=p.allocated)
                 except ValueError as exc:
                     raise ClaimError("config", f"claim {label}: device {p.allocated.name}: {entry.label}: {exc}") from None
+                if applies is False:
+                    # A claim- or class-wide config of another device type is skipped; one that
+                    # names this device's request was meant for it, so it is an error.
+                    if entry.requests:
+                        raise ClaimError("config", f"claim {label}: device {p.allocated.name}: {entry.label}: "
+                                                   f"cannot be applied to this device")
+                    continue
+                kept.append((entry, cfg))
+            if len(kept) != len(p.configs):
+                p.configs = kept
+                p.allocated = dataclasses.replace(p.allocated, configs=tuple(c for _, c in kept))
 
     async def _write_started(self, info: ClaimInfo, plan: list[_Planned], label: str) -> None:
         order = [b.key for b in self.backends if any(p.backend == b.key for p in plan)]

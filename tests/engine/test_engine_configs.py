@@ -50,7 +50,7 @@ class Recording(FakeBackend):
     @hookimpl
     def dra_validate_config(self, config, device):
         if self.validate:
-            self.validate(config, device)
+            return self.validate(config, device)
 
 
 def gpu(tag: str, **extra):
@@ -136,6 +136,27 @@ async def test_validate_config_error_changes_nothing(tmp_path):
     assert err == ("claim default/c: device gpu-1: config[0] (resource.nvidia.com/v1beta1 GpuConfig): "
                    "sharing.strategy: MPS is not supported on this device")
     assert env.instances["gpu"].calls == [] and env.cdi_files() == [] and not env.cp_path.exists()
+
+
+async def test_config_not_applicable_is_skipped_when_wide_and_fails_when_scoped(tmp_path):
+    """dra_validate_config returning False: a claim-wide config is skipped for that device only;
+    one scoped to the device's request fails the claim before any side effect."""
+    def validate(config, device):
+        return device.name != "gpu-1"
+
+    env = make_env(tmp_path, validate)
+    engine = await env.make_engine()
+    wide = env.add_claim("w", [{"request": "a", "device": "gpu-0"}, {"request": "b", "device": "gpu-1"}],
+                         configs=[opaque(gpu("all"))])
+    assert (await engine.prepare([wide]))[wide.uid].error == ""
+    seen = env.instances["gpu"].seen
+    assert [c.tag for c in seen["gpu-0"]] == ["all"] and seen["gpu-1"] == []
+    scoped = env.add_claim("s", [{"request": "b", "device": "gpu-2"}], configs=[opaque(gpu("x"), requests=["b"])])
+    ok = (await engine.prepare([scoped]))[scoped.uid]
+    assert ok.error == ""
+    bad = env.add_claim("t", [{"request": "b", "device": "gpu-1"}], configs=[opaque(gpu("x"), requests=["b"])])
+    err = (await engine.prepare([bad]))[bad.uid].error
+    assert "device gpu-1" in err and "GpuConfig" in err and "cannot be applied" in err
 
 
 def test_driver_configs_order_and_filter():

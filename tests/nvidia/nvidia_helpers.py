@@ -83,7 +83,10 @@ class Claim:
         hooks = self.drv.hooks
         for d in self.devices:
             for c in d.configs:
-                await hooks.call("dra_validate_config", config=c, device=d)
+                # Mirrors the engine: a config that does not apply to this device type is refused
+                # here (the tests scope configs to the device's request).
+                if await hooks.call("dra_validate_config", config=c, device=d) is False:
+                    raise ValueError(f"{type(c).__name__} cannot be applied to device {d.name!r}")
         ctx = self.context()
         for d in self.devices:
             rec = await hooks.call("dra_create_partition", ctx=ctx, device=d)

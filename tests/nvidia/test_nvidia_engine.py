@@ -65,5 +65,24 @@ async def test_wrong_config_kind_fails_claim_without_side_effects(tmp_path):
     ref = env.add_claim("c1", [{"request": "mig", "device": "gpu-0000-1b-00-0-mig-1g10gb-19-0"}],
                         configs=[engine_support.opaque(cfg, requests=["mig"])])
     out = await engine.prepare([ref])
-    assert "cannot apply GpuConfig" in out[ref.uid].error
+    assert "GpuConfig" in out[ref.uid].error and "cannot be applied" in out[ref.uid].error
     assert env.instances["nvidia"].nvml.snapshot()[GPU0]["gis"] == {}
+
+
+async def test_claim_wide_gpu_config_skips_mig_devices(tmp_path):
+    """A claim-wide GpuConfig applies to the claim's full GPU and is skipped for its MIG device
+    (as the NVIDIA driver does), instead of failing the claim."""
+    host = tmp_path / "host"
+    shutil.copytree(SAMPLE_HOST, host, symlinks=True)
+    opts = NvidiaOptions.model_validate({"nvml": "fake", "hostRoot": str(host), "driverRoot": str(host),
+                                         "migStrategy": "dynamic", "executor": "record"})
+    env = engine_support.Env(tmp_path, [("nvidia", lambda ctx: NvidiaBackend(opts, ctx))])
+    engine = await env.make_engine()
+    cfg = {"apiVersion": "resource.nvidia.com/v1beta1", "kind": "GpuConfig",
+           "sharing": {"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Long"}}}
+    ref = env.add_claim("c2", [{"request": "gpu", "device": "gpu-0000-43-00-0"},
+                               {"request": "mig", "device": "gpu-0000-1b-00-0-mig-1g10gb-19-0"}],
+                        configs=[engine_support.opaque(cfg)])
+    out = await engine.prepare([ref])
+    assert out[ref.uid].error == ""
+    assert len(out[ref.uid].devices) == 2
