@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from typing import Any
 
@@ -40,7 +41,7 @@ def _claim(text: str) -> ClaimRef:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--driver", required=True, help="DRA driver name")
-    p.add_argument("--kubelet-root", default=DEFAULT_KUBELET_ROOT, help="kubelet --root-dir")
+    p.add_argument("--kubelet-root-dir", "--kubelet-root", dest="kubelet_root", default=os.environ.get("DRA_FRAMEWORK_KUBELET_ROOT_DIR", DEFAULT_KUBELET_ROOT), help="kubelet --root-dir (env DRA_FRAMEWORK_KUBELET_ROOT_DIR)")
     p.add_argument("--registry-dir", help="override <kubelet-root>/plugins_registry")
     p.add_argument("--pod-uid", help="driver pod UID (rolling-update socket names)")
     p.add_argument("--endpoint", help="DRA socket path; default: from GetInfo")
