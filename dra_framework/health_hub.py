@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 from .composition import BackendInstance
 from .kubelet.health import DeviceHealth, HealthState
-from .model import Health, HealthReport, Taint
+from .model import HealthReport, Taint
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class HealthHub:
             loop.call_soon_threadsafe(self.report, r)
             return
         pool = self.pool_name(r.pool)
-        self.state.set(pool, r.device, Health(r.health.value), r.message)
+        self.state.set(pool, r.device, r.health, r.message)
         key = (pool, r.device)
         new = tuple(r.taints)
         if self.taints.get(key, ()) != new:
@@ -60,16 +60,30 @@ class HealthHub:
 
     async def _run(self, b: BackendInstance, devices_of: Callable[[str], list[tuple[str | None, str]]]) -> None:
         delay = 1.0
+        failing = False
+        reported = [False]
+
+        def report(r: HealthReport) -> None:
+            reported[0] = True
+            self.report(r)
+
         while True:
+            reported[0] = False
             try:
-                await b.hooks.call("dra_watch_health", report=self.report)
+                await b.hooks.call("dra_watch_health", report=report)
                 # A source that returns has nothing more to say; keep its last reports.
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broken source must not stop the driver
-                log.error("health source of backend %s failed, devices marked Unknown; retrying in %.0fs: %s",
-                          b.key, delay, exc)
+                if reported[0]:  # it worked for a while: a new failure streak, fast retry again
+                    failing, delay = False, 1.0
+                # Once per failure streak: a source that cannot connect (bug log B39) must not
+                # log an error on every retry.
+                log.log(logging.DEBUG if failing else logging.ERROR,
+                        "health source of backend %s failed, devices marked Unknown; retrying in %.0fs: %s",
+                        b.key, delay, exc)
+                failing = True
                 self.mark_unknown(devices_of(b.key), f"health source failed: {exc}")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)

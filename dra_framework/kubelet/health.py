@@ -9,21 +9,16 @@ characters are truncated by the kubelet; we truncate the same way first.
 from __future__ import annotations
 
 import asyncio
-import enum
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
+from ..model.health import Health  # one enum for backends and the wire layer
+
 MAX_MESSAGE_LEN = 1024
 
 
-class Health(str, enum.Enum):
-    """Device health as in pod status (`Healthy`/`Unhealthy`/`Unknown`)."""
-
-    HEALTHY = "Healthy"
-    UNHEALTHY = "Unhealthy"
-    UNKNOWN = "Unknown"
 
 
 @dataclass(frozen=True)
