@@ -85,6 +85,12 @@ async def discover(backends: list[BackendInstance]) -> DriverInventory:
     for b in backends:
         inv = Inventory()
         await b.hooks.call("dra_discover", inventory=inv)
+        if not any(pool.devices for pool in inv.pools):
+            # Success with nothing found is how a misconfigured backend looks (wrong driver root,
+            # a code path that drops its devices): say so instead of publishing empty slices
+            # silently (bug log B30).
+            log.warning("backend %s discovered no devices: its ResourceSlices will be empty; check its "
+                        "options (host root, driver root) and the node's hardware", b.key)
         for pool in inv.pools:
             target = merged.pools.setdefault(pool.name, Pool(name=pool.name, selection=pool.selection))
             for dev in pool.devices:

@@ -194,6 +194,11 @@ class PluginServer:
         self._closing.set()
         for h in self._health_servicers:
             h.wake_all()
+        # Wait (briefly) until the streams have really ended, not only been asked to (B40).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        while any(h.open_streams for h in self._health_servicers) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         if self._reg_server is not None:
             reg, self._reg_server = self._reg_server, None
             await reg.stop(None)

@@ -194,6 +194,10 @@ class HealthServicer:
         self._subs: set = set()
         self._logged_unimplemented = False
 
+    @property
+    def open_streams(self) -> int:
+        return len(self._subs)
+
     def wake_all(self) -> None:
         """Make open streams notice `closing` now (used by stop())."""
         for s in list(self._subs):

@@ -34,8 +34,9 @@ def test_nvidia_gpu_and_mig_claims_and_xid_taints(kube_apiserver, k8s_objects, k
         driver=DRIVER)
     daemon = daemons(cfg)
     shim.wait_registered(DRIVER, timeout=90)
-    devs = wait_for(lambda: len(devices_by_name(k8s_objects, node)) >= 8 and devices_by_name(k8s_objects, node),
-                    90, "NVIDIA slices", daemon)
+    # Wait for all 8 GPUs, not 8 devices: the pool's slices are written one after another.
+    devs = wait_for(lambda: (lambda d: d if sum(1 for x in d.values() if x["attributes"]["type"]["string"] == "gpu")
+                             >= 8 else None)(devices_by_name(k8s_objects, node)), 90, "NVIDIA slices", daemon)
     gpus = {n: d for n, d in devs.items() if d["attributes"]["type"]["string"] == "gpu"}
     assert len(gpus) == 8
 
