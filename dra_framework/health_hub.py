@@ -23,8 +23,12 @@ class HealthHub:
     loop) when the taints of any device changed, so the caller can republish slices."""
 
     def __init__(self, state: HealthState, pool_name: Callable[[str | None], str],
-                 on_change: Callable[[], None], max_backoff: float = 60.0) -> None:
+                 on_change: Callable[[], None], max_backoff: float = 60.0,
+                 on_problem: Callable[[str, str | None], None] | None = None) -> None:
         self.state = state
+        # (source, message) while a source fails; (source, None) once it reports again. The
+        # daemon shows it in /readyz and as a Node Event (bug log B39: "shown in a condition").
+        self.on_problem = on_problem or (lambda source, message: None)
         self.pool_name = pool_name
         self.on_change = on_change
         self.max_backoff = max_backoff
@@ -63,7 +67,11 @@ class HealthHub:
         failing = False
         reported = [False]
 
+        source = f"health source of backend {b.key}"
+
         def report(r: HealthReport) -> None:
+            if not reported[0] and failing:
+                self.on_problem(source, None)
             reported[0] = True
             self.report(r)
 
@@ -83,6 +91,8 @@ class HealthHub:
                 log.log(logging.DEBUG if failing else logging.ERROR,
                         "health source of backend %s failed, devices marked Unknown; retrying in %.0fs: %s",
                         b.key, delay, exc)
+                if not failing:
+                    self.on_problem(source, f"failing, devices reported Unknown, retrying with back-off: {exc}")
                 failing = True
                 self.mark_unknown(devices_of(b.key), f"health source failed: {exc}")
                 await asyncio.sleep(delay)

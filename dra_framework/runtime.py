@@ -113,7 +113,7 @@ class DriverRuntime:
 
         if any(b.hooks.implements("dra_watch_health") for b in self.backends):
             self.health_state = HealthState(self.name)
-            self.hub = HealthHub(self.health_state, self.pool_name, self.publish)
+            self.hub = HealthHub(self.health_state, self.pool_name, self.publish, on_problem=self._problem)
 
         step(f"{self.name}: loading checkpoint")
         vendor = self.config.cdi_vendor or f"k8s.{self.name}"

@@ -49,7 +49,9 @@ async def test_reports_feed_health_state_and_taints_and_recovery_clears():
 
 async def test_failing_source_marks_unknown_and_restarts():
     state = HealthState("d.example.com")
-    hub = HealthHub(state, lambda p: p or "n1", lambda: None, max_backoff=0.05)
+    problems = []
+    hub = HealthHub(state, lambda p: p or "n1", lambda: None, max_backoff=0.05,
+                    on_problem=lambda source, msg: problems.append((source, msg)))
     calls = []
 
     class Flaky:
@@ -72,6 +74,9 @@ async def test_failing_source_marks_unknown_and_restarts():
     assert "NVML event set broke" in state.snapshot()[0].message
     await asyncio.sleep(1.2)  # first back-off is 1 s
     assert len(calls) >= 2 and state.snapshot()[0].health == Health.HEALTHY
+    # Shown while failing (readiness, Node Event), cleared once the source reports again.
+    assert [m is None for _, m in problems] == [False, True], problems
+    assert "NVML event set broke" in problems[0][1] and "flaky" in problems[0][0]
     await hub.stop()
 
 
