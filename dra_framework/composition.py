@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from .admin_attributes import apply_admin_attributes
 from .backend import BackendContext
 from .config import DriverConfig, Settings, format_validation_error
 from .errors import ConfigError, PluginError
@@ -25,6 +26,7 @@ class BackendInstance:
     type_name: str
     hooks: BackendHooks
     context: BackendContext
+    device_attributes: list = field(default_factory=list)
 
 
 @dataclass
@@ -74,7 +76,8 @@ def build_backends(settings: Settings, index: int, driver: DriverConfig, registr
             instance = btype.factory(options, ctx)
         except (ValueError, OSError) as exc:
             raise ConfigError(f"{where}: backend {bc.name!r} cannot start: {exc}") from None
-        out.append(BackendInstance(key, bc.name, BackendHooks(f"{driver.name}/{key}", instance), ctx))
+        out.append(BackendInstance(key, bc.name, BackendHooks(f"{driver.name}/{key}", instance), ctx,
+                                   device_attributes=list(bc.device_attributes)))
     return out
 
 
@@ -85,6 +88,7 @@ async def discover(backends: list[BackendInstance]) -> DriverInventory:
     for b in backends:
         inv = Inventory()
         await b.hooks.call("dra_discover", inventory=inv)
+        apply_admin_attributes(b.context.driver_name, b.key, inv, b.device_attributes)
         if not any(pool.devices for pool in inv.pools):
             # Success with nothing found is how a misconfigured backend looks (wrong driver root,
             # a code path that drops its devices): say so instead of publishing empty slices

@@ -26,12 +26,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class DeviceAttributeRule(_Strict):
+    """``drivers[].backends[].deviceAttributes[]``: attributes an admin adds to devices (for
+    example ``rack``). Discovered attributes always win; see ``dra_framework.admin_attributes``."""
+
+    devices: list[str] = Field(default_factory=lambda: ["*"], description="Device name patterns (fnmatch).")
+    pool: str | None = Field(None, description="Only devices of this backend pool (default: any).")
+    attributes: dict[str, int | bool | str | dict[str, str]]
+
+    @field_validator("attributes")
+    @classmethod
+    def _values(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, value in v.items():
+            if isinstance(value, dict) and set(value) != {"version"}:
+                raise ValueError(f"{key}: a mapping value must be {{version: <semver>}}")
+        return v
+
+
 class BackendConfig(_Strict):
     """``drivers[].backends[]``: a backend type by name and its options (validated against the
     backend's own options model once plugins are loaded)."""
 
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
+    device_attributes: list[DeviceAttributeRule] = Field(default_factory=list, alias="deviceAttributes")
 
 
 class DriverConfig(_Strict):
