@@ -51,15 +51,25 @@ class ServerInfo:
 class Limits:
     """Validation and split limits for one server version (dra-protocol.md §5).
 
-    The per-slice device limit is 128; 64 when a slice uses taints, counter consumption (1.35+)
-    or list attributes (1.36+). The splitter uses 64 for a whole pool as soon as one of its
-    devices uses any of these, on every version, so that devices do not move when the server
-    is upgraded.
+    The per-slice device limit is 128; 64 when a slice uses taints or counter consumption (1.35+)
+    or list attributes (1.36+). 1.34 servers allow 128 devices in every slice. The splitter uses
+    64 for a whole pool as soon as one of its devices uses any of these, on every version, so
+    that devices do not move when the server is upgraded.
+
+    The 1.34 rules were checked against kubernetes v1.34.4 ``pkg/apis/resource/validation``:
+    ≤4 taints with effect NoSchedule or NoExecute (no ``None``); no limit on counter sets per
+    slice or consumption entries per device, but ≤32 counters over all sets of a slice, ≤32
+    consumed counters per device and ≤1024 consumed counters per slice; a slice may hold both
+    devices and sharedCounters, and a device may only consume counter sets (and counters) defined
+    in the ``sharedCounters`` of its own slice.
     """
 
     minor: int = 37
     max_devices: int = 128
     max_devices_advanced: int = 64
+    #: 1.35+: the server lowers the per-slice device limit to ``max_devices_advanced`` when a
+    #: device of the slice uses taints or consumesCounters (or list attributes, 1.36+).
+    advanced_device_limit: bool = True
     max_taints: int = 16
     taint_effects: tuple[str, ...] = ("NoSchedule", "NoExecute", "None")
     #: 1.35+: a slice carries devices or sharedCounters, never both; counter-set names are
@@ -67,8 +77,10 @@ class Limits:
     separate_counter_slices: bool = True
     max_counter_sets_per_slice: int | None = 8
     max_consumptions_per_device: int | None = 2
-    #: 1.34 only: counters summed over all sets of one slice, and device counters per slice.
+    #: 1.34 only: counters summed over all sets of one slice, consumed counters summed over the
+    #: consumption entries of one device, and consumed counters summed over one slice.
     max_counters_per_slice: int | None = None
+    max_counters_per_device: int | None = None
     max_device_counters_per_slice: int | None = None
     list_attributes: bool = True
     max_attribute_values: int | None = 48
@@ -79,10 +91,12 @@ class Limits:
         if info is not None and info.major > 1:
             minor = 99
         if minor <= 34:
-            return cls(minor=minor, max_taints=4, taint_effects=("NoSchedule", "NoExecute"),
+            return cls(minor=minor, advanced_device_limit=False, max_taints=4,
+                       taint_effects=("NoSchedule", "NoExecute"),
                        separate_counter_slices=False, max_counter_sets_per_slice=None,
                        max_consumptions_per_device=None, max_counters_per_slice=32,
-                       max_device_counters_per_slice=1024, list_attributes=False,
+                       max_counters_per_device=32, max_device_counters_per_slice=1024,
+                       list_attributes=False,
                        max_attribute_values=None)
         if minor == 35:
             return cls(minor=minor, list_attributes=False, max_attribute_values=None)

@@ -507,6 +507,11 @@ def device_errors(dev: dict, limits: Limits, driver: str | None = None) -> Error
         for i, t in enumerate(taints):
             errs += taint_errors(f"taints[{i}]", t, limits)
     cons = dev.get("consumesCounters") or []
+    if limits.max_counters_per_device is not None:
+        total = sum(len(c.get("counters") or {}) for c in cons)
+        if total > limits.max_counters_per_device:
+            errs.append(("consumesCounters", f"at most {limits.max_counters_per_device} counters over all entries "
+                                             f"on 1.{limits.minor}, has {total}"))
     if limits.max_consumptions_per_device is not None and len(cons) > limits.max_consumptions_per_device:
         errs.append(("consumesCounters", f"must have at most {limits.max_consumptions_per_device} entries, has {len(cons)}"))
     else:
@@ -560,7 +565,7 @@ def slice_errors(spec: dict, limits: Limits) -> Errors:
     if limits.separate_counter_slices and devices is not None and counters is not None:
         errs.append(("spec", "only one of sharedCounters or devices is allowed"))
     devices = devices or []
-    max_dev = limits.max_devices_advanced if _has_advanced(devices) and limits.minor >= 35 else limits.max_devices
+    max_dev = limits.max_devices_advanced if limits.advanced_device_limit and _has_advanced(devices) else limits.max_devices
     if len(devices) > max_dev:
         errs.append(("devices", f"must have at most {max_dev} devices, has {len(devices)}"))
     else:
@@ -580,6 +585,20 @@ def slice_errors(spec: dict, limits: Limits) -> Errors:
         total = sum(len(c.get("counters") or {}) for c in counters)
         if total > limits.max_counters_per_slice:
             errs.append(("sharedCounters", f"at most {limits.max_counters_per_slice} counters across all sets on 1.{limits.minor}, has {total}"))
+    if not limits.separate_counter_slices:
+        # 1.34: consumed counter sets and counters must be defined in this slice's sharedCounters.
+        defined = {c.get("name"): set(c.get("counters") or {}) for c in counters}
+        for i, d in enumerate(devices):
+            for j, c in enumerate(d.get("consumesCounters") or []):
+                cs = c.get("counterSet")
+                if cs not in defined:
+                    errs.append((f"devices[{i}].consumesCounters[{j}].counterSet",
+                                 f"{cs!r} must reference a counter set defined in the sharedCounters of the "
+                                 f"same slice on 1.{limits.minor}"))
+                    continue
+                for name in sorted(set(c.get("counters") or {}) - defined[cs]):
+                    errs.append((f"devices[{i}].consumesCounters[{j}].counters[{name}]",
+                                 f"must reference a counter of counter set {cs!r} in the same slice"))
     if limits.max_device_counters_per_slice is not None:
         total = sum(len(c.get("counters") or {}) for d in devices for c in d.get("consumesCounters") or [])
         if total > limits.max_device_counters_per_slice:

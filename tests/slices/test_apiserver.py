@@ -75,7 +75,21 @@ def policy_cap(pol: dict, value="10") -> dict:
     return {"capacity": {"c": {"value": value, "requestPolicy": pol}}, "allowMultipleAllocations": True}
 
 
-CASES: dict[str, tuple[dict, bool]] = {
+#: An expected verdict: the same on every version, or ``{first minor: verdict}`` where the entry
+#: with the highest minor ≤ the server's applies (``{34: True, 35: False}``: accepted by 1.34 only).
+Expect = bool | dict[int, bool]
+
+
+def expected(expect: Expect, info: ServerInfo) -> bool:
+    if isinstance(expect, bool):
+        return expect
+    minor = info.minor if info.major == 1 else 99
+    applicable = [m for m in expect if m <= minor]
+    assert applicable, f"no verdict for 1.{minor} in {expect}"
+    return expect[max(applicable)]
+
+
+CASES: dict[str, tuple[dict, Expect]] = {
     "minimal": (base_spec(), True),
     "empty-slice": (base_spec(devices=None), True),
     "id-32": (base_spec(devices=[dev(attributes={"a" * 32: {"int": 1}})]), True),
@@ -101,10 +115,14 @@ CASES: dict[str, tuple[dict, bool]] = {
     "devices-128": (base_spec(devices=devs(128)), True),
     "devices-129": (base_spec(devices=devs(129)), False),
     "taint-devices-64": (base_spec(devices=devs(63) + [{"name": "dev-t", "taints": [{"key": "k", "effect": "NoSchedule"}]}]), True),
-    "taint-devices-65": (base_spec(devices=devs(64) + [{"name": "dev-t", "taints": [{"key": "k", "effect": "NoSchedule"}]}]), False),
-    "taints-16": (base_spec(devices=[dev(taints=[{"key": f"k{i}", "effect": "NoSchedule"} for i in range(16)])]), True),
+    # 1.34: 128 devices per slice whatever they use; 1.35+: 64 when a device has taints.
+    "taint-devices-65": (base_spec(devices=devs(64) + [{"name": "dev-t", "taints": [{"key": "k", "effect": "NoSchedule"}]}]), {34: True, 35: False}),
+    "taint-devices-128": (base_spec(devices=devs(127) + [{"name": "dev-t", "taints": [{"key": "k", "effect": "NoSchedule"}]}]), {34: True, 35: False}),
+    "taints-4": (base_spec(devices=[dev(taints=[{"key": f"k{i}", "effect": "NoSchedule"} for i in range(4)])]), True),
+    "taints-5": (base_spec(devices=[dev(taints=[{"key": f"k{i}", "effect": "NoSchedule"} for i in range(5)])]), {34: False, 35: True}),
+    "taints-16": (base_spec(devices=[dev(taints=[{"key": f"k{i}", "effect": "NoSchedule"} for i in range(16)])]), {34: False, 35: True}),
     "taints-17": (base_spec(devices=[dev(taints=[{"key": f"k{i}", "effect": "NoSchedule"} for i in range(17)])]), False),
-    "taint-none-effect": (base_spec(devices=[dev(taints=[{"key": "x.io/k", "value": "v", "effect": "None"}])]), True),
+    "taint-none-effect": (base_spec(devices=[dev(taints=[{"key": "x.io/k", "value": "v", "effect": "None"}])]), {34: False, 35: True}),
     "taint-bad-effect": (base_spec(devices=[dev(taints=[{"key": "k", "effect": "Bogus"}])]), False),
     "taint-bad-key": (base_spec(devices=[dev(taints=[{"key": "-k", "effect": "NoSchedule"}])]), False),
     "taint-bad-value": (base_spec(devices=[dev(taints=[{"key": "k", "value": "a b", "effect": "NoSchedule"}])]), False),
@@ -114,17 +132,42 @@ CASES: dict[str, tuple[dict, bool]] = {
     "device-name-63": (base_spec(devices=[{"name": "d" * 63}]), True),
     "device-dup": (base_spec(devices=[{"name": "a"}, {"name": "a"}]), False),
     "counter-sets-8": (base_spec(devices=None, sharedCounters=[{"name": f"cs-{i}", "counters": {"c": {"value": "1"}}} for i in range(8)]), True),
-    "counter-sets-9": (base_spec(devices=None, sharedCounters=[{"name": f"cs-{i}", "counters": {"c": {"value": "1"}}} for i in range(9)]), False),
+    # 1.34: no limit on the number of sets, but ≤32 counters over all sets of the slice.
+    "counter-sets-9": (base_spec(devices=None, sharedCounters=[{"name": f"cs-{i}", "counters": {"c": {"value": "1"}}} for i in range(9)]), {34: True, 35: False}),
+    "counter-sets-2x17": (base_spec(devices=None, sharedCounters=[{"name": f"cs-{i}", "counters": {f"c{k}": {"value": "1"} for k in range(17)}} for i in range(2)]), {34: False, 35: True}),
+    "counter-sets-dup": (base_spec(devices=None, sharedCounters=[{"name": "cs", "counters": {"c": {"value": "1"}}}] * 2), False),
     "counters-32": (base_spec(devices=None, sharedCounters=[{"name": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(32)}}]), True),
     "counters-33": (base_spec(devices=None, sharedCounters=[{"name": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(33)}}]), False),
     "counter-set-bad-name": (base_spec(devices=None, sharedCounters=[{"name": "CS", "counters": {"c": {"value": "1"}}}]), False),
     "counter-bad-name": (base_spec(devices=None, sharedCounters=[{"name": "cs", "counters": {"c_1": {"value": "1"}}}]), False),
-    "counters-and-devices": (base_spec(sharedCounters=[{"name": "cs", "counters": {"c": {"value": "1"}}}]), False),
-    "consumes-2": (base_spec(devices=[dev(consumesCounters=[{"counterSet": f"cs-{i}", "counters": {"c": {"value": "1"}}} for i in range(2)])]), True),
+    "counters-and-devices": (base_spec(sharedCounters=[{"name": "cs", "counters": {"c": {"value": "1"}}}]), {34: True, 35: False}),
+    # Consumption of sets that are not in the slice: 1.34 rejects it (the set must be in the same
+    # slice), 1.35+ accepts it (sets live in other slices of the pool).
+    "consumes-2": (base_spec(devices=[dev(consumesCounters=[{"counterSet": f"cs-{i}", "counters": {"c": {"value": "1"}}} for i in range(2)])]), {34: False, 35: True}),
     "consumes-3": (base_spec(devices=[dev(consumesCounters=[{"counterSet": f"cs-{i}", "counters": {"c": {"value": "1"}}} for i in range(3)])]), False),
-    "consume-counters-32": (base_spec(devices=[dev(consumesCounters=[{"counterSet": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(32)}}])]), True),
+    "consume-counters-32": (base_spec(devices=[dev(consumesCounters=[{"counterSet": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(32)}}])]), {34: False, 35: True}),
     "consume-counters-33": (base_spec(devices=[dev(consumesCounters=[{"counterSet": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(33)}}])]), False),
     "consume-devices-65": (base_spec(devices=devs(65, consumesCounters=[{"counterSet": "cs", "counters": {"c": {"value": "1"}}}])), False),
+    # Sets and consuming devices in one slice: the 1.34 layout (1.35+ rejects devices + sharedCounters).
+    "same-slice-consumes-3": (base_spec(sharedCounters=[{"name": f"cs-{i}", "counters": {"c": {"value": "1"}}} for i in range(3)],
+                                        devices=[dev(consumesCounters=[{"counterSet": f"cs-{i}", "counters": {"c": {"value": "1"}}} for i in range(3)])]),
+                              {34: True, 35: False}),
+    "same-slice-consume-32": (base_spec(sharedCounters=[{"name": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(32)}}],
+                                        devices=[dev(consumesCounters=[{"counterSet": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(32)}}])]),
+                              {34: True, 35: False}),
+    "same-slice-unknown-counter": (base_spec(sharedCounters=[{"name": "cs", "counters": {"c": {"value": "1"}}}],
+                                             devices=[dev(consumesCounters=[{"counterSet": "cs", "counters": {"d": {"value": "1"}}}])]), False),
+    "same-slice-unknown-set": (base_spec(sharedCounters=[{"name": "cs", "counters": {"c": {"value": "1"}}}],
+                                         devices=[dev(consumesCounters=[{"counterSet": "other", "counters": {"c": {"value": "1"}}}])]), False),
+    "same-slice-devices-128": (base_spec(sharedCounters=[{"name": "cs", "counters": {"c": {"value": "1"}}}],
+                                         devices=devs(128, consumesCounters=[{"counterSet": "cs", "counters": {"c": {"value": "1"}}}])),
+                               {34: True, 35: False}),
+    "same-slice-device-counters-1024": (base_spec(sharedCounters=[{"name": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(32)}}],
+                                                  devices=devs(32, consumesCounters=[{"counterSet": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(32)}}])),
+                                        {34: True, 35: False}),
+    "same-slice-device-counters-1056": (base_spec(sharedCounters=[{"name": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(32)}}],
+                                                  devices=devs(33, consumesCounters=[{"counterSet": "cs", "counters": {f"c{i}": {"value": "1"} for i in range(32)}}])),
+                                        False),
     "policy-no-multi": (base_spec(devices=[dev(capacity={"c": {"value": "10", "requestPolicy": {"default": "1", "validValues": ["1"]}}})]), False),
     "policy-values-ok": (base_spec(devices=[dev(**policy_cap({"default": "2", "validValues": ["1", "2", "4"]}))]), True),
     "policy-default-missing": (base_spec(devices=[dev(**policy_cap({"default": "3", "validValues": ["1", "2", "4"]}))]), False),
@@ -134,10 +177,13 @@ CASES: dict[str, tuple[dict, bool]] = {
     "policy-range-step": (base_spec(devices=[dev(**policy_cap({"default": "3", "validRange": {"min": "0", "max": "8", "step": "2"}}))]), False),
     "policy-range-max": (base_spec(devices=[dev(**policy_cap({"default": "4", "validRange": {"min": "0", "max": "11"}}))]), False),
     "policy-both": (base_spec(devices=[dev(**policy_cap({"default": "2", "validValues": ["2"], "validRange": {"min": "0"}}))]), False),
-    "list-ints": (base_spec(devices=[dev(attributes={"numa": {"ints": [0, 1]}})]), True),
+    # List attributes (1.36+): older servers do not know the fields, drop them and then reject the
+    # attribute for having no value.
+    "list-ints": (base_spec(devices=[dev(attributes={"numa": {"ints": [0, 1]}})]), {34: False, 36: True}),
     "list-empty": (base_spec(devices=[dev(attributes={"numa": {"ints": []}})]), False),
     "list-string-65": (base_spec(devices=[dev(attributes={"s": {"strings": ["x" * 65]}})]), False),
-    "list-48-values": (base_spec(devices=[dev(attributes={"a": {"ints": list(range(47))}, "b": {"int": 1}})]), True),
+    "list-48-values": (base_spec(devices=[dev(attributes={"a": {"ints": list(range(47))}, "b": {"int": 1}})]), {34: False, 36: True}),
+    "list-devices-64": (base_spec(devices=devs(64, attributes={"a": {"ints": [1]}})), {34: False, 36: True}),
     "list-49-values": (base_spec(devices=[dev(attributes={"a": {"ints": list(range(48))}, "b": {"int": 1}})]), False),
     "list-devices-65": (base_spec(devices=devs(65, attributes={"a": {"ints": [1]}})), False),
     "selector-2-terms": (base_spec(nodeName=None, nodeSelector={"nodeSelectorTerms": [
@@ -152,8 +198,9 @@ CASES: dict[str, tuple[dict, bool]] = {
 }
 
 
-#: Deliberate differences: local rules reject, the 1.37 server accepts (its hand-written check for
-#: more than one slash is shadowed by declarative validation, see the TODO in validation.go).
+#: Deliberate differences: local rules reject, the server accepts (1.34's validateQualifiedName has
+#: no case for more than one slash; on 1.37 the hand-written check is shadowed by declarative
+#: validation, see the TODO in validation.go).
 #: Such a name cannot be used from CEL, so the publisher keeps rejecting it.
 LOCAL_STRICTER: dict[str, dict] = {
     "two-slashes": base_spec(devices=[dev(attributes={"a.com/b/c": {"int": 1}})]),
@@ -179,11 +226,23 @@ async def test_validation_local_stricter(case, api):
         pytest.fail(f"the server now rejects {case!r} too; move it to CASES: {msg}")
 
 
+async def server_info(api: KubeAPI) -> ServerInfo:
+    return ServerInfo.parse(await api.server_version(), ("v1",))
+
+
+async def test_server_under_test_is_the_harness_version(api, k8s_version):
+    """The verdicts of the table are computed from the discovered version: it must be the one asked for."""
+    info = await server_info(api)
+    assert (info.major, info.minor) == tuple(int(x) for x in k8s_version.split(".")[:2]), (info, k8s_version)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_validation_table_matches_server(case, api, kube_apiserver):
-    spec, expect_ok = CASES[case]
+    spec, expect = CASES[case]
     spec = {k: v for k, v in spec.items() if v is not None}
-    info = ServerInfo.parse(await api.server_version(), ("v1",))
+    info = await server_info(api)
+    expect_ok = expected(expect, info)
+    # Local validation with the limits of the server actually under test.
     local = slice_errors(spec, Limits.for_server(info))
     assert (not local) == expect_ok, f"local rules disagree with the table: {local}"
     server_ok, msg = await _server_accepts(api, spec)
@@ -349,11 +408,23 @@ async def test_partitionable_and_cluster_pools(kube_apiserver, api, node):
                       allow_multiple_allocations=True)
                for i in range(9) for k in range(8)]
     shared = Pool(name=uniq("fabric"), devices=[Device("sw-0")], selection=NodeSelection(node_local=False, all_nodes=True))
+    # The controller validates and splits with the limits of the server it discovered.
+    assert c.limits == Limits.for_server(c.server) and c.limits.minor == (await server_info(api)).minor
     c.update([Pool(devices=devices, counter_sets=sets), shared])
     await c.wait_synced(30)
     items = await node_slices(api, name)
-    assert [len(o["spec"].get("sharedCounters", [])) for o in items] == [8, 1, 0, 0]
-    assert [len(o["spec"].get("devices", [])) for o in items] == [0, 0, 64, 8]
+    if c.limits.separate_counter_slices:
+        # 1.35+: counter sets in their own slices (≤8 each), before the device slices (≤64 each).
+        assert [len(o["spec"].get("sharedCounters", [])) for o in items] == [8, 1, 0, 0]
+        assert [len(o["spec"].get("devices", [])) for o in items] == [0, 0, 64, 8]
+    else:
+        # 1.34: each set travels with the devices consuming it; groups are packed in name order
+        # (the pool is cut at 64 devices because it consumes counters, on every version).
+        assert [len(o["spec"].get("sharedCounters", [])) for o in items] == [8, 1]
+        assert [len(o["spec"].get("devices", [])) for o in items] == [64, 8]
+        for o in items:
+            in_slice = {cs["name"] for cs in o["spec"]["sharedCounters"]}
+            assert {cc["counterSet"] for d in o["spec"]["devices"] for cc in d["consumesCounters"]} == in_slice
     assert assert_one_generation(items) == 1
     cl, _ = await api.list_slices({"spec.driver": DRIVER, "spec.nodeName": ""}, {"resource.dra-framework.io/publisher-node": name})
     assert [o["spec"]["pool"]["name"] for o in cl] == [shared.name] and cl[0]["spec"]["allNodes"] is True
@@ -450,7 +521,15 @@ async def test_list_attributes_with_gate_off(gates_off_apiserver):
     api = KubeAPI(client)
     (o,) = await node_slices(api, node_name)
     assert o["spec"]["devices"] == [{"name": "gpu-0", "attributes": {"model": {"string": "x"}}}]
-    assert c.report.dropped_fields == {node_name: {"devices[].attributes.*.ints"}}
+    if c.limits.list_attributes:
+        # 1.36+ with the gate off: learnt from the server's answer.
+        assert c.report.dropped_fields == {node_name: {"devices[].attributes.*.ints"}}
+    else:
+        # Before 1.36 the server has no list attributes at all: left out locally, before writing,
+        # with a warning naming the device; nothing is dropped by the server.
+        assert c.report.dropped_fields == {}
+        assert c.report.ok and c.report.invalid_devices == {}
+        assert [(i.device, i.field, i.severity) for i in c.report.issues] == [("gpu-0", "attributes[numa]", "warning")]
     stats = dict(c.stats)
     c.update(p)
     await c.wait_synced(30)

@@ -280,3 +280,36 @@ def test_invalid_pool_name_reported():
 
 def test_device_errors_api_form():
     assert device_errors({"name": "a", "attributes": {"x": {}}}, L37) == [("attributes[x]", "exactly one value must be specified")]
+
+
+def test_slice_rules_134_vs_137():
+    """Rules that differ between 1.34 and 1.35+ (checked against the servers in test_apiserver.py)."""
+    def spec(**kw):
+        return {"driver": DRIVER, "pool": {"name": NODE, "generation": 1, "resourceSliceCount": 1}, "nodeName": NODE, **kw}
+
+    def cons(*sets, counters=("c",)):
+        return [{"counterSet": s, "counters": {c: {"value": "1"} for c in counters}} for s in sets]
+
+    def cset(name, n=1):
+        return {"name": name, "counters": {f"c{i}" if n > 1 else "c": {"value": "1"} for i in range(n)}}
+
+    # 1.34: a consumed set (and counter) must be defined in the same slice; 1.35+: elsewhere in the pool.
+    away = spec(devices=[{"name": "d", "consumesCounters": cons("cs")}])
+    assert slice_errors(away, L34) and not slice_errors(away, L37)
+    here = spec(sharedCounters=[cset("cs")], devices=[{"name": "d", "consumesCounters": cons("cs")}])
+    assert not slice_errors(here, L34) and slice_errors(here, L37)
+    unknown = spec(sharedCounters=[cset("cs")], devices=[{"name": "d", "consumesCounters": cons("cs", counters=("x",))}])
+    assert [f for f, _ in slice_errors(unknown, L34)] == ["devices[0].consumesCounters[0].counters[x]"]
+    # No limit on entries per device on 1.34 (2 on 1.35+), but ≤32 consumed counters per device.
+    three = spec(sharedCounters=[cset(f"cs-{i}") for i in range(3)], devices=[{"name": "d", "consumesCounters": cons("cs-0", "cs-1", "cs-2")}])
+    assert not slice_errors(three, L34)
+    assert device_errors({"name": "d", "consumesCounters": cons("a", "b", counters=[f"c{i}" for i in range(17)])}, L34)
+    assert not device_errors({"name": "d", "consumesCounters": cons("a", "b", counters=[f"c{i}" for i in range(17)])}, L37)
+    # 128 devices per slice on 1.34 even with taints or counters; 64 on 1.35+.
+    tainted = spec(devices=[{"name": f"d{i}", "taints": [{"key": "k", "effect": "NoSchedule"}]} for i in range(65)])
+    assert not slice_errors(tainted, L34) and slice_errors(tainted, L37)
+    # 1.34: ≤32 counters over all sets, any number of sets; 1.35+: ≤8 sets of ≤32 counters.
+    nine = spec(sharedCounters=[cset(f"cs-{i}") for i in range(9)])
+    assert not slice_errors(nine, L34) and slice_errors(nine, L37)
+    two17 = spec(sharedCounters=[cset(f"cs-{i}", 17) for i in range(2)])
+    assert slice_errors(two17, L34) and not slice_errors(two17, L37)
