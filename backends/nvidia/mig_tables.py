@@ -1,6 +1,6 @@
 """MIG profile tables of real boards (what real NVML returns), used by the fake NVML and tests.
 
-Sources (see /work/shared/research/ref-drivers-gpu.md §6 and backends/nvidia/README.md):
+Sources (see ../shared/research/ref-drivers-gpu.md §6 and backends/nvidia/README.md):
 
 * A100-SXM4-40GB: go-nvml ``gpus/a100.go`` cross-checked with k8s-test-infra
   ``mock-nvml-config-a100.yaml`` and ``nvidia-smi mig -lgip/-lgipp`` output. Profile *ids* are the

@@ -1,6 +1,6 @@
 """Kubelet-facing gRPC layer: registration, DRA node service, device health.
 
-Protocol facts: /work/shared/specs/dra-protocol.md sections 1-3 and 8.
+Protocol facts: ../shared/specs/dra-protocol.md sections 1-3 and 8.
 """
 from .health import DeviceHealth, Health, HealthState
 from .server import PluginServer, RegistrationError

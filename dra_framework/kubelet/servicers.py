@@ -1,6 +1,6 @@
 """gRPC servicers: registration, DRA node service (v1, v1beta1), health.
 
-Rules come from the fact sheet (/work/shared/specs/dra-protocol.md):
+Rules come from the fact sheet (../shared/specs/dra-protocol.md):
 section 1 (registration), 2 (DRA node service), 3 (health), 8 (musts).
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The DRA servicers (v1 and v1beta1) translate the kubelet's protobuf calls
 into these plain dataclasses and call an object implementing `DRAEngine`.
 Wire semantics they rely on are in the fact sheet, section 2
-(/work/shared/specs/dra-protocol.md).
+(../shared/specs/dra-protocol.md).
 """
 from __future__ import annotations
 

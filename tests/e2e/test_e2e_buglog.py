@@ -1,4 +1,4 @@
-"""Bug-log scenarios (/work/shared/research/bug-log.md) against the kubelet's own DRA code and a
+"""Bug-log scenarios (../shared/research/bug-log.md) against the kubelet's own DRA code and a
 real kube-apiserver, through the real ``dra-framework run`` executable."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bug-log scenarios (/work/shared/research/bug-log.md) at the engine level: real checkpoint, real
+"""Bug-log scenarios (../shared/research/bug-log.md) at the engine level: real checkpoint, real
 CDI writer, backends through the real hook layer; each test names its row."""
 from __future__ import annotations
 

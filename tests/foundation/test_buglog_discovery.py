@@ -1,4 +1,4 @@
-"""Bug-log scenarios (/work/shared/research/bug-log.md) around discovery and the daemon's start-up:
+"""Bug-log scenarios (../shared/research/bug-log.md) around discovery and the daemon's start-up:
 B30 (silent empty publishing), B31 (the Node owning node-local slices)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bug log B39 (/work/shared/research/bug-log.md): a health source that cannot connect, through
+"""Bug log B39 (../shared/research/bug-log.md): a health source that cannot connect, through
 the real HealthHub, HealthState and PluginServer."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bug-log scenarios (/work/shared/research/bug-log.md) for the kubelet-facing layer, over real
+"""Bug-log scenarios (../shared/research/bug-log.md) for the kubelet-facing layer, over real
 unix sockets with the kubelet-like client; each test names its row."""
 from __future__ import annotations
 
