@@ -47,6 +47,7 @@ from ..slices.convert import model_pool_name
 from ..composition import BackendInstance, DriverInventory
 from ..kubelet.types import ClaimRef, PreparedDevice, PrepareOutcome
 from ..model import AllocatedDevice, ClaimInfo, DeviceStatus, OpaqueConfig, PrepareResult, StoredClaim
+from .claim_lock import claim_flock
 from .checkpoint import PREPARE_COMPLETED, PREPARE_STARTED, Checkpoint, CheckpointError
 from .configs import ConfigError, ConfigTypes, decode_stored, decode_strict, driver_configs, resolve
 
@@ -243,7 +244,7 @@ class PrepareEngine:
             if self.physically_prepared(entry):
                 continue
             try:
-                async with self._claim_locks.hold(uid):
+                async with self._hold_claim(uid):
                     await self._teardown(entry)
                 self.log.info("claim %s/%s (%s) was prepared before the node rebooted: cleaned up",
                               entry.get("namespace"), entry.get("name"), uid)
@@ -320,6 +321,14 @@ class PrepareEngine:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    @contextlib.asynccontextmanager
+    async def _hold_claim(self, uid: str) -> AsyncIterator[None]:
+        """In-process lock of the claim, then the cross-process one (rolling updates: two driver
+        pods share this node's checkpoint). Callers refresh the checkpoint after taking it."""
+        async with self._claim_locks.hold(uid):
+            async with claim_flock(self.checkpoint.directory, uid):
+                yield
+
     # --- prepare ------------------------------------------------------------------------------
 
     async def _prepare_one(self, ref: ClaimRef) -> PrepareOutcome:
@@ -328,7 +337,7 @@ class PrepareEngine:
         reason: str | None = None
         try:
             obj = await self._fetch(ref)
-            async with self._claim_locks.hold(ref.uid):
+            async with self._hold_claim(ref.uid):
                 return await self._prepare_locked(ref, obj)
         except ClaimError as exc:
             reason = exc.reason
@@ -672,7 +681,7 @@ class PrepareEngine:
         self.metrics.inflight(1, "unprepare")
         reason: str | None = None
         try:
-            async with self._claim_locks.hold(ref.uid):
+            async with self._hold_claim(ref.uid):
                 await self.checkpoint.refresh()
                 entry = self.checkpoint.get(ref.uid)
                 if entry is None:
@@ -695,7 +704,7 @@ class PrepareEngine:
     async def rollback_stale(self, uid: str) -> bool:
         """Roll back claim ``uid`` if it is still PrepareStarted (janitor). Returns True when it
         was rolled back; raises ClaimError when the rollback failed (entry kept)."""
-        async with self._claim_locks.hold(uid):
+        async with self._hold_claim(uid):
             await self.checkpoint.refresh()
             entry = self.checkpoint.get(uid)
             if entry is None or entry.get("state") != PREPARE_STARTED:
