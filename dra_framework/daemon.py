@@ -69,19 +69,41 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
 
     drivers: list[DriverRuntime] = []
     failed: dict[str, str] = {}
-    for i, cfg in enumerate(settings.drivers):
+    retries: list[asyncio.Task] = []
+
+    async def start_driver(i: int, cfg: Any) -> bool:
         rt = DriverRuntime(settings, i, cfg, registry, client, node_uid, events)
         try:
             await rt.start(progress)
-            drivers.append(rt)
-        except DraFrameworkError as exc:
-            failed[cfg.name] = str(exc)
-            log.error("driver %s did not start: %s", cfg.name, exc)
-            await rt.stop()
         except Exception as exc:  # noqa: BLE001 - one broken backend must not stop the others
-            failed[cfg.name] = repr(exc)
-            log.exception("driver %s did not start", cfg.name)
+            failed[cfg.name] = str(exc) if isinstance(exc, DraFrameworkError) else repr(exc)
+            log.error("driver %s did not start: %s", cfg.name, failed[cfg.name],
+                      exc_info=not isinstance(exc, DraFrameworkError))
             await rt.stop()
+            return False
+        failed.pop(cfg.name, None)
+        drivers.append(rt)
+        return True
+
+    async def retry_driver(i: int, cfg: Any) -> None:
+        # Hardware and drivers often come up after the DaemonSet pod (NVML not loaded yet, a
+        # sysfs race): retry with back-off instead of exiting or giving up.
+        delay = 5.0
+        while not stop.is_set():
+            log.info("driver %s: retrying start-up in %.0fs", cfg.name, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return
+            except asyncio.TimeoutError:
+                pass
+            if await start_driver(i, cfg):
+                log.info("driver %s started after a failed start-up", cfg.name)
+                return
+            delay = min(delay * 2, 300.0)
+
+    for i, cfg in enumerate(settings.drivers):
+        if not await start_driver(i, cfg):
+            retries.append(asyncio.create_task(retry_driver(i, cfg), name=f"retry-{cfg.name}"))
     if progress:
         progress.done()
 
@@ -108,12 +130,16 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
         log.info("probes on :%d/healthz and /readyz", probe.port)
 
     if not drivers:
-        log.error("no driver started; serving probes so the failure is visible, not crash-looping")
+        log.error("no driver started; retrying with back-off and serving probes so the failure is "
+                  "visible, not crash-looping")
     log.info("dra-framework running with %d driver(s) on node %s", len(drivers), settings.node_name)
     await stop.wait()
+    for t in retries:
+        t.cancel()
+    await asyncio.gather(*retries, return_exceptions=True)
     log.info("stopping%s", " and deleting this node's ResourceSlices (uninstall)" if uninstall else "")
     for rt in reversed(drivers):
         await rt.stop(uninstall=uninstall)
     for shutdown in servers:
         shutdown()
-    return 0 if drivers or not failed else 1
+    return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import stat
 from typing import Any
 
 from .composition import BackendInstance, DriverInventory, build_backends, discover
@@ -151,7 +153,38 @@ class DriverRuntime:
             health_resend_interval=self.settings.health_resend_seconds)
         await self.server.start()
         self.janitor.start()
+        self._tasks.append(asyncio.create_task(self._watch_sockets(), name=f"sockets-{self.name}"))
         log.info("driver %s: serving on %s", self.name, self.server.paths.dra)
+
+    def _socket_ids(self) -> tuple[tuple[int, int] | None, ...]:
+        out = []
+        for path in (self.server.paths.registration, self.server.paths.dra):
+            try:
+                st = os.lstat(path)
+                out.append((st.st_dev, st.st_ino) if stat.S_ISSOCK(st.st_mode) else None)
+            except FileNotFoundError:
+                out.append(None)
+        return tuple(out)
+
+    async def _watch_sockets(self, interval: float = 10.0) -> None:
+        """Recreate our sockets when they vanish or are replaced (someone cleaned the plugin
+        directories, or another instance took the paths over and exited): without them the
+        kubelet cannot reach the driver and wipes its ResourceSlices after 30 s."""
+        ours = self._socket_ids()
+        while True:
+            await asyncio.sleep(interval)
+            now = self._socket_ids()
+            if now == ours:
+                continue
+            log.warning("driver %s: kubelet sockets %s were removed or replaced; serving them again",
+                        self.name, [self.server.paths.registration, self.server.paths.dra])
+            try:
+                await self.server.stop()
+                await self.server.start()
+                ours = self._socket_ids()
+                self._problem("sockets", None)
+            except Exception as exc:  # noqa: BLE001 - retried at the next tick
+                self._problem("sockets", f"cannot serve the kubelet sockets again: {exc}")
 
     async def stop(self, uninstall: bool = False) -> None:
         if self.janitor is not None:
@@ -175,8 +208,16 @@ class DriverRuntime:
 
     # --- reporting ---------------------------------------------------------
 
+    #: How long /readyz reports a checkpoint that was moved aside. Long enough for a rollout to
+    #: stop and for alerts to fire; not forever, since the driver serves normally meanwhile and a
+    #: permanently unready pod would block every later rollout. The Event and metric stay.
+    CHECKPOINT_PROBLEM_READY_SECONDS = 300.0
+
     def _checkpoint_problem(self, problem: Any) -> None:
-        self._problem(f"checkpoint:{problem.reason}", problem.message)
+        source = f"checkpoint:{problem.reason}"
+        self._problem(source, problem.message)
+        self._loop.call_soon_threadsafe(
+            self._loop.call_later, self.CHECKPOINT_PROBLEM_READY_SECONDS, self.problems.pop, source, None)
 
     def _problem(self, source: str, message: str | None) -> None:
         """Engine/checkpoint problems: logged, shown by /readyz, and posted as a Node Event."""

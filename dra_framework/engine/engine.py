@@ -53,6 +53,9 @@ from .configs import ConfigError, ConfigTypes, decode_stored, decode_strict, dri
 
 log = logging.getLogger("dra_framework.engine")
 
+#: A claim whose CDI spec survived a lost checkpoint (see PrepareEngine._adopt_orphan_specs).
+RECOVERED = "Recovered"
+
 #: ``async get_claim(namespace, name)`` → the ResourceClaim as a resource.k8s.io/v1 dict, or
 #: None when it does not exist (404). Raise for any other failure.
 ClaimGetter = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
@@ -229,6 +232,8 @@ class PrepareEngine:
             if self._started:
                 return
             await self.checkpoint.load()
+            if self.checkpoint.problems:
+                await self._adopt_orphan_specs()
             by_backend: dict[str, list[type[OpaqueConfig]]] = {}
             for b in self.backends:
                 if b.hooks.implements("dra_config_types"):
@@ -270,6 +275,35 @@ class PrepareEngine:
                 await b.hooks.call("dra_reconcile_partitions", owned=owned)
             except Exception as exc:
                 self.log.error("backend %s: dra_reconcile_partitions failed (driver keeps serving): %s", b.key, exc)
+
+    async def _adopt_orphan_specs(self) -> None:
+        """The checkpoint was unusable and moved aside, so claim CDI specs without an entry may
+        belong to claims the kubelet still runs containers of: deleting them would make every
+        container (re)start fail while the kubelet believes the claim prepared. Keep each such
+        spec and record the claim as ``Recovered``: it holds no devices, a prepare redoes it from
+        scratch (the entry counts as interrupted), and its unprepare removes the spec. The
+        backends' teardown data went with the old checkpoint and cannot be replayed."""
+        try:
+            spec_uids = await asyncio.to_thread(self.cdi.list_claim_spec_uids)
+        except OSError as exc:
+            self.log.error("cannot list the CDI directory: %s", exc)
+            return
+        orphans = [u for u in spec_uids if u not in self.checkpoint.claims]
+        if not orphans:
+            return
+
+        def adopt(claims: dict[str, dict[str, Any]]) -> None:
+            for uid in orphans:
+                claims.setdefault(uid, {"uid": uid, "namespace": "", "name": "", "state": RECOVERED,
+                                        "bootId": self.checkpoint.boot_id, "backends": [], "devices": [],
+                                        "journal": {}, "partitions": []})
+        try:
+            await self.checkpoint.update(adopt)
+        except CheckpointError as exc:
+            self.log.error("cannot record claims recovered from CDI specs: %s", exc)
+            return
+        self.log.warning("checkpoint lost: kept the CDI specs of %d claim(s) the kubelet may still use (%s); "
+                         "their backend teardown data is lost", len(orphans), ", ".join(orphans))
 
     async def sweep_stale_cdi_specs(self) -> list[str]:
         """Remove CDI claim specs of this driver whose claim has no checkpoint entry (and no

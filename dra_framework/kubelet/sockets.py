@@ -145,17 +145,32 @@ def remove_socket(path: str) -> bool:
     return True
 
 
+class SocketInUseError(RuntimeError):
+    """A live process already serves one of this driver's socket paths."""
+
+
 def remove_stale_sockets(paths: SocketPaths, driver: str) -> list[str]:
     """Remove dead sockets of this driver left by earlier instances (bug log B01).
 
-    Our own two paths are removed unconditionally (we are about to bind
-    them). Other files matching this driver's name patterns
+    Our own two paths are replaced only when nothing answers on them;
+    otherwise SocketInUseError is raised (another instance serves them). Other files matching this driver's name patterns
     (`<driver>-reg.sock`, `<driver>-*-reg.sock` in the registry dir,
     `dra*.sock` in the plugin dir) are removed only when nobody accepts
     connections on them, because during a rolling update the other pod is
     still alive. Hashed form-3 names carry no driver name and are not
     touched. Returns the removed paths.
     """
+    for own in (paths.registration, paths.dra):
+        # Our own paths are only ours to replace when nobody serves them: a second instance
+        # started without a pod UID must not take over (and later delete) a live driver's sockets.
+        try:
+            live = stat.S_ISSOCK(os.lstat(own).st_mode) and _is_live(own)
+        except FileNotFoundError:
+            live = False
+        if live:
+            raise SocketInUseError(
+                f"another process is serving DRA driver {driver} on {own}; stop it first, or give each "
+                f"instance its own sockets with --pod-uid (rolling updates)")
     removed = [p for p in (paths.registration, paths.dra) if remove_socket(p)]
     candidates: list[str] = []
     for directory, match in (

@@ -66,12 +66,35 @@ async def test_damaged_checkpoint_is_moved_aside_and_engine_serves(fake_env, nam
     assert problem.moved_to and os.path.basename(problem.moved_to).startswith("checkpoint.json.corrupt-")
     with open(problem.moved_to, "rb") as f:
         assert f.read() == damaged  # kept for diagnosis
-    assert engine2.checkpoint.claims == {}
-    # the driver keeps serving: unprepare of the lost claim succeeds, new claims prepare
+    # The kubelet still believes "old" prepared: its CDI spec is kept (containers may restart)
+    # and the claim is recorded as recovered, holding no devices.
+    assert list(engine2.checkpoint.claims) == [old.uid]
+    assert engine2.checkpoint.claims[old.uid]["state"] == "Recovered"
+    assert any(old.uid in f for f in env.cdi_files())
+    # the driver keeps serving: unprepare of the lost claim succeeds and removes its spec
     assert await engine2.unprepare([old]) == {old.uid: ""}
+    assert not any(old.uid in f for f in env.cdi_files())
     new = env.add_claim("new", [{"request": "gpu", "device": "dev-1"}])
     assert (await engine2.prepare([new]))[new.uid].error == ""
     assert set(decode(env.cp_path.read_bytes())[0]) == {new.uid}
+
+
+async def test_claim_recovered_after_lost_checkpoint_is_prepared_again_from_scratch(fake_env):
+    """After a lost checkpoint a kubelet re-prepare of a recovered claim redoes it (the backend's
+    prepare runs again) instead of trusting state that is gone; the spec survives a 2nd restart."""
+    env = fake_env
+    engine = await env.make_engine()
+    c = env.add_claim("c", [{"request": "gpu", "device": "dev-0"}])
+    ids = [d.cdi_device_ids for d in (await engine.prepare([c]))[c.uid].devices]
+    env.cp_path.write_bytes(b"garbage")
+    await env.make_engine()
+    engine3 = await env.make_engine()           # a second restart: the recovery is remembered
+    assert engine3.checkpoint.claims[c.uid]["state"] == "Recovered"
+    calls_before = len(env.instances["fake"].calls)
+    again = (await engine3.prepare([c]))[c.uid]
+    assert again.error == "" and [d.cdi_device_ids for d in again.devices] == ids
+    assert [x[0] for x in env.instances["fake"].calls[calls_before:]] == ["prepare"]
+    assert engine3.checkpoint.claims[c.uid]["state"] == "PrepareCompleted"
 
 
 async def test_newer_version_written_by_another_running_instance_is_not_clobbered(tmp_path):
