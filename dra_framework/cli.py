@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -126,9 +127,18 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
             print(yaml.safe_dump(doc, sort_keys=False), end="")
         return 0
+    from .slices import build_pools
+
     rows = [["DRIVER", "POOL", "DEVICE", "ATTRIBUTES", "CAPACITY"]]
     for d, _b, inv in results:
-        rows.extend(_device_rows(d.name, settings.node_name, inv))
+        _desired, report = build_pools(inv, driver=d.name, node_name=settings.node_name)
+        invalid = {(pool, dev) for pool, devs in report.invalid_devices.items() for dev in devs}
+        for row in _device_rows(d.name, settings.node_name, inv):
+            if (row[1], row[2]) in invalid:
+                row[2] += " (INVALID: not published)"
+            rows.append(row)
+        for issue in report.issues:
+            print(f"{issue.severity}: driver {d.name}: {issue}", file=sys.stderr)
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] + ("  " + r[4] if r[4] else ""))
@@ -141,6 +151,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     results = asyncio.run(_discover_all(settings, Progress()))
     from .slices import build_pools
 
+    if not settings.drivers:
+        problems.append("drivers: no driver configured (`run` needs at least one)")
     for d, _b, inv in results:
         n = sum(len(p.devices) for p in inv.pools.values())
         _desired, report = build_pools(inv, driver=d.name, node_name=settings.node_name)
@@ -238,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `dra-framework discover | head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ def build_backends(settings: Settings, index: int, driver: DriverConfig, registr
     options, PluginError for an unknown backend or an invalid backend object."""
     out: list[BackendInstance] = []
     names = [b.name for b in driver.backends]
+    src = settings._source
     for j, bc in enumerate(driver.backends):
-        where = f"drivers[{index}].backends[{j}]"
+        where = f"{src}: drivers[{index}].backends[{j}]"
         try:
             btype = registry.get(bc.name)
         except PluginError as exc:
@@ -61,7 +62,8 @@ def build_backends(settings: Settings, index: int, driver: DriverConfig, registr
         try:
             options = btype.options.model_validate(bc.options)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, prefix=f"{where}.options")) from None
+            raise ConfigError(format_validation_error(exc, prefix=f"drivers[{index}].backends[{j}].options",
+                                                      source=src)) from None
         key = bc.name if names.count(bc.name) == 1 else f"{bc.name}-{j}"
         ctx = BackendContext(
             driver_name=driver.name,
@@ -87,7 +89,12 @@ async def discover(backends: list[BackendInstance]) -> DriverInventory:
     merged = DriverInventory()
     for b in backends:
         inv = Inventory()
-        await b.hooks.call("dra_discover", inventory=inv)
+        try:
+            await b.hooks.call("dra_discover", inventory=inv)
+        except Exception as exc:  # a backend bug or missing hardware: name it, keep one line
+            log.debug("dra_discover of backend %s failed", b.key, exc_info=True)
+            raise PluginError(f"driver {b.context.driver_name} backend {b.key}: dra_discover failed: "
+                              f"{type(exc).__name__}: {exc}") from None
         apply_admin_attributes(b.context.driver_name, b.key, inv, b.device_attributes)
         if not any(pool.devices for pool in inv.pools):
             # Success with nothing found is how a misconfigured backend looks (wrong driver root,
@@ -100,7 +107,8 @@ async def discover(backends: list[BackendInstance]) -> DriverInventory:
             for dev in pool.devices:
                 other = merged.owner.get((pool.name, dev.name))
                 if other is not None:
-                    raise PluginError(f"device {dev.name!r} in pool {pool.name or '<node>'!r} published by both backends {other!r} and {b.key!r}")
+                    where = f"pool {pool.name!r}" if pool.name else "the node pool"
+                    raise PluginError(f"device {dev.name!r} in {where} published by both backends {other!r} and {b.key!r}")
                 merged.owner[(pool.name, dev.name)] = b.key
                 target.devices.append(dev)
             target.counter_sets.extend(pool.counter_sets)

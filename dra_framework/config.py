@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -85,6 +85,7 @@ class Settings(_Strict):
     janitor_interval_seconds: float = Field(600.0, alias="janitorIntervalSeconds", gt=0)
     slice_resync_seconds: float = Field(600.0, alias="sliceResyncSeconds", gt=0)
     drivers: list[DriverConfig] = Field(default_factory=list)
+    _source: str = PrivateAttr("settings")  # the config file, for error messages
 
     @field_validator("drivers")
     @classmethod
@@ -156,27 +157,40 @@ def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | No
     source = str(config_file) if config_file else "settings"
     if config_file:
         try:
-            raw = yaml.safe_load(Path(config_file).read_text())
+            with open(config_file, encoding="utf-8") as f:
+                raw = yaml.safe_load(f)  # a stream, so YAML errors name the file
         except OSError as exc:
             raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{config_file}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_file}: invalid YAML: {exc}") from None
+            raise ConfigError(f"{config_file}: invalid YAML: {' '.join(str(exc).split())}") from None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{config_file}: <root>: must be a mapping, got {type(raw).__name__}")
         data = dict(raw)
     aliases = {name: f.alias or name for name, f in Settings.model_fields.items()}
+    flag_of = {field: flag for flag, field, _var in FLAGS}
+    origin: dict[str, str] = {}  # YAML key -> where a value from outside the file came from
     for _flag, field, var in FLAGS:
         if env.get(var):
             data[aliases[field]] = env[var]
+            origin[aliases[field]] = f"env {var}"
     for field, value in (overrides or {}).items():
         if value is not None:
             data[aliases[field]] = value
+            origin[aliases[field]] = f"flag {flag_of.get(field, field)}"
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source=source)) from None
+        lines = []
+        for err in exc.errors():
+            top = str(err["loc"][0]) if err["loc"] else ""
+            where = origin.get(top, source)
+            lines.append(format_validation_error(ValidationError.from_exception_data(exc.title, [err]), source=where))
+        raise ConfigError("\n".join(lines)) from None
+    settings._source = source
     if not settings.node_name and not require_node_name:
         settings.node_name = socket.gethostname()
     if not settings.node_name:

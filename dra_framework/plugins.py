@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,6 +20,8 @@ from . import hookspecs
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "dra_framework.backends"
+
+log = logging.getLogger(__name__)
 
 
 class BaseOptions(BaseModel):
@@ -44,10 +47,9 @@ class BackendType:
 
 
 def _env_list(name: str) -> list[str] | None:
-    raw = os.environ.get(name)
-    if raw is None:
-        return None
-    return [p.strip() for p in raw.split(",") if p.strip()]
+    """Comma list from an env var; unset or empty (common in manifests) means no filter."""
+    items = [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
+    return items or None
 
 
 class Registry:
@@ -68,10 +70,24 @@ class Registry:
         for blocked in _env_list("DRA_FRAMEWORK_DISABLE_PLUGINS") or []:
             self.pm.set_blocked(blocked)
         dists: dict[str, tuple[str, str]] = {}
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        #: entry-point name -> why it was not loaded (allow/block list), for error messages
+        self.filtered: dict[str, str] = {}
+        eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        known = {ep.name for ep in eps}
+        for var, names in (("DRA_FRAMEWORK_LOAD_PLUGINS", allow), ("DRA_FRAMEWORK_DISABLE_PLUGINS",
+                                                                    _env_list("DRA_FRAMEWORK_DISABLE_PLUGINS"))):
+            unknown = sorted(set(names or ()) - known)
+            if unknown:
+                log.warning("%s names plugins that are not installed: %s (installed: %s)", var,
+                            ", ".join(unknown), ", ".join(sorted(known)) or "none")
+        for ep in eps:
             if allow is not None and ep.name not in allow:
+                self.filtered[ep.name] = "not in DRA_FRAMEWORK_LOAD_PLUGINS"
                 continue
-            if self.pm.is_blocked(ep.name) or self.pm.get_plugin(ep.name) is not None:
+            if self.pm.is_blocked(ep.name):
+                self.filtered[ep.name] = "blocked by DRA_FRAMEWORK_DISABLE_PLUGINS"
+                continue
+            if self.pm.get_plugin(ep.name) is not None:
                 continue
             try:
                 plugin = ep.load()
@@ -118,6 +134,8 @@ class Registry:
             known = ", ".join(sorted(self.types)) or "none"
             if self.broken:
                 known += "; broken: " + "; ".join(self.broken.values())
+            if self.filtered:
+                known += "; not loaded: " + ", ".join(f"{k} ({v})" for k, v in sorted(self.filtered.items()))
             raise PluginError(f"unknown backend {name!r} (loaded: {known})") from None
 
 

@@ -89,9 +89,16 @@ def main() -> int:
         ids = prepared["mig-claim"]
         print(f"   CDI device IDs: {ids}")
         resolved = k8s.cdi_check(bins, work / "cdi", ids)
-        say("the reference CDI library resolves them to:")
-        print(json.dumps(resolved.get("edits", resolved), indent=1)[:3000])
-        say("daemon running (logs: %s); press Ctrl-C to stop" % (work / "daemon.log"))
+        edits = resolved.get("edits", {})
+        say("the reference CDI library resolves them, as a container runtime would, to:")
+        for node in edits.get("deviceNodes") or []:
+            print(f"   device node {node.get('path')}  (type {node.get('type')}, {node.get('major')}:{node.get('minor')})")
+        for env in edits.get("env") or []:
+            print(f"   env {env}")
+        print(f"   {len(edits.get('mounts') or [])} read-only mounts of the driver's libraries and binaries")
+        print(f"   specs in {work / 'cdi'}: {sorted(f.name for f in (work / 'cdi').iterdir())}")
+        say("daemon running (logs: %s; set DRA_DEMO_KEEP=1 to keep them); press Ctrl-C to stop"
+            % (work / "daemon.log"))
         end = time.monotonic() + args.seconds if args.seconds else None
         while daemon.poll() is None and (end is None or time.monotonic() < end):
             time.sleep(0.5)

@@ -76,6 +76,7 @@ class PluginServer:
         self._reg_server: grpc.aio.Server | None = None
         self._dra_server: grpc.aio.Server | None = None
         self._health_servicers: list[HealthServicer] = []
+        self._owned: dict[str, tuple[int, int] | None] = {}  # socket path -> (dev, inode) we bound
         self._registration = RegistrationServicer(reg_pb2.PluginInfo(
             type=PLUGIN_TYPE, name=driver, endpoint=self.paths.dra,
             supported_versions=self.supported_versions))
@@ -170,6 +171,7 @@ class PluginServer:
         dra.add_insecure_port(f"unix:{self.paths.dra}")
         await dra.start()
         self._dra_server = dra
+        self._owned[self.paths.dra] = _inode(self.paths.dra)
 
         reg = grpc.aio.server()
         reg_grpc.add_RegistrationServicer_to_server(self._registration, reg)
@@ -180,6 +182,7 @@ class PluginServer:
             await self._stop_dra()
             raise
         self._reg_server = reg
+        self._owned[self.paths.registration] = _inode(self.paths.registration)
         log.info("DRA driver %s: registration %s, service %s, advertising %s", self.driver,
                  self.paths.registration, self.paths.dra, self.supported_versions)
 
@@ -202,14 +205,21 @@ class PluginServer:
         if self._reg_server is not None:
             reg, self._reg_server = self._reg_server, None
             await reg.stop(None)
-        _remove_quietly(self.paths.registration)
+        self._remove_own(self.paths.registration)
         await self._stop_dra()
 
     async def _stop_dra(self) -> None:
         if self._dra_server is not None:
             dra, self._dra_server = self._dra_server, None
             await dra.stop(self.stop_grace)
-        _remove_quietly(self.paths.dra)
+        self._remove_own(self.paths.dra)
+
+    def _remove_own(self, path: str) -> None:
+        """Remove a socket only if it is the one this server bound: one that never started (it
+        found a live instance) or whose path was taken over must not delete another's socket."""
+        ino = self._owned.pop(path, None)
+        if ino is not None and _inode(path) in (ino, None):  # gRPC may have unlinked it already
+            _remove_quietly(path)
 
     async def __aenter__(self) -> "PluginServer":
         await self.start()
@@ -217,6 +227,14 @@ class PluginServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _remove_quietly(path: str) -> None:

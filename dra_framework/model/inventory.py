@@ -25,15 +25,19 @@ class Inventory:
     def add_device(self, device: Device, pool: str | None = None) -> None:
         target = self.pool(pool)
         if any(d.name == device.name for d in target.devices):
-            raise ValueError(f"device {device.name!r} added twice to pool {pool or '<node>'!r}")
+            raise ValueError(f"device {device.name!r} added twice to {_pool_label(pool)}")
         target.devices.append(device)
 
     def add_counter_set(self, counter_set: CounterSet, pool: str | None = None) -> None:
         target = self.pool(pool)
         if any(c.name == counter_set.name for c in target.counter_sets):
-            raise ValueError(f"counter set {counter_set.name!r} added twice to pool {pool or '<node>'!r}")
+            raise ValueError(f"counter set {counter_set.name!r} added twice to {_pool_label(pool)}")
         target.counter_sets.append(counter_set)
 
     @property
     def pools(self) -> list[Pool]:
         return list(self._pools.values())
+
+
+def _pool_label(pool: str | None) -> str:
+    return f"pool {pool!r}" if pool else "the node pool"

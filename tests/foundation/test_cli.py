@@ -101,3 +101,51 @@ def test_validate_checks_a_cdi_dir(tmp_path):
     bad = run("validate", "--config", str(EXAMPLE), "--cdi-dir", str(tmp_path))
     assert bad.returncode == 1
     assert "bad.json" in bad.stderr and "deviceNodes[0].path" in bad.stderr
+
+
+def _dist_plugin(tmp_path, name: str, body: str) -> dict:
+    """A real (dist-info) entry point for a backend module written by the test."""
+    (tmp_path / f"{name}_backend.py").write_text(body)
+    dist = tmp_path / f"{name}_backend-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-backend\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[dra_framework.backends]\n{name} = {name}_backend\n")
+    return {"PYTHONPATH": str(tmp_path)}
+
+
+def test_backend_discovery_failure_is_one_line(tmp_path):
+    env = _dist_plugin(tmp_path, "boom",
+                       "from dra_framework import hookimpl\n"
+                       "class B:\n"
+                       "    def __init__(self, o, c): pass\n"
+                       "    @hookimpl\n"
+                       "    def dra_discover(self, inventory): raise RuntimeError('sysfs exploded')\n"
+                       "@hookimpl\n"
+                       "def dra_register_backends(register):\n"
+                       "    register('boom', B)\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("drivers:\n- name: boom.example.com\n  backends: [{name: boom}]\n")
+    for cmd in ("discover", "validate"):
+        r = run(cmd, "--config", str(cfg), env=env)
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        assert r.returncode == 1 and len(lines) == 1, r.stderr
+        assert "backend boom: dra_discover failed: RuntimeError: sysfs exploded" in lines[0]
+
+
+def test_errors_name_where_a_bad_value_came_from(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(b"\xff\xfe")
+    r = run("validate", "--config", str(cfg))
+    assert r.returncode == 1 and "not UTF-8" in r.stderr and "Traceback" not in r.stderr
+    r = run("validate", "--config", str(EXAMPLE), env={"DRA_FRAMEWORK_API_QPS": "abc"})
+    assert r.returncode == 1 and "env DRA_FRAMEWORK_API_QPS: apiQPS" in r.stderr
+    bad = tmp_path / "b.yaml"
+    bad.write_text("drivers:\n- name: a.example.com\n  backends: [{name: example, options: {count: x}}]\n")
+    r = run("validate", "--config", str(bad))
+    assert f"{bad}: drivers[0].backends[0].options.count" in r.stderr
+
+
+def test_discover_into_a_closed_pipe_is_quiet():
+    p = subprocess.run(f"{EXE} discover --config {EXAMPLE} | head -1", shell=True, capture_output=True,
+                       text=True, timeout=60)
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
