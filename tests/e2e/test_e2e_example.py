@@ -9,6 +9,8 @@ import os
 
 import pytest
 
+from dra_framework.cdi.testing import assert_valid_cdi_dir
+
 from daemon_proc import Daemon, wait_for
 
 pytestmark = pytest.mark.k8s
@@ -66,6 +68,7 @@ def test_example_driver_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, al
     ids = prepared["half"]
     assert len(ids) == 1 and ids[0].startswith(f"k8s.{DRIVER}/claim=")
     edits = cdi_check(tmp_path / "cdi", ids)
+    assert_valid_cdi_dir(tmp_path / "cdi")  # schema + the Go library's extra rules, mode 0644
     assert "EXAMPLE_MODE=fast" in json.dumps(edits)
     assert f"EXAMPLE_DEVICE={dev}" in json.dumps(edits)
     claim_uid = prepared.claims["half"]["uid"]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dra_framework.cdi.testing import assert_valid_cdi_dir
+
 from daemon_proc import wait_for
 from test_e2e_example import config, slices_of
 
@@ -57,6 +59,7 @@ def test_nvidia_gpu_and_mig_claims_and_xid_taints(kube_apiserver, k8s_objects, k
 
     prepared = shim.prepare_pod("default", "trainer")
     edits = cdi_check(tmp_path / "cdi", prepared["h100"] + prepared["mig"])
+    assert_valid_cdi_dir(tmp_path / "cdi")  # schema + the Go library's extra rules, mode 0644
     text = json.dumps(edits)
     assert "/dev/nvidiactl" in text and "/dev/nvidia-uvm" in text
     assert "/dev/nvidia-caps/nvidia-cap" in text, "MIG capability device nodes missing"
