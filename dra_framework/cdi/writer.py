@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..fsutil import atomic_write_file as _atomic_write
+from ..fsutil import fsync_dir
 from .edits import ContainerEdits
 from .errors import CdiValidationError
 from .hostroot import HostRootMap, apply_host_root
@@ -60,36 +61,11 @@ SPEC_FILE_MODE = 0o644
 INERT_ENV_NAME = "DRA_CDI_DEVICE"
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_file(path: str, data: bytes, mode: int = SPEC_FILE_MODE) -> None:
-    """Atomically replace ``path`` with ``data`` (README §3.4): temp file
-    ``.<basename>.<random>.tmp`` in the same dir, chmod ``mode``, fsync, ``os.replace``, fsync dir.
-    Raises ``OSError``; on failure the temp file is removed and ``path`` is untouched."""
-    directory, base = os.path.split(path)
-    directory = directory or "."
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
+    """Atomically replace ``path`` with ``data`` (README §3.4), creating its directory; see
+    :func:`dra_framework.fsutil.atomic_write_file`. Raises ``OSError``."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    _atomic_write(path, data, mode)
 
 
 def _dumps(spec: Mapping[str, Any]) -> bytes:
@@ -307,7 +283,7 @@ class CdiWriter:
         except FileNotFoundError:
             return False
         if fsync:
-            _fsync_dir(os.path.dirname(path) or ".")
+            fsync_dir(os.path.dirname(path) or ".")
         return True
 
 

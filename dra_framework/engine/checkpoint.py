@@ -34,10 +34,11 @@ import inspect
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..fsutil import atomic_write_file, fsync_dir
 from typing import Any, Callable, Iterator, Mapping
 
 log = logging.getLogger(__name__)
@@ -153,31 +154,6 @@ def _migrate(version: int, data: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- file helpers ------------------------------------------------------------------------------
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    directory, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), 0o600)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
 
 
 def _stat_key(path: str) -> tuple[int, int, int, int] | None:
@@ -298,7 +274,7 @@ class Checkpoint:
         target = f"{self.path}.corrupt-{stamp}"
         try:
             os.replace(self.path, target)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             return target
         except OSError as exc:
             log.error("cannot move the bad checkpoint %s aside: %s", self.path, exc)
@@ -381,7 +357,7 @@ class Checkpoint:
             if changed:
                 data = encode(working, self.boot_id)
                 try:
-                    _atomic_write(self.path, data)
+                    atomic_write_file(self.path, data, 0o600)
                 except OSError as exc:
                     if exc.errno == errno.ENOSPC:
                         raise CheckpointError(f"checkpoint {self.path}: no space left on device") from None
