@@ -48,6 +48,7 @@ class DriverRuntime:
         self.problems: dict[str, str] = {}  # source → problem, shown by /readyz
         self._rediscover_pending = False
         self._invalid_pools: set[str] = set()
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task] = []
 
     # --- inventory ---------------------------------------------------------
@@ -166,7 +167,7 @@ class DriverRuntime:
                 out.append(None)
         return tuple(out)
 
-    async def _watch_sockets(self, interval: float = 10.0) -> None:
+    async def _watch_sockets(self, interval: float = 2.0) -> None:
         """Recreate our sockets when they vanish or are replaced (someone cleaned the plugin
         directories, or another instance took the paths over and exited): without them the
         kubelet cannot reach the driver and wipes its ResourceSlices after 30 s."""
@@ -216,8 +217,15 @@ class DriverRuntime:
     def _checkpoint_problem(self, problem: Any) -> None:
         source = f"checkpoint:{problem.reason}"
         self._problem(source, problem.message)
-        self._loop.call_soon_threadsafe(
-            self._loop.call_later, self.CHECKPOINT_PROBLEM_READY_SECONDS, self.problems.pop, source, None)
+
+        def expire_later() -> None:
+            old = self._expiry.pop(source, None)
+            if old is not None:
+                old.cancel()  # a newer problem of the same kind restarts the window
+            self._expiry[source] = self._loop.call_later(
+                self.CHECKPOINT_PROBLEM_READY_SECONDS, self.problems.pop, source, None)
+
+        self._loop.call_soon_threadsafe(expire_later)
 
     def _problem(self, source: str, message: str | None) -> None:
         """Engine/checkpoint problems: logged, shown by /readyz, and posted as a Node Event."""

@@ -215,7 +215,12 @@ class MigManager:
         outcome. Returns True when anything changed (adopted, destroyed or refused)."""
         self.adopted.clear()
         self.refused.clear()
-        owned = [*owned, *self.inflight().values()]
+        # A creation still in flight (not "ready") belongs to an interrupted prepare whose record
+        # may not have reached the checkpoint: keep it for that claim's retry or rollback. A ready
+        # one is owned only if a checkpointed claim lists it; otherwise (the checkpoint was lost)
+        # it is unowned and the policy applies, instead of leaking it for good.
+        inflight = self.inflight()
+        owned = [*owned, *(r for r in inflight.values() if r.get("step") != "ready")]
         by_id = {(r.get("parent"), r.get("giId")) for r in owned if r.get("giId") is not None}
         by_place = {(r.get("parent"), r.get("profileId"), r.get("start")) for r in owned}
         changed = False
@@ -236,6 +241,9 @@ class MigManager:
                     self.log.warning("found unexpected MIG instance %s that no claim owns: tearing it down", what)
                     try:
                         await self._destroy_gi(uuid, gi.id, what)
+                        for dev, rec in inflight.items():
+                            if rec.get("parent") == uuid and rec.get("giId") == gi.id:
+                                self._set_inflight(dev, None)
                     except RuntimeError as exc:
                         self.log.error("%s; tainting the GPU's devices instead", exc)
                         self.refused.add(uuid)

@@ -18,6 +18,8 @@ import socket
 import stat
 from dataclasses import dataclass
 
+from ..errors import DraFrameworkError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_KUBELET_ROOT = "/var/lib/kubelet"
@@ -145,7 +147,7 @@ def remove_socket(path: str) -> bool:
     return True
 
 
-class SocketInUseError(RuntimeError):
+class SocketInUseError(DraFrameworkError):
     """A live process already serves one of this driver's socket paths."""
 
 

@@ -214,10 +214,19 @@ def write_kubeconfig(path: Path, url: str, pki: dict[str, Path]) -> None:
 class ControlPlane:
     """etcd + kube-apiserver on free loopback ports, every DRA feature gate of the version
     on, every served resource.k8s.io version enabled. Call :meth:`start`, then
-    :meth:`stop`. Logs go to ``log_dir``."""
+    :meth:`stop`. Logs go to ``log_dir``.
 
-    def __init__(self, bins: Path, workdir: Path, version: str):
+    ``etcd_args``/``apiserver_args`` are appended to the default command lines (a repeated flag
+    overrides the default: the last one wins) and ``etcd_env``/``apiserver_env`` are added to
+    the inherited environment (e.g. ``GOMEMLIMIT``); all default to nothing, i.e. the
+    control plane the tests use."""
+
+    def __init__(self, bins: Path, workdir: Path, version: str, *,
+                 etcd_args: Iterable[str] = (), apiserver_args: Iterable[str] = (),
+                 etcd_env: dict[str, str] | None = None, apiserver_env: dict[str, str] | None = None):
         self.bins, self.workdir, self.version = bins, workdir, version
+        self.etcd_args, self.apiserver_args = list(etcd_args), list(apiserver_args)
+        self.etcd_env, self.apiserver_env = dict(etcd_env or {}), dict(apiserver_env or {})
         self.log_dir = workdir / "logs"
         self.kubeconfig = workdir / "admin.kubeconfig"
         self.url = ""
@@ -246,8 +255,8 @@ class ControlPlane:
             str(self.bins / "etcd"), f"--data-dir={self.workdir / 'etcd'}",
             f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
             f"--listen-peer-urls=http://127.0.0.1:{free_port()}",
-            "--unsafe-no-fsync=true", "--log-level=warn",
-        ], self.log_dir / "etcd.log"))
+            "--unsafe-no-fsync=true", "--log-level=warn", *self.etcd_args,
+        ], self.log_dir / "etcd.log", env=_env(self.etcd_env)))
         wait_for(lambda: _http_ok(f"{etcd_url}/health"), 30, "etcd /health", proc=self.procs[0])
 
         self.url = f"https://127.0.0.1:{apiserver_port}"
@@ -267,9 +276,10 @@ class ControlPlane:
             f"--feature-gates={self.feature_gates}", f"--runtime-config={self.runtime_config}",
             # A lone test apiserver: no priority-and-fairness queueing or endpoint reconciling.
             "--enable-priority-and-fairness=false", "--endpoint-reconciler-type=none",
-            "--v=1",
+            "--v=1", *self.apiserver_args,
         ]
-        self.procs.append(Process("kube-apiserver", args, self.log_dir / "kube-apiserver.log"))
+        self.procs.append(Process("kube-apiserver", args, self.log_dir / "kube-apiserver.log",
+                                  env=_env(self.apiserver_env)))
         write_kubeconfig(self.kubeconfig, self.url, pki)
         ctx = ssl.create_default_context(cafile=str(pki["ca.crt"]))
         ctx.load_cert_chain(str(pki["admin.crt"]), str(pki["admin.key"]))
@@ -304,6 +314,11 @@ class ControlPlane:
                 pass
         for p in reversed(self.procs):
             p.stop()
+
+
+def _env(extra: dict[str, str]) -> dict[str, str] | None:
+    """The inherited environment plus ``extra``; None (inherit unchanged) when there is nothing to add."""
+    return {**os.environ, **extra} if extra else None
 
 
 def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:

@@ -349,3 +349,17 @@ async def test_reconcile_treats_half_created_instance_as_owned(driver_factory, h
     drv2.backend.nvml.create_gpu_instance(GPU0, 19, 0)
     await drv2.hooks.call("dra_reconcile_partitions", owned=[])
     assert GPU0 in drv2.backend.mig.refused
+
+
+async def test_ready_instance_no_checkpoint_owns_is_unowned_after_lost_checkpoint(driver_factory, host):
+    """A finished MIG instance whose claim record went with a lost checkpoint must not stay
+    'owned' through the backend's in-flight list forever: the start-up policy applies to it."""
+    drv = driver_factory(host, migStrategy="dynamic", unownedMigPolicy="destroy")
+    pool = await drv.discover()
+    claim = Claim(drv, "lost", [allocated(drv.device(pool, MIG_1G))])
+    await claim.prepare()
+    assert drv.backend.nvml.snapshot()[GPU0]["gis"] != {}
+    drv2 = driver_factory(host, migStrategy="dynamic", unownedMigPolicy="destroy")
+    await drv2.hooks.call("dra_reconcile_partitions", owned=[])   # the checkpoint knows nothing
+    assert drv2.backend.nvml.snapshot()[GPU0]["gis"] == {}
+    assert drv2.backend.mig.inflight() == {}
