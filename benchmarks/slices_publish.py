@@ -19,9 +19,11 @@ import argparse
 import asyncio
 import logging
 import resource
+import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +77,62 @@ def dgx_h100_pool(node: str) -> Pool:
     return Pool(devices=devices, counter_sets=sets)
 
 
+def _rss_mib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+class MemoryGuard(threading.Thread):
+    """Samples the RSS of this process, etcd and kube-apiserver every ``interval`` seconds and
+    keeps the peaks. If their sum exceeds ``limit_mib`` (or the machine's MemAvailable drops
+    under ``floor_mib``) it kills etcd and the apiserver (our own children, by PID) and exits,
+    so a too-large run fails instead of pushing the machine into the OOM killer."""
+
+    def __init__(self, procs, limit_mib: int, floor_mib: int, interval: float = 0.5):
+        super().__init__(daemon=True, name="memory-guard")
+        self.procs, self.limit_mib, self.floor_mib, self.interval = procs, limit_mib, floor_mib, interval
+        self.peak: dict[str, int] = {}
+        self.peak_total = 0
+
+    def sample(self) -> dict[str, int]:
+        now = {"python": _rss_mib(os.getpid()), **{p.name: _rss_mib(p.popen.pid) for p in self.procs}}
+        for k, v in now.items():
+            self.peak[k] = max(self.peak.get(k, 0), v)
+        self.peak_total = max(self.peak_total, sum(now.values()))
+        return now
+
+    def run(self) -> None:
+        while True:
+            now = self.sample()
+            avail = _mem_available_mib()
+            if sum(now.values()) > self.limit_mib or avail < self.floor_mib:
+                print(f"ABORT: RSS MiB {now} (total {sum(now.values())}, limit {self.limit_mib}), "
+                      f"MemAvailable {avail} MiB (floor {self.floor_mib}); killing the control plane", flush=True)
+                for p in self.procs:
+                    if p.alive:
+                        p.popen.kill()
+                os._exit(3)
+            time.sleep(self.interval)
+
+
+def _mem_available_mib() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    return 1 << 30
+
+
+def _kv(items: list[str]) -> dict[str, str]:
+    return dict(i.split("=", 1) for i in items)
+
+
 async def main(args) -> int:
     import httpx2
     from lightkube import AsyncClient, KubeConfig
@@ -84,10 +142,18 @@ async def main(args) -> int:
 
     bins = k8s.find_bins(k8s.k8s_version())
     work = Path(tempfile.mkdtemp(prefix="slices-bench-"))
-    cp = k8s.ControlPlane(bins, work, k8s.k8s_version())
+    cp = k8s.ControlPlane(bins, work, k8s.k8s_version(), etcd_args=args.etcd_arg, apiserver_args=args.apiserver_arg,
+                          etcd_env=_kv(args.etcd_env), apiserver_env=_kv(args.apiserver_env))
     t0 = time.monotonic()
-    cp.start()
-    print(f"apiserver {k8s.k8s_version()} up in {time.monotonic() - t0:.1f}s ({cp.url})", flush=True)
+    guard = MemoryGuard(cp.procs, int(args.max_rss_gib * 1024), int(args.min_available_gib * 1024))
+    try:
+        cp.start()
+    finally:
+        guard.start()
+    print(f"apiserver {k8s.k8s_version()} up in {time.monotonic() - t0:.1f}s ({cp.url}, workdir {work})", flush=True)
+    if args.etcd_arg or args.etcd_env or args.apiserver_arg or args.apiserver_env:
+        print(f"etcd extra: {args.etcd_arg} {args.etcd_env}; apiserver extra: {args.apiserver_arg} {args.apiserver_env}",
+              flush=True)
     config = KubeConfig.from_file(str(cp.kubeconfig))
     admin = AsyncClient(config=config)
     api = KubeAPI(admin)
@@ -123,7 +189,7 @@ async def main(args) -> int:
         items, _ = await api.list_slices({"spec.driver": DRIVER})
         published = sum(len(o["spec"].get("devices") or []) for o in items)
         print(f"controllers started in {t_start:.1f}s; converged in {t_conv:.1f}s: {len(items)} slices, "
-              f"{published} devices, writes {total}", flush=True)
+              f"{published} devices, writes {total}; RSS MiB now {guard.sample()}, peaks {guard.peak}", flush=True)
         assert published == n_dev * args.nodes, published
         assert all(c.report.ok for c in ctrls), [str(i) for c in ctrls for i in c.report.issues][:5]
 
@@ -136,7 +202,7 @@ async def main(args) -> int:
         after = {k: sum(c.stats[k] for c in ctrls) for k in total}
         steady = sum(after.values()) - sum(before.values())
         print(f"steady state over {args.quiet_seconds:.0f}s (re-sent inventory + relist every {args.resync_seconds:.0f}s): "
-              f"{steady} writes", flush=True)
+              f"{steady} writes; RSS MiB now {guard.sample()}", flush=True)
 
         # One health taint per node: one slice update per node, generation kept.
         before = sum(sum(c.stats.values()) for c in ctrls)
@@ -152,12 +218,13 @@ async def main(args) -> int:
         print(f"one health taint per node: {taint_writes} writes in {time.monotonic() - t0:.1f}s", flush=True)
 
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        server_rss = {p.name: int(Path(f"/proc/{p.popen.pid}/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
-                      for p in cp.procs if hasattr(p, "popen")}
-        print(f"server RSS MiB: {server_rss}")
+        print(f"RSS MiB now {guard.sample()}; peaks (sampled every {guard.interval}s) {guard.peak}, "
+              f"peak total {guard.peak_total}")
         print(f"RESULT nodes={args.nodes} devices_per_node={n_dev} slices={len(items)} converge_s={t_conv:.1f} "
               f"writes={sum(total.values())} creates={total['creates']} updates={total['updates']} "
-              f"deletes={total['deletes']} steady_writes={steady} taint_writes={taint_writes} python_maxrss_mib={rss:.0f}")
+              f"deletes={total['deletes']} steady_writes={steady} taint_writes={taint_writes} python_maxrss_mib={rss:.0f} "
+              f"peak_rss_mib=" + ",".join(f"{k}:{v}" for k, v in guard.peak.items()) + f" peak_total_mib={guard.peak_total}",
+              flush=True)
         for c in ctrls:
             await c.stop()
         for c in clients:
@@ -175,6 +242,16 @@ if __name__ == "__main__":
     ap.add_argument("--resync-seconds", type=float, default=15.0)
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--client-timeout", type=float, default=60.0, help="per-request timeout of each node's client")
+    ap.add_argument("--etcd-arg", action="append", default=[], metavar="FLAG",
+                    help="extra etcd flag, e.g. --etcd-arg=--quota-backend-bytes=8589934592 (repeatable)")
+    ap.add_argument("--apiserver-arg", action="append", default=[], metavar="FLAG",
+                    help="extra kube-apiserver flag, e.g. --apiserver-arg=--watch-cache=false (repeatable)")
+    ap.add_argument("--etcd-env", action="append", default=[], metavar="K=V", help="e.g. GOMEMLIMIT=2GiB (repeatable)")
+    ap.add_argument("--apiserver-env", action="append", default=[], metavar="K=V", help="e.g. GOGC=50 (repeatable)")
+    ap.add_argument("--max-rss-gib", type=float, default=18.0,
+                    help="abort (kill etcd + apiserver, exit 3) when Python + etcd + apiserver RSS exceed this")
+    ap.add_argument("--min-available-gib", type=float, default=2.0,
+                    help="abort as above when the machine's MemAvailable drops below this")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: stop the control plane
