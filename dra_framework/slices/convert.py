@@ -153,8 +153,9 @@ def device_to_api(dev: Device, *, driver: str, limits: Limits, pool: str, report
             {"counterSet": c.counter_set, "counters": {k: {"value": _q(x)} for k, x in c.counters.items()}}
             for c in dev.consumes_counters]
     if dev.taints:
-        out["taints"] = [{"key": t.key, **({"value": t.value} if t.value else {}),
-                          "effect": getattr(t.effect, "value", t.effect)} for t in dev.taints]
+        out["taints"] = _taints(dev, limits, pool, report)
+        if not out["taints"]:
+            del out["taints"]
     if dev.allow_multiple_allocations:
         out["allowMultipleAllocations"] = True
     errs = device_errors(out, limits, driver)
@@ -163,6 +164,30 @@ def device_to_api(dev: Device, *, driver: str, limits: Limits, pool: str, report
             report.invalid(pool, dev.name, f, m)
         return None
     return out
+
+
+_SEVERITY = {"NoExecute": 0, "NoSchedule": 1, "None": 2}
+
+
+def _taints(dev: Device, limits: Limits, pool: str, report: Report) -> list[dict]:
+    """Taints as the server takes them. A device must never vanish from the pool because of its
+    taints (health taints come and go): effects the server does not know (``None`` before 1.35)
+    are left out, and beyond the server's taint limit the least severe are left out, each with a
+    warning. Unknown effects stay, so validation reports a backend bug."""
+    taints = [{"key": t.key, **({"value": t.value} if t.value else {}),
+               "effect": getattr(t.effect, "value", t.effect)} for t in dev.taints]
+    known = set(_SEVERITY)
+    kept = [t for t in taints if t["effect"] in limits.taint_effects or t["effect"] not in known]
+    if len(kept) < len(taints):
+        report.warn(pool, dev.name, "taints", f"{len(taints) - len(kept)} taint(s) with an effect Kubernetes "
+                    f"1.{limits.minor} does not support left out ({', '.join(sorted({t['key'] for t in taints if t not in kept}))})")
+    if len(kept) > limits.max_taints:
+        kept.sort(key=lambda t: _SEVERITY.get(t["effect"], -1))
+        dropped = kept[limits.max_taints:]
+        kept = kept[:limits.max_taints]
+        report.warn(pool, dev.name, "taints", f"more than {limits.max_taints} taints (the limit of Kubernetes "
+                    f"1.{limits.minor}): the least severe left out ({', '.join(t['key'] for t in dropped)})")
+    return kept
 
 
 def _iter_pools(pools: Any) -> Iterable[Pool]:

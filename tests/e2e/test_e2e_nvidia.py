@@ -84,6 +84,35 @@ def test_nvidia_gpu_and_mig_claims_and_xid_taints(kube_apiserver, k8s_objects, k
     assert "Unhealthy" in json.dumps(health), health
     wait_for(lambda: not tainted(), 60, "taint removal after recovery", daemon)
 
+    # An application-level XID (43) on the MIG instance: an informational taint (effect None) on
+    # exactly that MIG device, which stays Healthy for the kubelet, with the XID as message.
+    state = json.loads((tmp_path / "state" / DRIVER / "nvidia" / "fake-nvml" / "state.json").read_text())
+    parent, gpu_state = next((u, g) for u, g in state.items() if g["gis"])
+    gi_id = next(iter(gpu_state["gis"]))
+    ci_id = next(iter(gpu_state["gis"][gi_id]["cis"]))
+    (inject / "xid43.json").write_text(json.dumps({"kind": "xid", "uuid": parent, "xid": 43,
+                                                    "gi": int(gi_id), "ci": int(ci_id)}))
+    minor = int(str(kube_apiserver.version).lstrip("v").split(".")[1])
+
+    def mig_health():
+        entries = shim.health("default", "trainer")["containers"]["ctr"]
+        return next(e for e in entries if e["name"] == "claim:mig")["resources"][0]
+
+    if minor >= 35:
+        t = wait_for(lambda: tainted(), 60, "MIG-scoped XID taint", daemon)
+        assert set(t) == {mig_dev} and t[mig_dev][0]["effect"] == "None", t
+    else:
+        # 1.34 has no taint effect None: the informational taint is left out, and the device
+        # stays published (it must never vanish from the pool because of a taint).
+        wait_for(lambda: "does not support left out" in daemon.logs(), 60, "the left-out taint warning", daemon)
+        assert mig_dev in devices_by_name(k8s_objects, node) and not tainted()
+    if minor >= 36:  # health messages reach the kubelet from 1.36 on
+        h = wait_for(lambda: (lambda r: r if "XID 43" in r.get("message", "") else None)(mig_health()), 30,
+                     "the XID in the kubelet's health message", daemon)
+        assert h["health"] == "Healthy", h
+    else:
+        assert mig_health()["health"] == "Healthy"
+
     shim.unprepare_pod("default", "trainer")
     assert not list((tmp_path / "cdi").glob("*trainer*"))
     assert not [f for f in (tmp_path / "cdi").iterdir() if prepared.claims["mig"]["uid"] in f.name]

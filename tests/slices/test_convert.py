@@ -138,12 +138,21 @@ def test_limits_per_device():
     assert rep.invalid_devices == {NODE: {"d"}}
     _, rep = build([Pool(devices=[Device("d", taints=[Taint(f"k{i}") for i in range(16)])])])
     assert rep.ok
-    _, rep = build([Pool(devices=[Device("d", taints=[Taint(f"k{i}") for i in range(17)])])])
-    assert not rep.ok
-    _, rep = build([Pool(devices=[Device("d", taints=[Taint(f"k{i}") for i in range(5)])])], limits=L34)
-    assert not rep.ok
-    _, rep = build([Pool(devices=[Device("d", taints=[Taint("k", effect=TaintEffect.NONE)])])], limits=L34)
-    assert not rep.ok
+
+    # Too many taints, or an effect the server does not know: the device stays published (it must
+    # not vanish because health taints came), the least severe taints are left out with a warning.
+    def published_taints(desired):
+        return desired[NODE].slices[0]["devices"][0].get("taints", [])
+
+    d, rep = build([Pool(devices=[Device("d", taints=[Taint(f"k{i}") for i in range(17)])])])
+    assert rep.ok and len(published_taints(d)) == 16 and rep.warnings[0].field == "taints"
+    many = [Taint("info", effect=TaintEffect.NONE)] + [Taint(f"k{i}") for i in range(3)] + \
+        [Taint("lost", effect=TaintEffect.NO_EXECUTE), Taint("k9")]
+    d, rep = build([Pool(devices=[Device("d", taints=many)])], limits=L34)
+    keys = [t["key"] for t in published_taints(d)]
+    assert rep.ok and len(keys) == 4 and keys[0] == "lost" and "info" not in keys
+    d, rep = build([Pool(devices=[Device("d", taints=[Taint("k", effect=TaintEffect.NONE)])])], limits=L34)
+    assert rep.ok and published_taints(d) == [] and rep.warnings
 
 
 def test_domain_conflict():
