@@ -1,14 +1,12 @@
 """A complete third-party backend: simulated accelerators, each splittable into two halves that
 share its counters (KEP-4815 partitionable devices). Found through its entry point."""
 from pydantic import Field
-
 from dra_framework import hookimpl
 from dra_framework.model import (Capacity, ContainerEdits, CounterConsumption, CounterSet, Device,
                                  OpaqueConfig, PreparedDeviceEdits, PrepareResult, Version)
 from dra_framework.plugins import BaseOptions
 
 GIB = 1 << 30
-
 
 class Options(BaseOptions):
     count: int = Field(4, ge=0, le=64, description="Number of simulated accelerators.")
@@ -72,7 +70,7 @@ class ExampleBackend:
         return result
 
     @hookimpl
-    def dra_unprepare(self, stored):
+    def dra_unprepare(self, stored):  # nothing to undo: partitions are destroyed by their own hook
         return None
 
 
