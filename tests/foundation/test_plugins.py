@@ -119,3 +119,11 @@ def test_every_hook_is_documented():
             assert len(doc) > 60, f"{name} lacks a docstring"
             for arg in list(inspect.signature(fn).parameters)[1:]:
                 assert arg in doc or arg in ("ctx", "devices"), f"{name}: argument {arg} not documented"
+
+
+def test_example_backend_stays_small():
+    """The README promises a whole third-party backend, with partitions, under 80 lines."""
+    import dra_example_backend
+
+    with open(dra_example_backend.__file__) as f:
+        assert len(f.readlines()) < 80
