@@ -43,17 +43,33 @@ class BackendContext:
         return self.host_root / str(path).lstrip("/")
 
 
-class DeviceLocks:
-    """Named asyncio locks, one per physical device, shared by all claims of a driver."""
+class KeyedLocks:
+    """One asyncio.Lock per key, dropped when nobody holds or waits for it (so per-claim and
+    per-device locks do not pile up over a node's lifetime)."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, list[Any]] = {}
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            yield
+        slot = self._locks.get(key)
+        if slot is None:
+            slot = self._locks[key] = [asyncio.Lock(), 0]
+        slot[1] += 1
+        try:
+            async with slot[0]:
+                yield
+        finally:
+            slot[1] -= 1
+            if slot[1] == 0:
+                self._locks.pop(key, None)
+
+    def busy(self, key: str) -> bool:
+        return key in self._locks
+
+
+#: Named locks, one per physical device, shared by all claims of a driver.
+DeviceLocks = KeyedLocks
 
 
 @dataclass

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from .backend import BackendContext, PrepareContext
     from .model import (
         AllocatedDevice,
-        Device,
         HealthReport,
         Inventory,
         OpaqueConfig,

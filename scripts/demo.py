@@ -9,7 +9,6 @@ then the daemon keeps running until Ctrl-C (or --seconds), and everything is sto
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal

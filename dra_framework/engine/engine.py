@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
-from ..backend import DeviceLocks, PrepareContext
+from ..backend import DeviceLocks, KeyedLocks, PrepareContext
 from ..cdi.edits import ContainerEdits, merge
 from ..cdi.errors import CdiError
 from ..cdi.names import claim_device_name
@@ -96,30 +96,6 @@ class ClaimError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-class KeyedLocks:
-    """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, list[Any]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        slot = self._locks.get(key)
-        if slot is None:
-            slot = self._locks[key] = [asyncio.Lock(), 0]
-        slot[1] += 1
-        try:
-            async with slot[0]:
-                yield
-        finally:
-            slot[1] -= 1
-            if slot[1] == 0:
-                self._locks.pop(key, None)
-
-    def busy(self, key: str) -> bool:
-        return key in self._locks
 
 
 def _json_copy(value: Any, what: str) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ..model import Capacity, CounterSet, Device, Pool, Version
+from ..model import Capacity, CounterSet, Device, Pool
 from .apiversions import API_VERSION, Limits, ServerInfo
 from .split import split_pool
 from .validate import (

@@ -5,7 +5,6 @@ and an injected XID taints exactly the affected device until it recovers."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest

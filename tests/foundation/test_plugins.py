@@ -1,7 +1,6 @@
 """Plugin discovery through real entry points, allow/block lists and hook validation."""
 from __future__ import annotations
 
-import textwrap
 import types
 
 import pytest
