@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
+from pathlib import Path
+from typing import Any
 
 
 def fsync_dir(path: str) -> None:
@@ -34,3 +37,19 @@ def atomic_write_file(path: str, data: bytes, mode: int) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A small JSON state file's object; ``{}`` when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json_atomic(path: str | Path, data: Any, mode: int = 0o600) -> None:
+    """Write a small JSON state file crash-safely (see :func:`atomic_write_file`), creating its dir."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_file(str(path), json.dumps(data, sort_keys=True).encode(), mode)

@@ -14,11 +14,11 @@ at exactly (profileId, start) is ours. A destroy is idempotent: instances alread
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+from dra_framework.fsutil import read_json_object, write_json_atomic
 
 from . import nvml_api as api
 from .nvml_api import GpuInstance, Nvml, NvmlError
@@ -51,11 +51,7 @@ class MigManager:
     def inflight(self) -> dict[str, dict[str, Any]]:
         if self.inflight_path is None:
             return {}
-        try:
-            data = json.loads(self.inflight_path.read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        return read_json_object(self.inflight_path)
 
     def _set_inflight(self, device: str, rec: Mapping[str, Any] | None) -> None:
         if self.inflight_path is None:
@@ -67,13 +63,7 @@ class MigManager:
             data.pop(device)
         else:
             data[device] = dict(rec)
-        self.inflight_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.inflight_path.with_name(self.inflight_path.name + ".tmp")
-        with tmp.open("w") as f:
-            json.dump(data, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.inflight_path)
+        write_json_atomic(self.inflight_path, data)
 
     def forget(self, device: str) -> None:
         """Drop ``device`` from the in-flight list (its hardware state is gone, e.g. after a reboot)."""

@@ -6,10 +6,10 @@ setting. A setting is reset to Default when its last claim is unprepared.
 """
 from __future__ import annotations
 
-import json
-import os
 import threading
 from pathlib import Path
+
+from dra_framework.fsutil import read_json_object, write_json_atomic
 
 
 class SharingState:
@@ -18,20 +18,10 @@ class SharingState:
         self._lock = threading.Lock()
 
     def _read(self) -> dict[str, dict[str, str]]:
-        try:
-            data = json.loads(self.path.read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        return read_json_object(self.path)
 
     def _write(self, data: dict[str, dict[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w") as f:
-            json.dump(data, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, data)
 
     def acquire(self, gpu: str, claim: str, interval: str) -> None:
         with self._lock:
