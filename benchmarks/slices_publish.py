@@ -210,7 +210,8 @@ async def main(args) -> int:
         for c in ctrls:
             p = dgx_h100_pool(c.node_name)
             d = p.devices[0]
-            p.devices[0] = Device(d.name, d.attributes, d.capacity, d.consumes_counters,
+            p.devices[0] = Device(d.name, attributes=d.attributes, capacity=d.capacity,
+                                  consumes_counters=d.consumes_counters,
                                   taints=[Taint("gpu.nvidia.com/xid", "79", "NoExecute")])
             c.update(p)
         await asyncio.gather(*(c.wait_synced(args.timeout) for c in ctrls))

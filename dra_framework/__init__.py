@@ -1,9 +1,10 @@
 """dra-framework: write and run Kubernetes Dynamic Resource Allocation (DRA) drivers in Python.
 
-Backends implement the hooks in :mod:`dra_framework.hookspecs` with :data:`hookimpl` and produce
-the objects in :mod:`dra_framework.model`.
+Backends import the public backend API from here or from :mod:`dra_framework.api` (the same
+names); every other module of the package is internal. The guide is docs/backends.md.
 """
-from .hookspecs import hookimpl
+from . import api
+from .api import *  # noqa: F401,F403 - the public backend API, listed in api.__all__
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "__version__"]
+__all__ = [*api.__all__, "__version__"]

@@ -1,4 +1,4 @@
-"""Objects the framework hands to backends: the construction context and the prepare context."""
+"""Objects the framework hands to backends: options base class, construction context, prepare context."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from .model import ClaimInfo
+
+
+class BaseOptions(BaseModel):
+    """Options every backend takes; a backend's options class subclasses it.
+
+    Validated strictly from ``drivers[].backends[].options`` in the config: an unknown key or a
+    wrong type fails start-up with an error naming the config field. Use ``Field(alias=...)`` for
+    camelCase keys (``memoryGiB``) and ``Field(description=...)`` to document them.
+
+    - ``host_root`` (``hostRoot``, default ``/``): where the host's ``/sys``, ``/dev`` and
+      ``/proc`` are found; given to the backend as ``BackendContext.host_root``.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    host_root: str = Field("/", alias="hostRoot", description="Where /sys, /dev and /proc of the host are found.")
 
 
 @dataclass
@@ -21,6 +39,11 @@ class BackendContext:
       sample-host directory in tests).
     - ``state_dir``: a private, persistent directory for this backend instance.
     - ``cdi_root``: the CDI spec directory (for backends that need to know it).
+    - ``backend_name``: the key of this instance in its driver (the backend name, suffixed with
+      its index when one driver uses a backend twice).
+    - ``logger``: a logger named after the backend instance.
+    - ``on_rediscovery``: the callback :meth:`request_rediscovery` calls. The framework sets it
+      for a running driver; a test harness may set its own. Backends never set it.
     """
 
     driver_name: str
@@ -30,16 +53,21 @@ class BackendContext:
     cdi_root: Path
     backend_name: str = ""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("dra_framework.backend"))
-    _rediscover: Callable[[], None] | None = field(default=None, repr=False)
+    on_rediscovery: Callable[[], None] | None = field(default=None, repr=False)
 
     def request_rediscovery(self) -> None:
-        """Ask the framework to call ``dra_discover`` again and republish (for example after a
-        hot-plug or a device falling off the bus). Safe to call from any thread."""
-        if self._rediscover is not None:
-            self._rediscover()
+        """Ask the framework to call ``dra_discover`` again and republish the ResourceSlices (for
+        example after a hot-plug or a device falling off the bus). Safe to call from any thread;
+        requests made while one is pending are coalesced. Does nothing (logged at debug level)
+        when the context belongs to no running driver."""
+        if self.on_rediscovery is None:
+            self.logger.debug("rediscovery requested but no driver is attached to this context")
+            return
+        self.on_rediscovery()
 
     def host_path(self, path: str | Path) -> Path:
-        """Map an absolute host path (``/sys/bus/pci``) under ``host_root``."""
+        """Map an absolute host path (``/sys/bus/pci``) under ``host_root``
+        (``<host_root>/sys/bus/pci``), for reading sysfs, ``/dev`` and ``/proc``."""
         return self.host_root / str(path).lstrip("/")
 
 

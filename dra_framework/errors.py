@@ -2,7 +2,7 @@
 
 
 class DraFrameworkError(Exception):
-    """Base class."""
+    """Base class of the errors dra-framework raises with a message meant for operators."""
 
 
 class PluginError(DraFrameworkError):
@@ -11,3 +11,8 @@ class PluginError(DraFrameworkError):
 
 class ConfigError(DraFrameworkError):
     """The composed-driver config is invalid; the message names the field (``drivers[0].name``)."""
+
+
+class HookError(PluginError):
+    """A backend hook was misused (not marked ``@hookimpl``, a required hook missing, an unknown
+    hook name) or returned a result of the wrong type. The message names the backend and hook."""

@@ -14,22 +14,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import pluggy
-from pydantic import BaseModel, ConfigDict, Field
-
 from . import hookspecs
+from .backend import BaseOptions
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "dra_framework.backends"
 
 log = logging.getLogger(__name__)
-
-
-class BaseOptions(BaseModel):
-    """Options every backend takes. Backends subclass this for their own options."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    host_root: str = Field("/", alias="hostRoot", description="Where /sys, /dev and /proc of the host are found.")
 
 
 @dataclass(frozen=True)
@@ -121,7 +112,7 @@ class Registry:
                 raise PluginError(f"backend {name!r} registered twice (plugins {self.types[name].plugin!r} and {plugin_name!r})")
             opts = options or BaseOptions
             if not (isinstance(opts, type) and issubclass(opts, BaseOptions)):
-                raise PluginError(f"backend {name!r}: options must subclass dra_framework.plugins.BaseOptions")
+                raise PluginError(f"backend {name!r}: options must subclass dra_framework.api.BaseOptions")
             desc = description or (inspect.getdoc(factory) or "").split("\n")[0]
             self.types[name] = BackendType(name, factory, opts, desc, plugin_name, dist, version)
 

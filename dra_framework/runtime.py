@@ -108,7 +108,7 @@ class DriverRuntime:
         step(f"{self.name}: starting backends")
         self.backends = build_backends(self.settings, self.index, self.config, self.registry)
         for b in self.backends:
-            b.context._rediscover = self.request_rediscovery
+            b.context.on_rediscovery = self.request_rediscovery
         step(f"{self.name}: discovering devices")
         self.inventory = await discover(self.backends)
         ndev = sum(len(p.devices) for p in self.inventory.pools.values())

@@ -7,8 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from dra_framework import hookimpl
-from dra_framework.model import DeviceStatus, Health, HealthReport, PreparedDeviceEdits, PrepareResult
+from dra_framework.api import DeviceStatus, Health, HealthReport, PreparedDeviceEdits, PrepareResult, hookimpl
 
 from . import config as cfg
 from . import naming
@@ -138,7 +137,7 @@ class NvidiaBackend:
                     await asyncio.to_thread(self.executor.run, timeslice_cmd(uuid, interval))
                     result.teardown["timeslice"].append(uuid)
                 edits = self.cdi.gpu(int(data["minor"]))
-                result.devices[d.name] = PreparedDeviceEdits(edits, DeviceStatus(data={"uuid": uuid}))
+                result.devices[d.name] = PreparedDeviceEdits(edits, status=DeviceStatus(data={"uuid": uuid}))
             elif data.get("kind") == "mig":
                 rec = ctx.partitions.get(d.name) or data
                 gi, ci = rec.get("giId"), rec.get("ciId")
@@ -146,7 +145,7 @@ class NvidiaBackend:
                     raise RuntimeError(f"MIG device {d.name!r} has no GPU/compute instance (giId={gi}, ciId={ci})")
                 edits = self.cdi.mig(int(data["parentMinor"]), int(gi), int(ci))
                 status = {"uuid": rec.get("uuid"), "parentUUID": data["parent"], "giId": gi, "ciId": ci}
-                result.devices[d.name] = PreparedDeviceEdits(edits, DeviceStatus(data=status))
+                result.devices[d.name] = PreparedDeviceEdits(edits, status=DeviceStatus(data=status))
             else:
                 raise RuntimeError(f"device {d.name!r} is not an NVIDIA device known to this backend")
         result.claim_edits = self.cdi.common(driver_version)

@@ -27,13 +27,10 @@ transform (:func:`dra_framework.cdi.apply_host_root`).
 from __future__ import annotations
 
 import logging
-import os
 import re
-import stat
 from pathlib import Path
 
-from dra_framework.cdi.edits import ContainerEdits, DeviceNode, Hook, Mount
-from dra_framework.cdi.hostroot import apply_host_root
+from dra_framework.api import ContainerEdits, DeviceNode, Hook, Mount, apply_host_root, device_numbers, proc_device_majors
 
 from .nvml_source import LIB_DIRS
 
@@ -54,21 +51,7 @@ _GPU_RE = re.compile(r"^/dev/nvidia(\d+)$")
 def char_majors(host_root: Path) -> dict[str, int]:
     """The "Character devices:" section of ``<hostRoot>/proc/devices`` as name → major (first
     entry wins for a name listed twice); empty when the file is missing or unreadable."""
-    try:
-        text = (host_root / "proc/devices").read_text()
-    except OSError:
-        return {}
-    majors: dict[str, int] = {}
-    in_char = False
-    for line in text.splitlines():
-        parts = line.split(None, 1)
-        if not parts:
-            continue
-        if not parts[0].isdigit():  # a section header
-            in_char = line.strip() == "Character devices:"
-        elif in_char and len(parts) == 2:
-            majors.setdefault(parts[1].strip(), int(parts[0]))
-    return majors
+    return proc_device_majors(host_root, "c")
 
 
 def node_numbers(path: str, majors: dict[str, int]) -> tuple[int, int] | None:
@@ -114,12 +97,9 @@ class CdiBuilder:
         (``/proc/devices``, else the host node itself); the path alone otherwise."""
         nums = node_numbers(path, char_majors(self.host_root) if majors is None else majors)
         if nums is None:
-            try:
-                st = os.stat(self.host_root / path.lstrip("/"))
-                if stat.S_ISCHR(st.st_mode):
-                    nums = (os.major(st.st_rdev), os.minor(st.st_rdev))
-            except OSError:
-                pass
+            found = device_numbers(path, self.host_root)
+            if found is not None and found[0] == "c":
+                nums = found[1:]
         if nums is None:
             if path not in self._unresolved_logged:
                 self._unresolved_logged.add(path)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dra_framework.model import OpaqueConfig, quantity_value
+from dra_framework.api import OpaqueConfig, quantity_value
 
 API_VERSION = "resource.nvidia.com/v1beta1"
 MIB = 1 << 20

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dra_framework.model import Capacity, CounterConsumption, CounterSet, Device, Taint, TaintEffect, Version
+from dra_framework.api import Capacity, CounterConsumption, CounterSet, Device, Taint, TaintEffect, Version
 
 from . import naming, sysfs
 from .nvml_api import GiProfile, GpuInfo, GpuInstance, MigDevice, Nvml, NvmlError, SystemInfo
@@ -147,8 +147,9 @@ class Discoverer:
                 busy = {i for gi in mine for i in range(gi.start, gi.start + gi.size)}
                 ampere_locked = info.mig_enabled and info.architecture == "Ampere"
                 if not mine and not ampere_locked:
-                    devices.append(Device(g.name, gpu_attrs, gpu_cap, [CounterConsumption(cs, dict(counters))],
-                                          taints, data=gpu_data))
+                    devices.append(Device(g.name, attributes=gpu_attrs, capacity=gpu_cap,
+                                          consumes_counters=[CounterConsumption(cs, dict(counters))],
+                                          taints=taints, data=gpu_data))
                 by_placement = {(gi.profile_id, gi.start): gi for gi in mine}
                 for p in g.profiles:
                     for start, size in p.placements:
@@ -165,7 +166,7 @@ class Discoverer:
             elif info.mig_enabled:
                 log.info("GPU %s has MIG enabled and migStrategy is none: not published", g.name)
             else:
-                devices.append(Device(g.name, gpu_attrs, gpu_cap, (), taints, data=gpu_data))
+                devices.append(Device(g.name, attributes=gpu_attrs, capacity=gpu_cap, taints=taints, data=gpu_data))
             res.devices.extend(devices)
 
     def _mig_device(self, g: GpuState, p: GiProfile, start: int, size: int, common: dict[str, Any],
@@ -184,4 +185,5 @@ class Discoverer:
         caps = {"multiprocessors": p.multiprocessors, "copyEngines": p.copy_engines, "decoders": p.decoders,
                 "encoders": p.encoders, "jpegEngines": p.jpeg_engines, "ofaEngines": p.ofa_engines,
                 "memory": p.memory_mib * MIB}
-        return Device(name, attrs, {k: Capacity(v) for k, v in caps.items()}, consumes, taints, data=data)
+        return Device(name, attributes=attrs, capacity={k: Capacity(v) for k, v in caps.items()},
+                      consumes_counters=consumes, taints=taints, data=data)

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from dra_framework.model import Health, HealthReport, Taint, TaintEffect
+from dra_framework.api import Health, HealthReport, Taint, TaintEffect
 
 from . import naming
 from . import nvml_api as api

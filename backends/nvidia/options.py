@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from dra_framework.plugins import BaseOptions
+from dra_framework.api import BaseOptions
 
 
 class NvidiaOptions(BaseOptions):

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from dra_framework.fsutil import read_json_object, write_json_atomic
+from dra_framework.api import read_json_object, write_json_atomic
 
 from . import nvml_api as api
 from .nvml_api import GpuInstance, Nvml, NvmlError

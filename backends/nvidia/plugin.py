@@ -1,5 +1,5 @@
 """Entry point of the built-in NVIDIA backend (group ``dra_framework.backends``, name ``nvidia``)."""
-from dra_framework import hookimpl
+from dra_framework.api import hookimpl
 
 from .backend import NvidiaBackend
 from .options import NvidiaOptions

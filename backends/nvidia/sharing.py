@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from dra_framework.fsutil import read_json_object, write_json_atomic
+from dra_framework.api import read_json_object, write_json_atomic
 
 
 class SharingState:

@@ -6,7 +6,7 @@ containerEdits.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Mapping, Sequence
 
 from ..cdi.edits import ContainerEdits
@@ -51,20 +51,32 @@ class AllocatedDevice:
         return self.device.name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NetworkData:
-    """ResourceClaim.status.devices[].networkData: interfaceName (≤256), ips (≤16 CIDRs),
-    hardwareAddress (≤128)."""
+    """ResourceClaim.status.devices[].networkData (KEP-4817), keyword-only::
+
+        NetworkData(interface_name="net1", ips=["10.1.0.5/24"], hardware_address="52:54:00:12:34:56")
+
+    - ``interface_name``: the interface inside the pod (≤256 characters).
+    - ``ips``: CIDR strings, IPv4 or IPv6 (≤16 entries).
+    - ``hardware_address``: MAC address (≤128 characters).
+    """
 
     interface_name: str = ""
     ips: Sequence[str] = ()
     hardware_address: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceStatus:
-    """Driver-owned status for one allocated device (ResourceClaim.status.devices[]):
-    ``data`` is arbitrary JSON (≤10 KiB), ``conditions`` metav1.Condition dicts (≤8)."""
+    """Driver-owned status for one allocated device (ResourceClaim.status.devices[], KEP-4817),
+    keyword-only. The framework writes it to the claim after prepare and clears it at unprepare.
+
+    - ``data``: arbitrary JSON object (≤10 KiB serialised), e.g. ``{"uuid": "GPU-1234"}``.
+    - ``network_data``: a :class:`NetworkData` for network devices.
+    - ``conditions``: metav1.Condition dicts (≤8), each with ``type``, ``status``
+      (``"True"``/``"False"``/``"Unknown"``), ``reason`` and ``message``.
+    """
 
     data: Mapping[str, Any] | None = None
     network_data: NetworkData | None = None
@@ -73,15 +85,19 @@ class DeviceStatus:
 
 @dataclass(slots=True)
 class PreparedDeviceEdits:
-    """The container edits for one allocated device, plus its optional driver-owned status."""
+    """The container edits for one allocated device, plus its optional driver-owned status:
+    ``PreparedDeviceEdits(ContainerEdits(env={"X": "1"}), status=DeviceStatus(data={...}))``.
+    ``status`` is keyword-only."""
 
     edits: ContainerEdits = field(default_factory=ContainerEdits)
+    _: KW_ONLY
     status: DeviceStatus | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class PrepareResult:
-    """What ``dra_prepare`` returns for one claim.
+    """What ``dra_prepare`` returns for one claim (keyword-only; ``PrepareResult()`` means
+    "nothing to inject": every device gets only the claim-level edits).
 
     - ``devices``: device name → edits; a device missing here gets empty edits (its CDI device
       still exists, so the container sees the claim-level edits).

@@ -83,7 +83,7 @@ class FakeBackend:
     @hookimpl
     def dra_discover(self, inventory):
         for n in self.names:
-            inventory.add_device(Device(n, {"index": len(n)}, allow_multiple_allocations=n in self.shareable))
+            inventory.add_device(Device(n, attributes={"index": len(n)}, allow_multiple_allocations=n in self.shareable))
 
     @hookimpl
     def dra_config_types(self):

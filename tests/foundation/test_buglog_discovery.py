@@ -25,7 +25,7 @@ class Backend:
     @hookimpl
     def dra_discover(self, inventory):
         for n in self.names:
-            dev = Device(n, {"index": int(n.rsplit("-", 1)[1])})
+            dev = Device(n, attributes={"index": int(n.rsplit("-", 1)[1])})
             # A backend-specific feature path (HAMi-core mode in the original report) that
             # builds the devices the other way; they must still be published.
             if self.feature:

@@ -58,7 +58,7 @@ def make_driver(registry: Registry, tmp_path: Path, host_root: Path, state: str 
         "drivers": [{"name": "gpu.nvidia.com", "backends": [{"name": "nvidia", "options": opts}]}]})
     inst = build_backends(settings, 0, settings.drivers[0], registry)[0]
     drv = Driver(inst)
-    inst.context._rediscover = lambda: drv.rediscoveries.append(1)
+    inst.context.on_rediscovery = lambda: drv.rediscoveries.append(1)
     return drv
 
 

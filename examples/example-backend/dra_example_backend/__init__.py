@@ -1,10 +1,8 @@
 """A complete third-party backend: simulated accelerators, each splittable into two halves that
 share its counters (KEP-4815 partitionable devices). Found through its entry point."""
 from pydantic import Field
-from dra_framework import hookimpl
-from dra_framework.model import (Capacity, ContainerEdits, CounterConsumption, CounterSet, Device,
-                                 OpaqueConfig, PreparedDeviceEdits, PrepareResult, Version)
-from dra_framework.plugins import BaseOptions
+from dra_framework.api import (BaseOptions, Capacity, ContainerEdits, CounterConsumption, CounterSet, Device,
+                               OpaqueConfig, PreparedDeviceEdits, PrepareResult, Version, hookimpl)
 
 GIB = 1 << 30
 
@@ -33,14 +31,14 @@ class ExampleBackend:
         for i in range(self.o.count):
             attrs = {"model": self.o.model, "index": i, "firmware": Version("1.2.0")}
             inventory.add_counter_set(CounterSet(f"acc-{i}-counters", {"memory": mem, "halves": 2}))
-            inventory.add_device(Device(f"acc-{i}", {**attrs, "partition": False},
-                                        {"memory": Capacity(mem)},
-                                        [CounterConsumption(f"acc-{i}-counters", {"memory": mem, "halves": 2})]))
+            inventory.add_device(Device(
+                f"acc-{i}", attributes={**attrs, "partition": False}, capacity={"memory": Capacity(mem)},
+                consumes_counters=[CounterConsumption(f"acc-{i}-counters", {"memory": mem, "halves": 2})]))
             for h in range(2):
-                inventory.add_device(Device(f"acc-{i}-half-{h}", {**attrs, "partition": True},
-                                            {"memory": Capacity(mem // 2)},
-                                            [CounterConsumption(f"acc-{i}-counters", {"memory": mem // 2, "halves": 1})],
-                                            data={"parent": i, "half": h}))
+                inventory.add_device(Device(
+                    f"acc-{i}-half-{h}", attributes={**attrs, "partition": True},
+                    capacity={"memory": Capacity(mem // 2)}, data={"parent": i, "half": h},
+                    consumes_counters=[CounterConsumption(f"acc-{i}-counters", {"memory": mem // 2, "halves": 1})]))
 
     @hookimpl
     def dra_config_types(self):

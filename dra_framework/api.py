@@ -1,0 +1,91 @@
+"""The public backend API: everything a backend package may import from dra-framework.
+
+A backend imports from here (or from the top-level package, which re-exports this module)
+and nothing else of the framework; ``dra_framework.testing`` is for its tests. Every other
+module is internal and may change between releases. The guide is docs/backends.md.
+
+What is here, grouped:
+
+- **Hooks**: :data:`hookimpl` marks hook implementations; the hooks are documented in
+  :class:`BackendSpec` (methods of a backend instance) and :class:`RegistrySpec` (the module
+  function that registers backend types, with a :class:`RegisterBackend` callback).
+- **Construction**: :class:`BaseOptions` (subclass it for a backend's options),
+  :class:`BackendContext` (driver, node, host root, state dir, rediscovery).
+- **Discovery model**: :class:`Inventory`, :class:`Device`, :class:`Capacity`,
+  :class:`RequestPolicy`, :class:`ValidRange`, :class:`CounterSet`, :class:`CounterConsumption`,
+  :class:`Taint`, :class:`TaintEffect`, :class:`NodeSelection`, :class:`Version`,
+  :func:`quantity_value`, :func:`quantity_str`.
+- **Prepare model**: :class:`PrepareContext`, :class:`ClaimInfo`, :class:`AllocatedDevice`,
+  :class:`OpaqueConfig`, :class:`PrepareResult`, :class:`PreparedDeviceEdits`,
+  :class:`DeviceStatus`, :class:`NetworkData`, :class:`StoredClaim`.
+- **Container edits (CDI)**: :class:`ContainerEdits`, :class:`DeviceNode`, :class:`Mount`,
+  :class:`Hook`, :class:`NetDevice`, :class:`IntelRdt`, :func:`merge_edits`.
+- **Health**: :class:`Health`, :class:`HealthReport`.
+- **Helpers**: :func:`write_json_atomic`, :func:`read_json_object`, :func:`atomic_write_file`
+  (crash-safe state files); :func:`map_host_path`, :func:`apply_host_root` (paths seen under a
+  host-root mount → host paths); :func:`device_node`, :func:`device_numbers`,
+  :func:`proc_device_majors` (device-node type/major/minor).
+- **Errors**: :class:`DraFrameworkError`, :class:`PluginError`, :class:`HookError`,
+  :class:`ConfigError`, :class:`CdiError`, :class:`CdiConflictError`.
+"""
+from __future__ import annotations
+
+from .backend import BackendContext, BaseOptions, PrepareContext
+from .cdi.edits import ContainerEdits, DeviceNode, Hook, IntelRdt, Mount, NetDevice
+from .cdi.edits import merge as merge_edits
+from .cdi.errors import CdiConflictError, CdiError
+from .cdi.hostroot import apply_host_root, map_host_path
+from .devnodes import device_node, device_numbers, proc_device_majors
+from .errors import ConfigError, DraFrameworkError, HookError, PluginError
+from .fsutil import atomic_write_file, read_json_object, write_json_atomic
+from .hookspecs import BackendSpec, RegisterBackend, RegistrySpec, hookimpl
+from .model import (
+    AllocatedDevice,
+    AttributeValue,
+    Capacity,
+    ClaimInfo,
+    CounterConsumption,
+    CounterSet,
+    Device,
+    DeviceStatus,
+    Health,
+    HealthReport,
+    Inventory,
+    NetworkData,
+    NodeSelection,
+    OpaqueConfig,
+    PreparedDeviceEdits,
+    PrepareResult,
+    Quantity,
+    RequestPolicy,
+    StoredClaim,
+    Taint,
+    TaintEffect,
+    ValidRange,
+    Version,
+    quantity_str,
+    quantity_value,
+)
+
+__all__ = [
+    # hooks
+    "hookimpl", "BackendSpec", "RegistrySpec", "RegisterBackend",
+    # construction
+    "BaseOptions", "BackendContext",
+    # discovery model
+    "Inventory", "Device", "Capacity", "RequestPolicy", "ValidRange", "CounterSet", "CounterConsumption",
+    "Taint", "TaintEffect", "NodeSelection", "Version", "AttributeValue", "Quantity",
+    "quantity_value", "quantity_str",
+    # prepare model
+    "PrepareContext", "ClaimInfo", "AllocatedDevice", "OpaqueConfig", "PrepareResult",
+    "PreparedDeviceEdits", "DeviceStatus", "NetworkData", "StoredClaim",
+    # container edits
+    "ContainerEdits", "DeviceNode", "Mount", "Hook", "NetDevice", "IntelRdt", "merge_edits",
+    # health
+    "Health", "HealthReport",
+    # helpers
+    "write_json_atomic", "read_json_object", "atomic_write_file", "map_host_path", "apply_host_root",
+    "device_node", "device_numbers", "proc_device_majors",
+    # errors
+    "DraFrameworkError", "PluginError", "HookError", "ConfigError", "CdiError", "CdiConflictError",
+]
