@@ -25,6 +25,14 @@ What is here, grouped:
   (crash-safe state files); :func:`map_host_path`, :func:`apply_host_root` (paths seen under a
   host-root mount → host paths); :func:`device_node`, :func:`device_numbers`,
   :func:`proc_device_majors` (device-node type/major/minor).
+- **PCI devices** (docs/pci.md): :class:`PciFunction`, :func:`walk_pci` (functions by
+  vendor/device/class, VFs through ``physfn``/``virtfn`` links), :func:`pcie_root`,
+  :func:`normalize_bdf`, :func:`is_standard_bdf`, :func:`pci_device_name`,
+  :func:`parse_pci_device_name`, :data:`PCI_BUS_ID`, :data:`PCIE_ROOT` (standard attributes);
+  :func:`char_device_node` (CDI node numbers via ``/dev/char``); :func:`bind_driver`,
+  :func:`restore_driver`, :func:`restore_journal`, :class:`RebindError` (driver rebinding
+  journaled in the checkpoint); :func:`watch_hotplug`, :class:`HotplugWatcher` (udev hot-plug →
+  rediscovery).
 - **Errors**: :class:`DraFrameworkError`, :class:`PluginError`, :class:`HookError`,
   :class:`ConfigError`, :class:`CdiError`, :class:`CdiConflictError`.
 """
@@ -39,6 +47,24 @@ from .devnodes import device_node, device_numbers, proc_device_majors
 from .errors import ConfigError, DraFrameworkError, HookError, PluginError
 from .fsutil import atomic_write_file, read_json_object, write_json_atomic
 from .hookspecs import BackendSpec, RegisterBackend, RegistrySpec, hookimpl
+from .pci import (
+    PCI_BUS_ID,
+    PCIE_ROOT,
+    HotplugWatcher,
+    PciFunction,
+    RebindError,
+    bind_driver,
+    char_device_node,
+    is_standard_bdf,
+    normalize_bdf,
+    pcie_root,
+    restore_journal,
+    watch_hotplug,
+)
+from .pci import device_name as pci_device_name
+from .pci import parse_device_name as parse_pci_device_name
+from .pci import restore as restore_driver
+from .pci import walk as walk_pci
 from .model import (
     AllocatedDevice,
     AttributeValue,
@@ -86,6 +112,10 @@ __all__ = [
     # helpers
     "write_json_atomic", "read_json_object", "atomic_write_file", "map_host_path", "apply_host_root",
     "device_node", "device_numbers", "proc_device_majors",
+    # PCI devices
+    "PciFunction", "walk_pci", "pcie_root", "normalize_bdf", "is_standard_bdf", "pci_device_name",
+    "parse_pci_device_name", "PCI_BUS_ID", "PCIE_ROOT", "char_device_node", "bind_driver",
+    "restore_driver", "restore_journal", "RebindError", "watch_hotplug", "HotplugWatcher",
     # errors
     "DraFrameworkError", "PluginError", "HookError", "ConfigError", "CdiError", "CdiConflictError",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .nvml_api import normalize_bus_id
+from dra_framework.api import pci_device_name
 
 _GPU = r"gpu-(?P<dom>[0-9a-f]{4})-(?P<bus>[0-9a-f]{2})-(?P<dev>[0-9a-f]{2})-(?P<fn>[0-7])"
 _GPU_RE = re.compile(rf"^{_GPU}$")
@@ -23,10 +23,7 @@ _MIG_RE = re.compile(rf"^{_GPU}-mig-(?P<profile>[a-z0-9]+(?:-[a-z0-9]+)*?)-(?P<p
 
 
 def gpu_name(pci_bus_id: str) -> str:
-    bus = normalize_bus_id(pci_bus_id)
-    dom, b, rest = bus.split(":")
-    dev, fn = rest.split(".")
-    return f"gpu-{dom}-{b}-{dev}-{fn}"
+    return pci_device_name(pci_bus_id, "gpu")
 
 
 def profile_label(profile: str) -> str:

@@ -1,31 +1,18 @@
-"""PCI facts from sysfs under the host root: NUMA node and PCIe root complex."""
+"""PCI facts from sysfs under the host root: NUMA node and PCIe root complex (the shared PCI
+helpers of :mod:`dra_framework.api`, docs/pci.md)."""
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
-_ROOT_RE = re.compile(r"^pci[0-9a-f]{4}:[0-9a-f]{2}$")
+from dra_framework.api import PciFunction
+from dra_framework.api import pcie_root as _pcie_root
 
 
 def numa_node(host_root: Path, bdf: str) -> int | None:
     """``/sys/bus/pci/devices/<bdf>/numa_node``; None when missing or -1 (unknown)."""
-    try:
-        v = int((host_root / "sys/bus/pci/devices" / bdf / "numa_node").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return v if v >= 0 else None
+    return PciFunction(Path(host_root), bdf).numa_node
 
 
 def pcie_root(host_root: Path, bdf: str) -> str | None:
-    """The ``pciDDDD:BB`` component of the device's sysfs path (what
-    ``deviceattribute.GetPCIeRootAttributeByPCIBusID`` publishes), or None."""
-    link = host_root / "sys/bus/pci/devices" / bdf
-    try:
-        target = os.readlink(link)
-    except OSError:
-        return None
-    for part in Path(target).parts:
-        if _ROOT_RE.match(part):
-            return part
-    return None
+    """``resource.kubernetes.io/pcieRoot`` as upstream computes it, or None."""
+    return _pcie_root(host_root, bdf)

@@ -2,15 +2,17 @@
 
 ``python -m dra_backends.nvidia.fake.host_tree dgx-h100 examples/hosts/dgx-h100`` regenerates the
 sample host. Device nodes are regular files (their majors come from the tree's ``proc/devices``);
-/sys/bus/pci/devices entries are relative symlinks into /sys/devices like on a real node.
+/sys/bus/pci/devices entries are relative symlinks into /sys/devices like on a real node (written
+with :class:`dra_framework.testing.hosttree.HostTree`).
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from dra_framework.testing.hosttree import HostTree
 
 from ..mig_tables import MODELS, gi_id_for_placement, mig_cap_minor
 
@@ -105,35 +107,23 @@ Block devices:
 """
 
 
-def _write(path: Path, text: str = "") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def _symlink(path: Path, target: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_symlink() or path.exists():
-        path.unlink()
-    os.symlink(target, path)
-
-
 def write_host_tree(root: str | Path, spec: dict[str, Any], driver_root: str | Path | None = None) -> Path:
     """Create the tree under ``root`` (driver files under ``driver_root``, default ``root``) and
     write ``root/nvml.json``. Returns ``root``."""
     root = Path(root)
     droot = Path(driver_root) if driver_root else root
+    host, drv = HostTree(root), HostTree(droot)
     ver = spec.get("driverVersion", "550.54.15")
-    root.mkdir(parents=True, exist_ok=True)
-    _write(root / "nvml.json", json.dumps(spec, indent=2) + "\n")
+    host.file("nvml.json", json.dumps(spec, indent=2) + "\n")
     for name in ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"):
-        _write(root / "dev" / name)
-    _write(root / "dev/nvidia-caps/nvidia-cap1")
-    _write(root / "dev/nvidia-caps/nvidia-cap2")
-    caps = root / "proc/driver/nvidia/capabilities"
-    _write(caps / "mig/config", "DeviceFileMinor: 1\nDeviceFileMode: 256\nDeviceFileModify: 1\n")
-    _write(caps / "mig/monitor", "DeviceFileMinor: 2\nDeviceFileMode: 292\nDeviceFileModify: 1\n")
-    _write(root / "proc/devices", PROC_DEVICES)
-    _write(root / "proc/driver/nvidia/version",
+        host.file(f"dev/{name}")
+    host.file("dev/nvidia-caps/nvidia-cap1")
+    host.file("dev/nvidia-caps/nvidia-cap2")
+    caps = "proc/driver/nvidia/capabilities"
+    host.file(f"{caps}/mig/config", "DeviceFileMinor: 1\nDeviceFileMode: 256\nDeviceFileModify: 1\n")
+    host.file(f"{caps}/mig/monitor", "DeviceFileMinor: 2\nDeviceFileMode: 292\nDeviceFileModify: 1\n")
+    host.file("proc/devices", PROC_DEVICES)
+    host.file("proc/driver/nvidia/version",
            f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {ver}  (fake)\nGCC version:  gcc 12\n")
     minors = ["config 1", "monitor 2"]
     for g in spec["gpus"]:
@@ -141,13 +131,13 @@ def write_host_tree(root: str | Path, spec: dict[str, Any], driver_root: str | P
         minor = int(g["minor"])
         model = MODELS[g["model"]]
         port = f"{bdf[:5]}{g['pcieRoot'][-2:]}:01.0"
-        dev_dir = root / "sys/devices" / g["pcieRoot"] / port / bdf
-        _write(dev_dir / "numa_node", f"{g.get('numaNode', -1)}\n")
-        _write(dev_dir / "vendor", "0x10de\n")
-        _write(dev_dir / "device", f"0x{model.pci_device_id >> 16:04x}\n")
-        _symlink(root / "sys/bus/pci/devices" / bdf, f"../../../devices/{g['pcieRoot']}/{port}/{bdf}")
-        _write(root / "dev" / f"nvidia{minor}")
-        _write(root / "proc/driver/nvidia/gpus" / bdf / "information",
+        dev_dir = f"sys/devices/{g['pcieRoot']}/{port}/{bdf}"
+        host.file(f"{dev_dir}/numa_node", f"{g.get('numaNode', -1)}\n")
+        host.file(f"{dev_dir}/vendor", "0x10de\n")
+        host.file(f"{dev_dir}/device", f"0x{model.pci_device_id >> 16:04x}\n")
+        host.rel_symlink(f"sys/bus/pci/devices/{bdf}", dev_dir)
+        host.file(f"dev/nvidia{minor}")
+        host.file(f"proc/driver/nvidia/gpus/{bdf}/information",
                f"Model: \t\t {model.name}\nDevice Minor: \t {minor}\nBus Location: \t {bdf}\n")
         for gi in range(15):
             minors.append(f"gpu{minor}/gi{gi}/access {mig_cap_minor(minor, gi)}")
@@ -156,17 +146,17 @@ def write_host_tree(root: str | Path, spec: dict[str, Any], driver_root: str | P
             prof = next(p for p in model.profiles if p.id == inst["profileId"])
             size = next(sz for st, sz in prof.placements if st == inst["start"])
             gi = gi_id_for_placement(inst["start"], size)
-            gdir = caps / f"gpu{minor}/mig/gi{gi}"
-            _write(gdir / "access", f"DeviceFileMinor: {mig_cap_minor(minor, gi)}\nDeviceFileMode: 292\n")
-            _write(gdir / "ci0/access", f"DeviceFileMinor: {mig_cap_minor(minor, gi, 0)}\nDeviceFileMode: 292\n")
-    _write(root / "proc/driver/nvidia-caps/mig-minors", "\n".join(minors) + "\n")
+            gdir = f"{caps}/gpu{minor}/mig/gi{gi}"
+            host.file(f"{gdir}/access", f"DeviceFileMinor: {mig_cap_minor(minor, gi)}\nDeviceFileMode: 292\n")
+            host.file(f"{gdir}/ci0/access", f"DeviceFileMinor: {mig_cap_minor(minor, gi, 0)}\nDeviceFileMode: 292\n")
+    host.file("proc/driver/nvidia-caps/mig-minors", "\n".join(minors) + "\n")
     for lib in DRIVER_LIBS:
-        _write(droot / LIB_DIR / f"{lib}.{ver}", f"fake {lib} {ver}\n")
-        _symlink(droot / LIB_DIR / f"{lib}.1", f"{lib}.{ver}")
+        drv.file(f"{LIB_DIR}/{lib}.{ver}", f"fake {lib} {ver}\n")
+        drv.symlink(f"{LIB_DIR}/{lib}.1", f"{lib}.{ver}")
     for b in DRIVER_BINS:
-        _write(droot / "usr/bin" / b, "#!/bin/sh\necho fake\n")
-    _write(droot / f"lib/firmware/nvidia/{ver}/gsp_ga10x.bin", "fake firmware\n")
-    _write(droot / "run/nvidia-persistenced/socket")
+        drv.file(f"usr/bin/{b}", "#!/bin/sh\necho fake\n")
+    drv.file(f"lib/firmware/nvidia/{ver}/gsp_ga10x.bin", "fake firmware\n")
+    drv.file("run/nvidia-persistenced/socket")
     return root
 
 
