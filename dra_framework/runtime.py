@@ -190,6 +190,8 @@ class DriverRuntime:
     async def stop(self, uninstall: bool = False) -> None:
         if self.janitor is not None:
             await self.janitor.stop()
+        if self.engine is not None:
+            self.engine.drop_pending()  # calls waiting in a queue answer now, within the grace
         if self.server is not None:
             await self.server.stop()
         if self.engine is not None:

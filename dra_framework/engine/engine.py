@@ -1,15 +1,23 @@
 """PrepareEngine: NodePrepareResources / NodeUnprepareResources for one driver.
 
-Implements :class:`dra_framework.kubelet.types.DRAEngine`. All state is keyed by claim UID (bug
-log B42) and kept in the driver's :class:`~dra_framework.engine.checkpoint.Checkpoint`; teardown
+Implements :class:`dra_framework.kubelet.types.DRAEngine`. All state is keyed by claim UID and kept in the driver's :class:`~dra_framework.engine.checkpoint.Checkpoint`; teardown
 needs nothing but the checkpoint.
 
-Prepare, per claim (claims of one call run concurrently; one claim UID at a time):
+Ordering: every operation on a claim UID takes its place in that claim's queue the moment its
+call arrives and runs when the ones before it have finished (arrival order, the API fetch
+included), so an Unprepare never overtakes a Prepare that is still fetching its claim: after an
+Unprepare answers success nothing of the claim is left unless a later Prepare re-created it.
+Claims of one call, and different claims, run concurrently. An operation whose caller's deadline
+(``deadline=``, or :data:`~dra_framework.kubelet.types.CALL_DEADLINE` of the gRPC call) passes
+before its first side effect is dropped with an error (the kubelet retries); so is one still
+queued or fetching at shutdown (:meth:`PrepareEngine.drain`). See docs/operations.md.
 
-1. fetch the ResourceClaim by namespace/name (injectable getter), check UID and allocation;
-2. a completed entry from this boot → re-ensure its CDI spec and return the stored devices
-   (idempotent: a claim shared by several pods is prepared once); an interrupted
-   (``PrepareStarted``) entry or one from an earlier boot → roll it back first;
+Prepare, per claim:
+
+1. a completed entry from this boot → re-ensure its CDI spec and return the stored devices,
+   without fetching the claim (idempotent: a claim shared by several pods is prepared once);
+2. fetch the ResourceClaim by namespace/name (injectable getter), check UID and allocation; an
+   interrupted (``PrepareStarted``), half-unprepared or earlier-boot entry is rolled back first;
 3. map each allocation result of this driver to its device and owning backend, resolve and
    strictly decode the opaque configs, ``dra_validate_config`` (before any side effect);
 4. checkpoint ``PrepareStarted`` (name, namespace, backends, devices, empty journal), atomically
@@ -23,9 +31,11 @@ Any failure rolls back that claim only (``dra_unprepare(completed=False)`` from 
 every requested claim gets an entry. Each claim runs in its own task shielded from the caller's
 cancellation, so a kubelet timeout never leaves a claim half-done in memory.
 
-Unprepare: unknown UID → success; otherwise ``dra_unprepare`` then ``dra_destroy_partition`` per
-partition (skipped when the node rebooted since), remove the CDI spec and the entry. Errors keep
-the entry (minus partitions already destroyed) so the kubelet retries.
+Unprepare: unknown UID → success; otherwise mark the entry ``unprepareStarted`` (so a teardown
+that fails or dies half-way is never reused as prepared: the next prepare rolls it back and
+redoes the claim), ``dra_unprepare`` then ``dra_destroy_partition`` per partition (skipped when
+the node rebooted since), remove the CDI spec and the entry. Errors keep the entry (minus
+partitions already destroyed) so the kubelet retries.
 """
 from __future__ import annotations
 
@@ -45,9 +55,9 @@ from ..cdi.errors import CdiError
 from ..cdi.names import claim_device_name
 from ..slices.convert import model_pool_name
 from ..composition import BackendInstance, DriverInventory
-from ..kubelet.types import ClaimRef, PreparedDevice, PrepareOutcome
+from ..kubelet.types import CALL_DEADLINE, ClaimRef, PreparedDevice, PrepareOutcome
 from ..model import AllocatedDevice, ClaimInfo, DeviceStatus, OpaqueConfig, PrepareResult, StoredClaim
-from .claim_lock import claim_flock
+from .claim_lock import ClaimQueue, Turn, claim_flock
 from .checkpoint import PREPARE_COMPLETED, PREPARE_STARTED, Checkpoint, CheckpointError
 from .configs import ConfigError, ConfigTypes, decode_stored, decode_strict, driver_configs, resolve
 
@@ -159,7 +169,9 @@ class PrepareEngine:
         self.log = logger or log
         self.config_types = ConfigTypes({})
         self.device_locks = DeviceLocks()
-        self._claim_locks = KeyedLocks()
+        self._queue = ClaimQueue()
+        self._droppable: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self._started = False
         self._start_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -178,7 +190,7 @@ class PrepareEngine:
 
     def is_busy(self, uid: str) -> bool:
         """Whether an operation on claim ``uid`` is running or queued in this process."""
-        return self._claim_locks.busy(uid)
+        return self._queue.busy(uid)
 
     def physically_prepared(self, entry: Mapping[str, Any]) -> bool:
         """False when the entry was written during an earlier boot of the node. Entries without
@@ -302,57 +314,147 @@ class PrepareEngine:
 
     # --- kubelet API --------------------------------------------------------------------------
 
-    async def prepare(self, claims: list[ClaimRef]) -> dict[str, PrepareOutcome]:
-        """NodePrepareResources: one outcome per distinct claim UID."""
+    async def prepare(self, claims: list[ClaimRef], deadline: float | None = None) -> dict[str, PrepareOutcome]:
+        """NodePrepareResources: one outcome per distinct claim UID. ``deadline``: when the caller
+        stops waiting, as a ``time.monotonic()`` value (default: :data:`CALL_DEADLINE`, set by the
+        gRPC servicer). See :meth:`_spawn` for ordering and dropping."""
         if not self._started:
             await self.start()
         refs = list({c.uid: c for c in claims}.values())
-        tasks = [self._spawn(self._prepare_one(ref)) for ref in refs]
-        outs = await asyncio.shield(asyncio.gather(*tasks))
-        return {ref.uid: out for ref, out in zip(refs, outs)}
+        tasks = [self._spawn(self._prepare_one, ref, _deadline(deadline)) for ref in refs]
+        outs = await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+        return {ref.uid: out if isinstance(out, PrepareOutcome) else
+                PrepareOutcome(error=f"claim {ref.namespace}/{ref.name}: internal error: {out!r}")
+                for ref, out in zip(refs, outs)}
 
-    async def unprepare(self, claims: list[ClaimRef]) -> dict[str, str]:
-        """NodeUnprepareResources: claim UID → "" or an error (the kubelet retries)."""
+    async def unprepare(self, claims: list[ClaimRef], deadline: float | None = None) -> dict[str, str]:
+        """NodeUnprepareResources: claim UID → "" or an error (the kubelet retries). ``deadline``
+        as for :meth:`prepare`."""
         if not self._started:
             await self.start()
         refs = list({c.uid: c for c in claims}.values())
-        tasks = [self._spawn(self._unprepare_one(ref)) for ref in refs]
-        outs = await asyncio.shield(asyncio.gather(*tasks))
-        return {ref.uid: out for ref, out in zip(refs, outs)}
+        tasks = [self._spawn(self._unprepare_one, ref, _deadline(deadline)) for ref in refs]
+        outs = await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+        return {ref.uid: out if isinstance(out, str) else f"claim {ref.namespace}/{ref.name}: internal error: {out!r}"
+                for ref, out in zip(refs, outs)}
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, fn: Callable[[ClaimRef, Turn, float | None], Awaitable[Any]], ref: ClaimRef,
+               deadline: float | None) -> asyncio.Task[Any]:
+        """Start one claim operation. It takes its place in the claim's queue at once (before any
+        await), so operations on one claim UID run one at a time in arrival order, the API fetch
+        included. Until it commits to a side effect (:meth:`_commit`) it can be dropped: when
+        ``deadline`` passes first, or at shutdown (:meth:`drain`). Each runs in its own task,
+        shielded from the caller's cancellation, so it is never left half-done in memory."""
+        turn = self._queue.enqueue(ref.uid)
+        task = asyncio.ensure_future(fn(ref, turn, deadline))
         self._tasks.add(task)
+        self._droppable.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._droppable.discard)
+        task.add_done_callback(lambda _t: turn.release())  # also when cancelled before it ran
         return task
 
+    def drop_pending(self) -> None:
+        """Shutdown, first step: answer every claim operation that has not changed anything yet
+        (queued or fetching; also those arriving from now on until :meth:`drain` ends) with a
+        "shutting down" error at once; the kubelet retries with the next instance."""
+        self._closing = True
+        for task in list(self._droppable):
+            task.cancel()
+
     async def drain(self) -> None:
-        """Wait for claim operations still running (shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Shutdown: :meth:`drop_pending`, then wait for the operations already changing node
+        state. Afterwards the engine accepts work again."""
+        self.drop_pending()
+        try:
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        finally:
+            self._closing = False  # operations started later run normally
+
+    def _commit(self, label: str, deadline: float | None) -> None:
+        """Called right before an operation's first side effect: from here on it runs to the end.
+        Raises ClaimError("deadline"/"shutdown") when it must be dropped instead."""
+        if self._closing:
+            raise ClaimError("shutdown", f"claim {label}: dropped: the driver is shutting down; nothing was "
+                                         "changed (the kubelet retries)")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ClaimError("deadline", _late(label))
+        task = asyncio.current_task()
+        if task is not None:
+            self._droppable.discard(task)
+
+    @contextlib.asynccontextmanager
+    async def _turn_locked(self, uid: str, turn: Turn, deadline: float | None, label: str) -> AsyncIterator[None]:
+        """Wait for ``turn``, take the cross-process lock of the claim (rolling updates: two driver
+        pods share this node's checkpoint) and refresh the checkpoint, all before ``deadline``
+        (else ClaimError("deadline")); both are released on exit."""
+        async with contextlib.AsyncExitStack() as held:
+            held.callback(turn.release)
+            try:
+                async with _until(deadline):
+                    await turn.wait()
+                    await held.enter_async_context(claim_flock(self.checkpoint.directory, uid))
+                    await self.checkpoint.refresh()
+            except TimeoutError:
+                raise ClaimError("deadline", _late(label)) from None
+            yield
 
     @contextlib.asynccontextmanager
     async def _hold_claim(self, uid: str) -> AsyncIterator[None]:
-        """In-process lock of the claim, then the cross-process one (rolling updates: two driver
-        pods share this node's checkpoint). Callers refresh the checkpoint after taking it."""
-        async with self._claim_locks.hold(uid):
+        """The claim's turn without a deadline (start-up, janitor). Callers refresh the
+        checkpoint after taking it."""
+        turn = self._queue.enqueue(uid)
+        try:
+            await turn.wait()
             async with claim_flock(self.checkpoint.directory, uid):
                 yield
+        finally:
+            turn.release()
+
+    def _dropped(self, exc: BaseException, label: str) -> ClaimError | None:
+        """The ClaimError for an operation cancelled by :meth:`drain` before it committed."""
+        task = asyncio.current_task()
+        if not (self._closing and isinstance(exc, asyncio.CancelledError) and task in self._droppable):
+            return None
+        if task is not None:
+            task.uncancel()
+        return ClaimError("shutdown", f"claim {label}: dropped: the driver is shutting down; nothing was "
+                                      "changed (the kubelet retries)")
 
     # --- prepare ------------------------------------------------------------------------------
 
-    async def _prepare_one(self, ref: ClaimRef) -> PrepareOutcome:
+    async def _prepare_one(self, ref: ClaimRef, turn: Turn, deadline: float | None) -> PrepareOutcome:
         t0 = time.perf_counter()
         self.metrics.inflight(1, "prepare")
         reason: str | None = None
+        label = f"{ref.namespace}/{ref.name}"
         try:
-            obj = await self._fetch(ref)
-            async with self._hold_claim(ref.uid):
+            async with self._turn_locked(ref.uid, turn, deadline, label):
+                entry = self.checkpoint.get(ref.uid)
+                if entry is not None and entry.get("state") == PREPARE_COMPLETED and self.physically_prepared(entry) \
+                        and not entry.get("unprepareStarted"):
+                    # Prepared already (a claim shared by several pods, a kubelet restart): the
+                    # allocation of a claim UID never changes while it is prepared, so no fetch.
+                    self._commit(label, deadline)
+                    return await self._reuse(entry, label)
+                try:
+                    async with _until(deadline):
+                        obj = await self._fetch(ref)
+                except TimeoutError:
+                    raise ClaimError("deadline", _late(label)) from None
+                self._commit(label, deadline)
                 return await self._prepare_locked(ref, obj)
         except ClaimError as exc:
             reason = exc.reason
             self.log.warning("prepare failed: %s", exc)
             return PrepareOutcome(error=str(exc))
+        except asyncio.CancelledError as exc:
+            dropped = self._dropped(exc, label)
+            if dropped is None:
+                raise
+            reason = dropped.reason
+            return PrepareOutcome(error=str(dropped))
         except Exception as exc:
             reason = "internal"
             self.log.exception("prepare of claim %s/%s (%s) failed", ref.namespace, ref.name, ref.uid)
@@ -380,12 +482,10 @@ class PrepareEngine:
     async def _prepare_locked(self, ref: ClaimRef, obj: Mapping[str, Any]) -> PrepareOutcome:
         info = ClaimInfo(ref.uid, ref.namespace, ref.name)
         label = f"{ref.namespace}/{ref.name}"
-        await self.checkpoint.refresh()
         entry = self.checkpoint.get(ref.uid)
         if entry is not None:
-            if entry.get("state") == PREPARE_COMPLETED and self.physically_prepared(entry):
-                return await self._reuse(entry, label)
-            why = "from an earlier boot" if not self.physically_prepared(entry) else "interrupted"
+            why = ("from an earlier boot" if not self.physically_prepared(entry) else
+                   "half-unprepared" if entry.get("unprepareStarted") else "interrupted")
             self.log.info("claim %s (%s): rolling back an %s prepare first", label, ref.uid, why)
             try:
                 await self._teardown(entry)
@@ -686,16 +786,17 @@ class PrepareEngine:
 
     # --- unprepare / rollback -----------------------------------------------------------------
 
-    async def _unprepare_one(self, ref: ClaimRef) -> str:
+    async def _unprepare_one(self, ref: ClaimRef, turn: Turn, deadline: float | None) -> str:
         t0 = time.perf_counter()
         self.metrics.inflight(1, "unprepare")
         reason: str | None = None
+        label = f"{ref.namespace}/{ref.name}"
         try:
-            async with self._hold_claim(ref.uid):
-                await self.checkpoint.refresh()
+            async with self._turn_locked(ref.uid, turn, deadline, label):
                 entry = self.checkpoint.get(ref.uid)
                 if entry is None:
                     return ""
+                self._commit(label, deadline)
                 await self._teardown(entry)
             self.metrics.set_prepared_claims(self.prepared_claim_count())
             return ""
@@ -703,6 +804,12 @@ class PrepareEngine:
             reason = exc.reason
             self.log.warning("unprepare failed: %s", exc)
             return str(exc)
+        except asyncio.CancelledError as exc:
+            dropped = self._dropped(exc, label)
+            if dropped is None:
+                raise
+            reason = dropped.reason
+            return str(dropped)
         except Exception as exc:
             reason = "internal"
             self.log.exception("unprepare of claim %s failed", ref.uid)
@@ -712,12 +819,12 @@ class PrepareEngine:
             self.metrics.observe_unprepare(time.perf_counter() - t0, reason)
 
     async def rollback_stale(self, uid: str) -> bool:
-        """Roll back claim ``uid`` if it is still PrepareStarted (janitor). Returns True when it
-        was rolled back; raises ClaimError when the rollback failed (entry kept)."""
+        """Roll back claim ``uid`` if it is still PrepareStarted or half-unprepared (janitor).
+        Returns True when it was rolled back; raises ClaimError when the rollback failed (entry kept)."""
         async with self._hold_claim(uid):
             await self.checkpoint.refresh()
             entry = self.checkpoint.get(uid)
-            if entry is None or entry.get("state") != PREPARE_STARTED:
+            if entry is None or not (entry.get("state") == PREPARE_STARTED or entry.get("unprepareStarted")):
                 return False
             await self._teardown(entry)
             return True
@@ -731,6 +838,13 @@ class PrepareEngine:
         info = ClaimInfo(uid, str(entry.get("namespace", "")), str(entry.get("name", "")))
         physical = self.physically_prepared(entry)
         completed = entry.get("state") == PREPARE_COMPLETED
+        if completed and physical and not entry.get("unprepareStarted"):
+            # Before the first side effect: a teardown that fails or dies half-way must never
+            # leave an entry a later prepare would hand out again as prepared.
+            def mark(claims: dict[str, dict[str, Any]]) -> None:
+                if uid in claims:
+                    claims[uid] = {**claims[uid], "unprepareStarted": time.time()}
+            await self._cp(self.checkpoint.update(mark), label)
         errors: list[str] = []
         destroyed: list[Mapping[str, Any]] = []
         for key in reversed(entry.get("backends") or []):
@@ -787,6 +901,23 @@ class PrepareEngine:
         if isinstance(removed, BaseException):
             raise ClaimError("cdi", f"claim {label}: removing the CDI spec failed (removed later by the "
                                     f"janitor): {removed}")
+
+
+def _deadline(deadline: float | None) -> float | None:
+    return CALL_DEADLINE.get() if deadline is None else deadline
+
+
+def _until(deadline: float | None) -> "asyncio.Timeout":
+    """``asyncio.timeout_at`` for a ``time.monotonic()`` deadline (None: no limit)."""
+    if deadline is None:
+        return asyncio.timeout_at(None)
+    loop = asyncio.get_running_loop()
+    return asyncio.timeout_at(loop.time() + (deadline - time.monotonic()))
+
+
+def _late(label: str) -> str:
+    return (f"claim {label}: dropped: the caller's deadline passed before this claim's turn came; "
+            "nothing was changed (the kubelet retries)")
 
 
 def _strip(exc: Exception, label: str) -> str:

@@ -44,7 +44,8 @@ class Janitor:
         except Exception as exc:
             log.warning("janitor: cannot refresh the checkpoint: %s", exc)
         for uid, entry in list(self.engine.checkpoint.claims.items()):
-            if entry.get("state") != PREPARE_STARTED or self.engine.is_busy(uid):
+            unfinished = entry.get("state") == PREPARE_STARTED or entry.get("unprepareStarted")
+            if not unfinished or self.engine.is_busy(uid):
                 continue
             ns, name = str(entry.get("namespace", "")), str(entry.get("name", ""))
             try:

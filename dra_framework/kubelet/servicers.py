@@ -21,7 +21,7 @@ from ._proto import (
     pluginregistration_v1_pb2 as reg_pb2,
 )
 from .health import Health, HealthState
-from .types import ClaimRef, DRAEngine, PreparedDevice
+from .types import CALL_DEADLINE, ClaimRef, DRAEngine, PreparedDevice
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,17 @@ _HEALTH_TO_PB = {Health.HEALTHY: 1, Health.UNHEALTHY: 2, Health.UNKNOWN: 0}
 
 def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _deadline(context) -> float | None:
+    """The call's deadline as a ``time.monotonic()`` value, None without one."""
+    try:
+        remaining = context.time_remaining()
+    except Exception:  # noqa: BLE001 - a context without deadline support
+        return None
+    if not isinstance(remaining, (int, float)) or remaining != remaining or remaining > 10 * 365 * 86400:
+        return None
+    return time.monotonic() + max(0.0, float(remaining))
 
 
 # --- registration (section 1) ------------------------------------------------
@@ -121,12 +132,15 @@ class DRAServicer:
 
     async def NodePrepareResources(self, request, context):
         claims = self._claims(request)
+        token = CALL_DEADLINE.set(_deadline(context))
         try:
             result = await self._engine.prepare(claims)
             failure = "" if isinstance(result, dict) else f"internal error: engine prepare returned {type(result).__name__}"
         except Exception as exc:  # per-claim error, not a gRPC error
             log.exception("%s NodePrepareResources: engine failed", self._version)
             result, failure = {}, _error_text(exc)
+        finally:
+            CALL_DEADLINE.reset(token)
         if failure:
             result = {}
         resp = self._pb.NodePrepareResourcesResponse()
@@ -146,12 +160,15 @@ class DRAServicer:
 
     async def NodeUnprepareResources(self, request, context):
         claims = self._claims(request)
+        token = CALL_DEADLINE.set(_deadline(context))
         try:
             result = await self._engine.unprepare(claims)
             failure = "" if isinstance(result, dict) else f"internal error: engine unprepare returned {type(result).__name__}"
         except Exception as exc:
             log.exception("%s NodeUnprepareResources: engine failed", self._version)
             result, failure = {}, _error_text(exc)
+        finally:
+            CALL_DEADLINE.reset(token)
         if failure:
             result = {}
         resp = self._pb.NodeUnprepareResourcesResponse()

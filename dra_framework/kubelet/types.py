@@ -7,8 +7,16 @@ Wire semantics they rely on are in the fact sheet, section 2
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+
+#: The deadline of the kubelet call being served, as a ``time.monotonic()`` value, or None
+#: when the call has none. The DRA servicers set it around each engine call; engines drop work
+#: for a claim whose caller stopped waiting before they changed anything (the kubelet allows
+#: 45 s per call and retries).
+CALL_DEADLINE: ContextVar[float | None] = ContextVar("dra_call_deadline", default=None)
 
 
 @dataclass(frozen=True)

@@ -243,3 +243,10 @@ class CrashBackend:
 
 def crash_factories():
     return [("crash", lambda ctx: CrashBackend(ctx))]
+
+
+def queued(engine: PrepareEngine, uid: str) -> int:
+    """Operations on claim ``uid`` running or waiting in ``engine`` (0 for engines without a
+    per-claim queue)."""
+    queue = getattr(engine, "_queue", None)
+    return queue.depth(uid) if queue is not None else 0
