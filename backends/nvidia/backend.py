@@ -128,8 +128,10 @@ class NvidiaBackend:
             data = d.device.data
             if data.get("kind") == "gpu":
                 uuid = data["uuid"]
-                await self._ensure_mig_off(ctx, uuid, d.name)
-                conf = cfg.effective(d.configs, cfg.GpuConfig)
+                # Admin access (monitoring) gets the GPU as it is: no MIG-mode or time-slice change.
+                if not d.admin_access:
+                    await self._ensure_mig_off(ctx, uuid, d.name)
+                conf = cfg.effective(d.configs, cfg.GpuConfig) if not d.admin_access else None
                 interval = conf.timeslice() if conf is not None else None
                 if interval is not None:
                     await ctx.record(f"timeslice/{uuid}", interval)
@@ -140,6 +142,8 @@ class NvidiaBackend:
                 result.devices[d.name] = PreparedDeviceEdits(edits, status=DeviceStatus(data={"uuid": uuid}))
             elif data.get("kind") == "mig":
                 rec = ctx.partitions.get(d.name) or data
+                if d.admin_access and self.o.mig_strategy == "dynamic" and not data.get("existing"):
+                    rec = await self.mig.lookup(data, d.name)  # never created for admin access
                 gi, ci = rec.get("giId"), rec.get("ciId")
                 if gi is None or ci is None:
                     raise RuntimeError(f"MIG device {d.name!r} has no GPU/compute instance (giId={gi}, ciId={ci})")

@@ -91,6 +91,20 @@ class MigManager:
             raise
         return next((g for g in gis if g.profile_id == profile_id and g.start == start), None)
 
+    async def lookup(self, data: Mapping[str, Any], device: str) -> dict[str, Any]:
+        """The live GI/CI of dynamic MIG ``device`` (``{giId, ciId, uuid}``), for admin access,
+        which uses a partition but never creates one. RuntimeError when none exists."""
+        uuid, pid, start = data["parent"], int(data["profileId"]), int(data["start"])
+        gi = await self._find_gi(uuid, pid, start)
+        cis = await self._call(self.nvml.compute_instances, uuid, gi.id) if gi is not None else []
+        if gi is None or not cis:
+            raise RuntimeError(f"admin access to MIG device {device!r}: no MIG instance exists at placement {start} "
+                               f"of profile {data['profile']} on GPU {uuid}; admin access never creates one "
+                               "(it exists while another claim has the device prepared)")
+        mig = next((m for m in await self._call(self.nvml.mig_devices, uuid)
+                    if m.gi_id == gi.id and m.ci_id == cis[0].id), None)
+        return {"giId": gi.id, "ciId": cis[0].id, "uuid": mig.uuid if mig else None}
+
     async def create(self, record: Record, data: Mapping[str, Any], device: str,
                      previous: Mapping[str, Any] | None) -> dict[str, Any]:
         """Create the GI (with placement) and its full CI for ``device``; ``previous`` is this

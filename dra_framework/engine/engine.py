@@ -22,7 +22,8 @@ Prepare, per claim:
    strictly decode the opaque configs, ``dra_validate_config`` (before any side effect);
 4. checkpoint ``PrepareStarted`` (name, namespace, backends, devices, empty journal), atomically
    with the check that no other checkpointed claim holds one of the devices exclusively (B12);
-5. per backend: ``dra_create_partition`` per device (record checkpointed), ``dra_prepare``;
+5. per backend: ``dra_create_partition`` per device (record checkpointed; never for an
+   admin-access result, see docs/backends.md), ``dra_prepare``;
 6. write the CDI claim spec; write driver-owned device status when a backend returned any;
 7. checkpoint ``PrepareCompleted`` (teardown, CDI data, prepared devices).
 
@@ -653,7 +654,7 @@ class PrepareEngine:
             if b.hooks.implements("dra_create_partition"):
                 seen: set[str] = set()
                 for d in devs:
-                    if d.name in seen:
+                    if d.name in seen or d.admin_access:  # admin access never creates (or destroys)
                         continue
                     seen.add(d.name)
                     rec = await self._backend_call(b, "dra_create_partition", label, ctx=ctx, device=d)

@@ -35,6 +35,14 @@ class AllocatedDevice:
       order (class configs, then claim configs; later entries win).
     - ``share_id``: set for consumable capacity (DRAConsumableCapacity), with
       ``consumed_capacity`` (capacity name → quantity string).
+    - ``admin_access``: the result has ``adminAccess: true`` (a monitoring or maintenance
+      claim in a namespace labelled ``resource.kubernetes.io/admin-access: "true"``; the
+      allocator gives it devices other claims already use). The framework never calls
+      ``dra_create_partition`` or ``dra_destroy_partition`` for it and does not count it as
+      holding the device; ``dra_prepare`` must only return edits that give access to the
+      device as it is, never create, reset or reconfigure it (no partitions, mode or sharing
+      changes), and fail clearly when the device does not exist yet (an unprepared partition).
+      See docs/backends.md.
     """
 
     request: str

@@ -1,0 +1,22 @@
+"""Admin-access results never create, destroy or hold a partition (example backend)."""
+from __future__ import annotations
+
+
+async def test_admin_access_on_a_prepared_partition(example_env):
+    env = example_env
+    engine = await env.make_engine()
+    marker = env.state_root / "example" / "partitions" / "acc-0-half-0"
+    work = env.add_claim("work", [{"request": "w", "device": "acc-0-half-0"}])
+    mon = env.add_claim("mon", [{"request": "m", "device": "acc-0-half-0", "adminAccess": True}],
+                        namespace="monitoring")
+    assert (await engine.prepare([work]))[work.uid].error == ""
+    assert (await engine.prepare([mon]))[mon.uid].error == ""
+    assert marker.read_text() == work.uid
+    assert engine.checkpoint.get(mon.uid)["partitions"] == []
+    assert await engine.unprepare([mon]) == {mon.uid: ""}
+    assert marker.read_text() == work.uid
+    # a second workload claim is still refused: the admin claim never released (or held) it
+    other = env.add_claim("other", [{"request": "w", "device": "acc-0-half-0"}])
+    assert "already prepared for claim default/work" in (await engine.prepare([other]))[other.uid].error
+    assert await engine.unprepare([work]) == {work.uid: ""}
+    assert not marker.exists()
