@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from .admin_attributes import apply_admin_attributes
 from .backend import BackendContext
 from .config import DriverConfig, Settings, format_validation_error
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, HookError, PluginError
 from .model import Device, Inventory, Pool
 from .plugins import BackendHooks, Registry
 
@@ -78,8 +78,14 @@ def build_backends(settings: Settings, index: int, driver: DriverConfig, registr
             instance = btype.factory(options, ctx)
         except (ValueError, OSError) as exc:
             raise ConfigError(f"{where}: backend {bc.name!r} cannot start: {exc}") from None
-        out.append(BackendInstance(key, bc.name, BackendHooks(f"{driver.name}/{key}", instance), ctx,
-                                   device_attributes=list(bc.device_attributes)))
+        try:
+            hooks = BackendHooks(f"{driver.name}/{key}", instance)
+            problems = hooks.contract_problems()
+        except PluginError as exc:
+            raise PluginError(f"{where}: {exc}") from None
+        if problems:
+            raise PluginError(f"{where}: backend {bc.name!r}: " + "; ".join(problems))
+        out.append(BackendInstance(key, bc.name, hooks, ctx, device_attributes=list(bc.device_attributes)))
     return out
 
 
@@ -90,7 +96,9 @@ async def discover(backends: list[BackendInstance]) -> DriverInventory:
     for b in backends:
         inv = Inventory()
         try:
-            await b.hooks.call("dra_discover", inventory=inv)
+            await b.hooks.discover(inv)
+        except HookError:
+            raise
         except Exception as exc:  # a backend bug or missing hardware: name it, keep one line
             log.debug("dra_discover of backend %s failed", b.key, exc_info=True)
             raise PluginError(f"driver {b.context.driver_name} backend {b.key}: dra_discover failed: "

@@ -78,7 +78,7 @@ class HealthHub:
         while True:
             reported[0] = False
             try:
-                await b.hooks.call("dra_watch_health", report=report)
+                await b.hooks.watch_health(report)
                 # A source that returns has nothing more to say; keep its last reports.
                 return
             except asyncio.CancelledError:

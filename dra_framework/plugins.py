@@ -1,4 +1,4 @@
-"""Loading backend plugins: entry points, allow/block lists, validation, and a typed facade.
+"""Loading backend plugins: entry points, allow/block lists and per-plugin validation.
 
 Built-in backends are found through the entry-point group ``dra_framework.backends`` exactly like
 third-party ones. ``DRA_FRAMEWORK_LOAD_PLUGINS`` (comma list of entry-point names) loads only
@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import pluggy
+
 from . import hookspecs
 from .backend import BaseOptions
+from .backend_hooks import BackendHooks, await_maybe  # noqa: F401 - re-exported for callers and tests
 from .errors import PluginError
+from .hookcheck import backend_problems, registry_problems
 
 ENTRY_POINT_GROUP = "dra_framework.backends"
 
@@ -46,17 +49,22 @@ def _env_list(name: str) -> list[str] | None:
 class Registry:
     """All backend types from the loaded entry points.
 
-    Raises PluginError (one line naming the plugin and hook) for a misspelled hook, a hook
-    argument not in the spec, or two plugins registering one backend name.
+    A plugin that fails to import, misuses a hook (see :mod:`dra_framework.hookcheck`: a
+    misspelled or unmarked hook, a backend class without ``dra_discover``/``dra_prepare``, half
+    of a create/destroy or prepare/unprepare pair) or raises while registering is disabled on its
+    own: it is listed in :attr:`broken` with one line naming the package and hook (shown by
+    ``dra-framework plugins``), and only drivers that use one of its backends fail to start.
     """
 
     def __init__(self, extra_plugins: dict[str, object] | None = None) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs.RegistrySpec)
         self.types: dict[str, BackendType] = {}
-        #: entry-point name → import error, for plugins that failed to import. Reported by
+        #: entry-point name → why the plugin is disabled (import error, hook misuse). Reported by
         #: ``plugins`` and raised only when the config uses a backend that is not available.
         self.broken: dict[str, str] = {}
+        #: backend name → (why it is unavailable, first plugin) when two plugins register it
+        self.conflicts: dict[str, tuple[str, str]] = {}
         allow = _env_list("DRA_FRAMEWORK_LOAD_PLUGINS")
         for blocked in _env_list("DRA_FRAMEWORK_DISABLE_PLUGINS") or []:
             self.pm.set_blocked(blocked)
@@ -78,41 +86,65 @@ class Registry:
             if self.pm.is_blocked(ep.name):
                 self.filtered[ep.name] = "blocked by DRA_FRAMEWORK_DISABLE_PLUGINS"
                 continue
-            if self.pm.get_plugin(ep.name) is not None:
+            if self.pm.get_plugin(ep.name) is not None or ep.name in self.broken:
                 continue
+            dist = ep.dist
+            dists[ep.name] = (dist.metadata["Name"], dist.version) if dist else ("?", "?")
             try:
                 plugin = ep.load()
             except Exception as exc:  # one broken package must not take down unrelated drivers
-                self.broken[ep.name] = f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}"
+                self._disable(ep.name, dists[ep.name], f"failed to import {ep.value}: {exc}")
                 continue
-            self._register(plugin, ep.name)
-            dist = ep.dist
-            dists[ep.name] = (dist.metadata["Name"], dist.version) if dist else ("?", "?")
+            self._register(plugin, ep.name, dists[ep.name])
         for name, plugin in (extra_plugins or {}).items():
-            self._register(plugin, name)
             dists[name] = ("<inline>", "")
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(_one_line(self.pm.get_name(exc.plugin) or "?", exc)) from None
+            self._register(plugin, name, dists[name])
         for impl in self.pm.hook.dra_register_backends.get_hookimpls():
             dist, version = dists.get(impl.plugin_name, ("?", "?"))
-            impl.function(register=self._registrar(impl.plugin_name, dist, version))
+            before = set(self.types)
+            try:
+                impl.function(register=self._registrar(impl.plugin_name, dist, version))
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug disables that plugin only
+                for added in set(self.types) - before:
+                    del self.types[added]
+                why = str(exc) if isinstance(exc, PluginError) else f"dra_register_backends raised {type(exc).__name__}: {exc}"
+                self._disable(impl.plugin_name, (dist, version), why)
 
-    def _register(self, plugin: object, name: str) -> None:
+    def _disable(self, name: str, dist: tuple[str, str], why: str) -> None:
+        package = f"package {dist[0]} {dist[1]}".rstrip() if dist[0] not in ("?", "<inline>") else "inline"
+        self.broken[name] = f"plugin {name!r} ({package}) is disabled: {why}"
+        # a driver that uses the plugin fails with this line; `plugins` lists it; others are unaffected
+        log.debug("%s", self.broken[name])
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+
+    def _register(self, plugin: object, name: str, dist: tuple[str, str]) -> None:
+        problems = registry_problems(plugin)
+        if problems:
+            self._disable(name, dist, "; ".join(problems))
+            return
         try:
             self.pm.register(plugin, name=name)
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(_one_line(name, exc)) from None
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            self._disable(name, dist, " ".join(str(exc).split()))
 
     def _registrar(self, plugin_name: str, dist: str, version: str) -> hookspecs.RegisterBackend:
         def register(name: str, factory: Callable[[Any, Any], object], options: type | None = None,
                      description: str = "") -> None:
-            if name in self.types:
-                raise PluginError(f"backend {name!r} registered twice (plugins {self.types[name].plugin!r} and {plugin_name!r})")
+            if name in self.types or name in self.conflicts:
+                # Which one would win depends on install order: use neither, say why.
+                first = self.types.pop(name).plugin if name in self.types else self.conflicts[name][1]
+                self.conflicts[name] = (f"backend {name!r} is registered by both plugin {first!r} and plugin "
+                                        f"{plugin_name!r}, so neither is used (uninstall one, or block it with "
+                                        f"DRA_FRAMEWORK_DISABLE_PLUGINS)", first)
+                raise PluginError(self.conflicts[name][0])
             opts = options or BaseOptions
             if not (isinstance(opts, type) and issubclass(opts, BaseOptions)):
                 raise PluginError(f"backend {name!r}: options must subclass dra_framework.api.BaseOptions")
+            if inspect.isclass(factory):  # a factory function is checked on its instance at start-up
+                problems = backend_problems(factory)
+                if problems:
+                    raise PluginError(f"backend {name!r}: " + "; ".join(problems))
             desc = description or (inspect.getdoc(factory) or "").split("\n")[0]
             self.types[name] = BackendType(name, factory, opts, desc, plugin_name, dist, version)
 
@@ -122,48 +154,13 @@ class Registry:
         try:
             return self.types[name]
         except KeyError:
+            if name in self.conflicts:
+                raise PluginError(self.conflicts[name][0]) from None
+            if name in self.broken:
+                raise PluginError(f"backend {name!r} is not available: {self.broken[name]}") from None
             known = ", ".join(sorted(self.types)) or "none"
             if self.broken:
                 known += "; broken: " + "; ".join(self.broken.values())
             if self.filtered:
                 known += "; not loaded: " + ", ".join(f"{k} ({v})" for k, v in sorted(self.filtered.items()))
             raise PluginError(f"unknown backend {name!r} (loaded: {known})") from None
-
-
-def _one_line(name: str, exc: pluggy.PluginValidationError, what: str = "plugin") -> str:
-    """pluggy's messages embed the plugin's repr, often several lines long; keep the first clause."""
-    text = " ".join(str(exc).split())
-    text = text.split(" in plugin ")[0].split(" for plugin ")[0]
-    return f"{what} {name!r}: {text}"
-
-
-async def await_maybe(value: Any) -> Any:
-    """pluggy does not await coroutines: hooks may be ``async def``, so await their results."""
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
-class BackendHooks:
-    """A typed facade over one backend instance's plugin manager; every call awaits coroutines."""
-
-    def __init__(self, name: str, instance: object) -> None:
-        self.name = name
-        self.instance = instance
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
-        self.pm.add_hookspecs(hookspecs.BackendSpec)
-        try:
-            self.pm.register(instance, name=name)
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(_one_line(name, exc, "backend")) from None
-
-    def implements(self, hook: str) -> bool:
-        return bool(getattr(self.pm.hook, hook).get_hookimpls())
-
-    async def call(self, hook: str, **kwargs: Any) -> Any:
-        caller = getattr(self.pm.hook, hook)
-        result = caller(**kwargs)
-        if isinstance(result, list):  # broadcast hook: await each implementation's result
-            return [await await_maybe(r) for r in result]
-        return await await_maybe(result)

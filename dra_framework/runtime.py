@@ -205,7 +205,7 @@ class DriverRuntime:
             await self.slices.stop(delete=uninstall)
         for b in self.backends:
             try:
-                await b.hooks.call("dra_shutdown")
+                await b.hooks.shutdown()
             except Exception as exc:  # noqa: BLE001
                 log.warning("backend %s: shutdown failed: %s", b.key, exc)
 

@@ -56,6 +56,7 @@ from ..cdi.errors import CdiError
 from ..cdi.names import claim_device_name
 from ..slices.convert import model_pool_name
 from ..composition import BackendInstance, DriverInventory
+from ..errors import HookError
 from ..kubelet.types import CALL_DEADLINE, ClaimRef, PreparedDevice, PrepareOutcome
 from ..model import AllocatedDevice, ClaimInfo, DeviceStatus, OpaqueConfig, PrepareResult, StoredClaim
 from .claim_lock import ClaimQueue, Turn, claim_flock
@@ -225,9 +226,7 @@ class PrepareEngine:
                 await self._adopt_orphan_specs()
             by_backend: dict[str, list[type[OpaqueConfig]]] = {}
             for b in self.backends:
-                if b.hooks.implements("dra_config_types"):
-                    lists = await b.hooks.call("dra_config_types")
-                    by_backend[b.key] = [t for lst in lists or [] for t in (lst or [])]
+                by_backend[b.key] = await b.hooks.config_types()
             self.config_types = ConfigTypes(by_backend)
             await self._reconcile_at_start()
             self._started = True
@@ -256,12 +255,10 @@ class PrepareEngine:
         except Exception as exc:
             self.log.error("cannot remove stale CDI temp files: %s", exc)
         for b in self.backends:
-            if not b.hooks.implements("dra_reconcile_partitions"):
-                continue
             owned = [p["record"] for e in self.checkpoint.claims.values() for p in e.get("partitions", [])
                      if p.get("backend") == b.key]
             try:
-                await b.hooks.call("dra_reconcile_partitions", owned=owned)
+                await b.hooks.reconcile_partitions(owned)
             except Exception as exc:
                 self.log.error("backend %s: dra_reconcile_partitions failed (driver keeps serving): %s", b.key, exc)
 
@@ -576,7 +573,9 @@ class PrepareEngine:
             kept = []
             for entry, cfg in p.configs:
                 try:
-                    applies = await hooks.call("dra_validate_config", config=cfg, device=p.allocated)
+                    applies = await hooks.validate_config(cfg, p.allocated)
+                except HookError as exc:
+                    raise ClaimError("backend", f"claim {label}: {exc}") from None
                 except ValueError as exc:
                     raise ClaimError("config", f"claim {label}: device {p.allocated.name}: {entry.label}: {exc}") from None
                 if applies is False:
@@ -657,7 +656,7 @@ class PrepareEngine:
                     if d.name in seen or d.admin_access:  # admin access never creates (or destroys)
                         continue
                     seen.add(d.name)
-                    rec = await self._backend_call(b, "dra_create_partition", label, ctx=ctx, device=d)
+                    rec = await self._backend_call(b, "dra_create_partition", label, b.hooks.create_partition(ctx, d))
                     if rec is None:
                         continue
                     rec = _json_copy(dict(rec), f"partition record of device {d.name!r}")
@@ -668,13 +667,7 @@ class PrepareEngine:
                         claims[uid] = {**e, "partitions": [*e.get("partitions", []), _p]}
                     await self._cp(self.checkpoint.update(add), label)
                     partitions[d.name] = rec
-            res = await self._backend_call(b, "dra_prepare", label, ctx=ctx, devices=devs)
-            if res is None:
-                res = PrepareResult()
-            if not isinstance(res, PrepareResult):
-                raise ClaimError("backend", f"claim {label}: backend {b.key}: dra_prepare returned "
-                                            f"{type(res).__name__}, not PrepareResult")
-            results[b.key] = res
+            results[b.key] = await self._backend_call(b, "dra_prepare", label, b.hooks.prepare(ctx, devs))
 
         # CDI: one device per (device, share id), in allocation order.
         cdi_devices: list[tuple[str, str | None, ContainerEdits]] = []
@@ -724,11 +717,13 @@ class PrepareEngine:
             raise ClaimError("cdi", f"claim {label}: writing the CDI spec failed: {exc}") from None
         return _outcome(prepared)
 
-    async def _backend_call(self, b: BackendInstance, hook: str, label: str, **kwargs: Any) -> Any:
+    async def _backend_call(self, b: BackendInstance, hook: str, label: str, call: Awaitable[Any]) -> Any:
         try:
-            return await b.hooks.call(hook, **kwargs)
+            return await call
         except ClaimError:
             raise
+        except HookError as exc:  # a wrong result: the message already names backend and hook
+            raise ClaimError("backend", f"claim {label}: {exc}") from None
         except Exception as exc:
             raise ClaimError("backend", f"claim {label}: backend {b.key}: {hook}: {exc}") from None
 
@@ -860,7 +855,7 @@ class PrepareEngine:
                                  teardown=(entry.get("teardown") or {}).get(key, {}) if completed else {},
                                  physically_prepared=physical)
             try:
-                await b.hooks.call("dra_unprepare", stored=stored)
+                await b.hooks.unprepare(stored)
             except Exception as exc:
                 errors.append(f"backend {key}: dra_unprepare: {exc}")
                 continue
@@ -868,7 +863,7 @@ class PrepareEngine:
                 continue
             for part in reversed([p for p in entry.get("partitions", []) if p.get("backend") == key]):
                 try:
-                    await b.hooks.call("dra_destroy_partition", record=part["record"])
+                    await b.hooks.destroy_partition(part["record"])
                     destroyed.append(part)
                 except Exception as exc:
                     errors.append(f"backend {key}: dra_destroy_partition for device {part.get('device')}: {exc}")

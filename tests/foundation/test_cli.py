@@ -119,6 +119,10 @@ def test_backend_discovery_failure_is_one_line(tmp_path):
                        "    def __init__(self, o, c): pass\n"
                        "    @hookimpl\n"
                        "    def dra_discover(self, inventory): raise RuntimeError('sysfs exploded')\n"
+                       "    @hookimpl\n"
+                       "    def dra_prepare(self, ctx, devices): pass\n"
+                       "    @hookimpl\n"
+                       "    def dra_unprepare(self, stored): pass\n"
                        "@hookimpl\n"
                        "def dra_register_backends(register):\n"
                        "    register('boom', B)\n")

@@ -48,10 +48,11 @@ def test_misspelled_registry_hook_is_one_line_error_naming_it():
         pass
 
     mod.dra_register_backend = dra_register_backend
-    with pytest.raises(PluginError) as exc:
-        Registry(extra_plugins={"typo": mod})
-    msg = str(exc.value)
-    assert "dra_register_backend" in msg and "typo" in msg and "\n" not in msg
+    reg = Registry(extra_plugins={"typo": mod})
+    msg = reg.broken["typo"]
+    assert "dra_register_backend is not a dra_framework hook; did you mean dra_register_backends?" in msg
+    assert "typo" in msg and "\n" not in msg
+    assert reg.get("example").plugin == "example"  # only the plugin at fault is disabled
 
 
 def test_misspelled_backend_hook_is_one_line_error_naming_it():
@@ -102,8 +103,11 @@ def test_duplicate_backend_name_is_refused():
         mod.dra_register_backends = dra_register_backends
         return mod
 
-    with pytest.raises(PluginError, match="registered twice"):
-        Registry(extra_plugins={"dup": make("dup")})
+    reg = Registry(extra_plugins={"dup": make("dup")})
+    assert "backend 'example' is registered by both plugin 'example' and plugin 'dup'" in reg.broken["dup"]
+    with pytest.raises(PluginError, match="neither is used"):
+        reg.get("example")
+    assert reg.get("nvidia").plugin == "nvidia"
 
 
 def test_every_hook_is_documented():
