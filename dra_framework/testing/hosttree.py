@@ -30,6 +30,8 @@ import threading
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from ..pci.devnodes import char_majors
+
 FAKE_KERNEL_FILE = "fake-kernel.json"
 
 
@@ -200,7 +202,9 @@ class FakePciKernel:
     Real sysfs reacts to ``echo <bdf> > drivers/<d>/unbind`` (the driver lets go: the ``driver``
     symlink disappears), ``> drivers/<d>/bind`` (binds when ``driver_override`` is unset or names
     ``d``) and ``> sys/bus/pci/drivers_probe`` (binds the override, or the native driver from
-    ``fake-kernel.json``). On a plain tree those writes just sit in files; this thread polls them
+    ``fake-kernel.json``); binding to ``vfio-pci`` creates ``dev/vfio/<group>`` (with its
+    ``dev/char`` link when ``proc/devices`` lists ``vfio``), unbinding the group's last device
+    removes it. On a plain tree those writes just sit in files; this thread polls them
     (every ``interval`` seconds), applies them to the symlinks and empties the file, so code that
     writes and then waits for the ``driver`` link works unchanged, in-process or from a
     subprocess. A write to a missing driver's ``bind`` fails with ENOENT by itself, as on a host
@@ -253,10 +257,38 @@ class FakePciKernel:
             if f.name == "unbind":
                 if current == f.parent.name:
                     self.tree.bind(bdf, None)
+                    if current == "vfio-pci":
+                        self._vfio_group(dev, present=False)
             elif current is None:
                 target = f.parent.name if f.name == "bind" else (override or self._native().get(bdf))
                 if target and (override is None or override == target):
                     self.tree.bind(bdf, target)
+                    if target == "vfio-pci":
+                        self._vfio_group(dev, present=True)
+
+    def _vfio_group(self, dev: Path, present: bool) -> None:
+        """vfio-pci creates ``/dev/vfio/<group>`` when a group's first device binds (major of
+        ``vfio`` in ``proc/devices``, next free minor; udev adds the ``dev/char`` link) and removes
+        it when the last one unbinds."""
+        group = os.path.basename(os.readlink(dev / "iommu_group")) if (dev / "iommu_group").is_symlink() else None
+        majors = char_majors(self.tree.root)
+        if group is None or "vfio" not in majors:
+            return
+        node, char = self.tree.path(f"dev/vfio/{group}"), self.tree.path("dev/char")
+        links = {e.name: os.path.normpath(os.path.join("/dev/char", os.readlink(e))) for e in char.glob(f"{majors['vfio']}:*")
+                 if e.is_symlink()} if char.is_dir() else {}
+        mine = [k for k, v in links.items() if v == f"/dev/vfio/{group}"]
+        if present and not node.exists():
+            used = {int(k.split(":")[1]) for k in links}
+            self.tree.char_device(f"dev/vfio/{group}", majors["vfio"], min(set(range(len(used) + 1)) - used))
+        elif not present:
+            members = self.tree.path(f"sys/kernel/iommu_groups/{group}/devices")
+            if any(os.path.basename(os.readlink(m / "driver")) == "vfio-pci"
+                   for m in members.iterdir() if (m / "driver").is_symlink()):
+                return
+            node.unlink(missing_ok=True)
+            for k in mine:
+                (char / k).unlink()
 
 
 class FakeUdevSource:

@@ -20,6 +20,8 @@ VFS = ["0000:17:01.0", "0000:17:01.1", "0000:17:01.2", "0000:17:01.3"]
 NODE0_CPUS = ",".join(str(c) for c in range(0, 48, 2))
 #: IOMMU groups: one per function (the root port has ACS), numbered in probe order.
 GROUPS = {ROOT_PORT: 14, PFS[0]: 15, PFS[1]: 16, VFS[0]: 17, VFS[1]: 18, VFS[2]: 19, VFS[3]: 20}
+#: Dynamic major of the vfio group nodes (``ls -l /dev/vfio`` on real hosts: ``243, 0``).
+VFIO_MAJOR = 243
 #: pci.ids 2023.08.10 (https://pci-ids.ucw.cz/), the lines for these devices.
 PCI_IDS = """#
 #\tList of PCI ID's (excerpt)
@@ -59,7 +61,8 @@ def build(root: str | Path) -> Path:
     t.file(f"sys/bus/pci/devices/{PFS[1]}/sriov_numvfs", "0\n")
     t.pci_driver("vfio-pci", module="vfio_pci")
     t.char_device("dev/vfio/vfio", 10, 196)  # VFIO_MINOR in include/linux/miscdevice.h
-    t.file(f"dev/vfio/{GROUPS[VFS[-1]]}")
+    t.char_device(f"dev/vfio/{GROUPS[VFS[-1]]}", VFIO_MAJOR, 0)  # the first group gets minor 0
+    t.proc_devices([(10, "misc"), (VFIO_MAJOR, "vfio")])
     t.pci_ids(PCI_IDS)
     return t.root
 

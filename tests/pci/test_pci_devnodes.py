@@ -13,9 +13,14 @@ def test_dev_char_symlink_gives_numbers(e810):
     assert (node.path, node.type, node.major, node.minor) == ("/dev/vfio/vfio", "c", 10, 196)
 
 
-def test_unknown_node_is_path_only(e810):
+def test_dynamic_major_from_dev_char(e810):
     node = char_device_node(e810, "/dev/vfio/20")
-    assert node.path == "/dev/vfio/20" and node.type is None and node.major is None
+    assert (node.type, node.major, node.minor) == ("c", 243, 0)
+
+
+def test_unknown_node_is_path_only(e810):
+    node = char_device_node(e810, "/dev/vfio/17")
+    assert node.path == "/dev/vfio/17" and node.type is None and node.major is None
 
 
 def test_proc_devices_fallback_and_container_path(tmp_path):

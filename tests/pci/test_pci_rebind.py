@@ -1,7 +1,7 @@
 """Driver rebinding through the journal: bind, restore from any step, idempotence, errors."""
 import pytest
 
-from dra_framework.pci import PciFunction, RebindError, bind_driver, journal_key, restore, restore_journal
+from dra_framework.pci import PciFunction, char_numbers, RebindError, bind_driver, journal_key, restore, restore_journal
 from dra_framework.pci.rebind import STEPS
 from dra_framework.testing.hosttree import FakePciKernel
 
@@ -31,8 +31,10 @@ async def test_bind_to_vfio_and_restore(e810):
         assert [v["step"] for _, v in ctx.records] == ["unbind", "override", "bind", "clear", "done"]
         assert ctx.journal[journal_key(VF)] == {"bdf": VF, "original": "iavf", "target": "vfio-pci", "step": "done"}
         assert kernel.writes == [("drivers/iavf/unbind", VF), ("drivers/vfio-pci/bind", VF)]
+        assert char_numbers(e810, "/dev/vfio/17") == (243, 1)  # the group node vfio-pci created
         assert await restore_journal(e810, ctx.journal) == [VF]
         assert fn.driver == "iavf" and fn.driver_override is None
+        assert char_numbers(e810, "/dev/vfio/17") is None and not (e810 / "dev/vfio/17").exists()
         assert await restore_journal(e810, ctx.journal) == []  # idempotent
 
 

@@ -1,0 +1,76 @@
+"""End to end: ``dra-framework run`` with the sriov-minimal backend on a copy of the sriov-e810
+sample host publishes one device per VF to a real kube-apiserver; the scheduler's allocator picks
+a VF by its standard and driver attributes; the kubelet's DRA code prepares the pod (the VF is
+rebound to vfio-pci, by the daemon's writes, with FakePciKernel playing the kernel); the
+reference CDI library resolves the IDs; after a driver restart, unprepare restores iavf."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from sriov_helpers import REPO, build_sample_host
+
+from dra_framework.api import PciFunction
+from dra_framework.testing.hosttree import FakePciKernel
+
+sys.path.insert(0, str(REPO / "tests/e2e"))
+from daemon_proc import Daemon, wait_for  # noqa: E402
+
+pytestmark = pytest.mark.k8s
+DRIVER = "vf.sriov.example.dra.dev"
+
+
+def _slices(objects, node):
+    from lightkube.generic_resource import create_global_resource
+
+    RS = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
+    return [s.to_dict() if hasattr(s, "to_dict") else dict(s)
+            for s in objects.client.list(RS, fields={"spec.driver": DRIVER})
+            if (s.to_dict() if hasattr(s, "to_dict") else dict(s))["spec"].get("nodeName") == node]
+
+
+def test_sriov_minimal_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, allocator, cdi_check, tmp_path):
+    node = "e2e-sriov"
+    host = build_sample_host(tmp_path / "host")
+    shim = kubelet_shim(node)
+    cfg = {"nodeName": node, "kubeletRootDir": str(shim.root), "cdiRoot": str(tmp_path / "cdi"),
+           "stateDir": str(tmp_path / "state"), "kubeconfig": str(kube_apiserver.kubeconfig),
+           "drivers": [{"name": DRIVER, "backends": [{"name": "sriov-minimal",
+                                                      "options": {"hostRoot": str(host), "hotplug": False}}]}]}
+    daemon = Daemon(cfg, tmp_path, "sriov").start()
+    try:
+        with FakePciKernel(host) as kernel:
+            first = shim.wait_registered(DRIVER, timeout=60)
+            published = wait_for(lambda: _slices(k8s_objects, node), 60, "ResourceSlices", daemon)
+            devices = {d["name"]: d for s in published for d in s["spec"].get("devices", [])}
+            assert sorted(devices) == [f"vf-0000-17-01-{i}" for i in range(4)]
+            assert devices["vf-0000-17-01-1"]["attributes"]["resource.kubernetes.io/pcieRoot"] == {"string": "pci0000:16"}
+
+            k8s_objects.device_class("sriov-vf", DRIVER)
+            k8s_objects.resource_claim("default", "nic", {"devices": {"requests": [{
+                "name": "vf", "exactly": {"deviceClassName": "sriov-vf", "selectors": [{"cel": {"expression":
+                    "device.attributes['resource.kubernetes.io'].pcieRoot == 'pci0000:16' && "
+                    f"device.attributes['{DRIVER}'].pfName == 'enp23s0f0' && "
+                    f"device.attributes['{DRIVER}'].vfIndex == 1"}}]}}]}})
+            k8s_objects.pod("default", "p-nic", claims=["nic"], node=node)
+            result = allocator.allocate("default", "nic", node, pod=("default", "p-nic"))
+            assert result["devices"]["results"][0]["device"] == "vf-0000-17-01-1"
+
+            prepared = shim.prepare_pod("default", "p-nic")
+            edits = json.dumps(cdi_check(tmp_path / "cdi", prepared["nic"]))
+            assert "/dev/vfio/18" in edits and "/dev/vfio/vfio" in edits
+            assert "PCIDEVICE_VF_0000_17_01_1=0000:17:01.1" in edits
+            vf = PciFunction.at(host, "0000:17:01.1")
+            assert vf.driver == "vfio-pci" and vf.driver_override is None
+            assert ("drivers/vfio-pci/bind", "0000:17:01.1") in kernel.writes
+
+            assert daemon.stop() == 0, daemon.logs()  # unprepare comes from the checkpoint
+            daemon.start().wait_running()
+            wait_for(lambda: shim.registered()["drivers"].get(DRIVER, {}).get("since") not in (None, first["since"]),
+                     60, "the restarted driver to register", daemon)
+            shim.unprepare_pod("default", "p-nic")
+            assert vf.driver == "iavf", daemon.logs()
+            assert not list((tmp_path / "cdi").glob("*.json"))
+    finally:
+        daemon.stop()
