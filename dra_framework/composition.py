@@ -91,8 +91,15 @@ def build_backends(settings: Settings, index: int, driver: DriverConfig, registr
 
 async def discover(backends: list[BackendInstance]) -> DriverInventory:
     """Run ``dra_discover`` on each backend and merge the pools. A device name that two backends
-    both publish in one pool raises PluginError naming both (names must be unique in a pool)."""
+    both publish in one pool raises PluginError naming both (names must be unique in a pool).
+
+    The node pool is always in the result, empty when no backend found a device: an empty pool
+    is published as one slice without devices, which tells the scheduler the driver runs and has
+    nothing, while a missing pool deletes the slices (the Go ``resourceslice.Pool.Slices`` contract,
+    docs/resourceslices.md, "Empty pools"). Backends declare other pools they manage with
+    ``inventory.pool(name)`` so that those, too, stay published when they become empty."""
     merged = DriverInventory()
+    merged.pools[None] = Pool(name=None)
     for b in backends:
         inv = Inventory()
         try:
@@ -108,8 +115,8 @@ async def discover(backends: list[BackendInstance]) -> DriverInventory:
             # Success with nothing found is how a misconfigured backend looks (wrong driver root,
             # a code path that drops its devices): say so instead of publishing empty slices
             # silently (bug log B30).
-            log.warning("backend %s discovered no devices: its ResourceSlices will be empty; check its "
-                        "options (host root, driver root) and the node's hardware", b.key)
+            log.warning("backend %s discovered no devices: its pools are published without devices; "
+                        "check its options (host root, driver root) and the node's hardware", b.key)
         for pool in inv.pools:
             target = merged.pools.setdefault(pool.name, Pool(name=pool.name, selection=pool.selection))
             for dev in pool.devices:

@@ -537,3 +537,33 @@ async def test_list_attributes_with_gate_off(gates_off_apiserver):
     assert c.stats == stats
     await c.stop(delete=True)
     await client.close()
+
+
+async def test_empty_pool_stays_published(kube_apiserver, api, node, tmp_path):
+    """Backends that discover nothing keep the node pool as one slice without devices, with the
+    generation and resourceSliceCount the Go controller writes (N devices → 0 → N)."""
+    from dra_framework.composition import build_backends, discover
+    from dra_framework.config import Settings
+    from dra_framework.plugins import Registry
+
+    name, _uid = node()
+    registry = Registry()
+
+    async def inventory(count: int):
+        s = Settings.model_validate({"nodeName": name, "stateDir": str(tmp_path), "drivers": [
+            {"name": DRIVER, "backends": [{"name": "example", "options": {"count": count}}]}]})
+        return await discover(build_backends(s, 0, s.drivers[0], registry))
+
+    c, client = ctrl(kube_apiserver, name)
+    await c.start()
+    seen = []
+    for count in (3, 0, 3):
+        c.update(await inventory(count))
+        await c.wait_synced(30)
+        items = await node_slices(api, name)
+        assert [o["spec"]["pool"]["name"] for o in items] == [name]
+        seen.append((len(items[0]["spec"].get("devices") or []), assert_one_generation(items)))
+    # One slice each time and one in-place update per change: the generation is kept (Go rule).
+    assert seen == [(9, 1), (0, 1), (9, 1)]
+    await c.stop()
+    await client.close()
