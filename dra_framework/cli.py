@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from . import __version__
-from .config import FLAGS, Settings, load_settings
+from .config import FLAGS, Settings, driver_socket_paths, load_settings
 from .errors import DraFrameworkError
 from .logs import setup_logging
 
@@ -160,6 +160,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for issue in report.warnings:
             print(f"warning: driver {d.name}: {issue}", file=sys.stderr)
         print(f"driver {d.name}: {len(inv.pools)} pool(s), {n} device(s)")
+        paths = driver_socket_paths(settings, d)  # load_settings checked that they fit
+        for what, path in (("registration", paths.registration), ("dra", paths.dra)):
+            note = ", short fallback name" if what in paths.fallback else ""
+            print(f"driver {d.name}: {what} socket {path} ({len(path.encode())} bytes{note})")
     if args.cdi_dir:
         problems.extend(_cdi_dir_problems(args.cdi_dir))
     for p in problems:

@@ -191,8 +191,39 @@ def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | No
             lines.append(format_validation_error(ValidationError.from_exception_data(exc.title, [err]), source=where))
         raise ConfigError("\n".join(lines)) from None
     settings._source = source
+    check_drivers(settings, origin.get("kubeletRootDir", source))
     if not settings.node_name and not require_node_name:
         settings.node_name = socket.gethostname()
     if not settings.node_name:
         raise ConfigError(f"{source}: nodeName: required (set --node-name, NODE_NAME or nodeName)")
     return settings
+
+
+def driver_socket_paths(settings: Settings, driver: DriverConfig):
+    """The sockets ``run`` will use for ``driver`` (``kubelet.sockets.SocketPaths``); ValueError
+    when none fits."""
+    from .kubelet.sockets import socket_paths
+
+    return socket_paths(driver.name, str(settings.kubelet_root_dir), pod_uid=settings.pod_uid or None)
+
+
+def check_drivers(settings: Settings, root_source: str = "") -> None:
+    """Checks across fields that single-field validation cannot make: every driver gets socket
+    paths that fit (docs/config.md, "Sockets") and that no other driver uses. Raises ConfigError
+    naming the file (or the flag/env var of ``kubeletRootDir``) and the field."""
+    src = settings._source
+    problems: list[str] = []
+    owner: dict[str, str] = {}
+    for i, d in enumerate(settings.drivers):
+        try:
+            paths = driver_socket_paths(settings, d)
+        except ValueError as exc:
+            problems.append(f"{root_source or src}: kubeletRootDir: driver {d.name} (drivers[{i}]): {exc}")
+            continue
+        for p in (paths.registration, paths.dra):
+            if p in owner:
+                problems.append(f"{src}: drivers[{i}].name: socket {p} of driver {d.name} is also used by "
+                                f"driver {owner[p]}")
+            owner[p] = d.name
+    if problems:
+        raise ConfigError("\n".join(problems))

@@ -1,11 +1,21 @@
 """Socket paths of a DRA kubelet plugin, and stale-socket cleanup.
 
-Layout (fact sheet section 1, "Directories" and "Rolling updates"):
+Layout (docs/operations.md, "Sockets"):
   registration socket: <kubelet_root>/plugins_registry/<driver>-reg.sock
   DRA service socket:  <kubelet_root>/plugins/<driver>/dra.sock
 With a pod UID (rolling updates, kubelet 1.33+) each instance gets its own
 sockets: `dra-<podUID>.sock`, and a registration name chosen by
 `rolling_update_registrar_socket_file`.
+
+A unix socket path must fit in ``sun_path`` (107 bytes). When the Go helper's
+names do not fit, a deterministic shorter name is used (`socket_paths`), so
+every valid driver name (a DNS subdomain of up to 63 bytes) with every kubelet
+root the kubelet itself can run with (at most 80 bytes: its own
+``<root>/pod-resources/kubelet.sock`` must fit) gets usable sockets. The kubelet
+needs nothing else of them: its plugin watcher registers any socket in the
+registry directory (or below it) whose name does not start with ".", and dials
+the endpoint GetInfo reports as given (pkg/kubelet/pluginmanager/pluginwatcher,
+pkg/kubelet/cm/dra/plugin).
 """
 from __future__ import annotations
 
@@ -30,16 +40,24 @@ PLUGINS_SUBDIR = "plugins"
 # may use at most 107 bytes. The Go helper's chart test accepts 107 and
 # rejects 108 (dra-example-driver, RollingUpdateRegistrarSocketFile test).
 UNIX_PATH_MAX = 107
+#: The kubelet exits when its pod-resources socket <root>/pod-resources/kubelet.sock does not
+#: fit (pkg/kubelet/apis/podresources/server.go ListenAndServePodResources): longer roots are
+#: not a working kubelet.
+KUBELET_ROOT_MAX = UNIX_PATH_MAX - len("/pod-resources/kubelet.sock")
+#: Shortest hash accepted in a fallback name (base32: 5 bits per character, 40 bits).
+_MIN_HASH_CHARS = 8
 
 
 @dataclass(frozen=True)
 class SocketPaths:
-    """Absolute paths one plugin instance listens on."""
+    """Absolute paths one plugin instance listens on. ``fallback`` lists the sockets
+    ("registration", "dra") whose Go-helper name did not fit and got a short hashed name."""
 
     registry_dir: str
     plugin_dir: str
     registration: str
     dra: str
+    fallback: tuple[str, ...] = ()
 
 
 def _check_driver(driver: str) -> None:
@@ -52,21 +70,40 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _b32(text: str) -> str:
+    """Lower-case base32 of sha256(text): [a-z2-7], never starts with "." or "-"."""
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode().rstrip("=").lower()
+
+
 def path_fits(path: str) -> bool:
     """True if `path` fits in AF_UNIX sun_path (<= 107 bytes)."""
     return len(path.encode()) <= UNIX_PATH_MAX
+
+
+def _room(directory: str) -> int:
+    """Bytes left for a file name in `directory`."""
+    return UNIX_PATH_MAX - len(os.path.normpath(directory).encode()) - 1
+
+
+def short_socket_name(directory: str, key: str, prefix: str = "", suffix: str = "") -> str | None:
+    """``<prefix><base32 sha256(key)><suffix>`` cut to what fits in `directory` (at most 26 hash
+    characters, at least 8), or None when not even 8 fit. Deterministic for one directory."""
+    n = min(26, _room(directory) - len(prefix) - len(suffix))
+    if n < _MIN_HASH_CHARS:
+        return None
+    return f"{prefix}{_b32(key)[:n]}{suffix}"
 
 
 def rolling_update_registrar_socket_file(registry_dir: str, driver: str, pod_uid: str) -> str:
     """Registration socket *file name* for rolling updates.
 
     The first candidate whose joined, normalized path fits in sun_path wins
-    (fact sheet section 1, Go `RollingUpdateRegistrarSocketFile`):
+    (Go `RollingUpdateRegistrarSocketFile`, k8s.io/dynamic-resource-allocation/kubeletplugin):
       1. <driver>-<podUID>-reg.sock
       2. <driver>-<b64url_nopad(sha256(podUID)[:8])>-reg.sock
-      3. dra-<b64url_nopad(sha256(driver + "\\0" + podUID)[:16])>-reg.sock
-    Form 3 is returned even if it does not fit (the directory is then too
-    long; `socket_paths` raises for that). Older Go helpers always use form 1.
+      3. dra-<b64url_nopad(sha256(driver + "\0" + podUID)[:16])>-reg.sock
+    Form 3 is returned even if it does not fit (`socket_paths` then falls back
+    to `short_socket_name`). Older Go helpers always use form 1.
     """
     _check_driver(driver)
     base = os.path.normpath(registry_dir)
@@ -93,24 +130,53 @@ def socket_paths(
 
     registry_dir defaults to <kubelet_root>/plugins_registry and plugin_dir
     to <kubelet_root>/plugins/<driver>; both must be the same inside and
-    outside the driver container. Raises ValueError for a bad driver name or
-    a path longer than 107 bytes.
+    outside the driver container. Names, the first that fits in 107 bytes:
+
+    * registration: the Go helper's name (``<driver>-reg.sock``, or the three
+      rolling-update forms); then ``<base32 sha256(driver\\0podUID)>`` cut to
+      fit (no suffix: at the longest kubelet root only 9 bytes are left).
+    * DRA service: ``<plugin_dir>/dra.sock`` or ``dra-<podUID>.sock``; with a
+      pod UID ``dra-<b64url(sha256(podUID)[:8])>.sock``; then
+      ``<plugin_dir>/../dra-<base32 sha256(driver\\0podUID)>.sock`` cut to fit
+      (the parent is <kubelet_root>/plugins, which the deployment mounts).
+
+    Raises ValueError for a bad driver name, or naming the path when even the
+    shortest name does not fit (a kubelet root longer than the kubelet accepts).
     """
     _check_driver(driver)
     root = os.path.abspath(kubelet_root)
     reg_dir = os.path.normpath(os.path.abspath(registry_dir or os.path.join(root, REGISTRY_SUBDIR)))
     data_dir = os.path.normpath(os.path.abspath(plugin_dir or os.path.join(root, PLUGINS_SUBDIR, driver)))
+    key = f"{driver}\x00{pod_uid or ''}"
+    fallback: list[str] = []
     if pod_uid:
         reg_name = rolling_update_registrar_socket_file(reg_dir, driver, pod_uid)
-        dra_name = f"dra-{pod_uid}.sock"
+        dra_names = [f"dra-{pod_uid}.sock", f"dra-{_b64(hashlib.sha256(pod_uid.encode()).digest()[:8])}.sock"]
     else:
         reg_name = f"{driver}-reg.sock"
-        dra_name = "dra.sock"
-    paths = SocketPaths(reg_dir, data_dir, os.path.join(reg_dir, reg_name), os.path.join(data_dir, dra_name))
-    for p in (paths.registration, paths.dra):
-        if not path_fits(p):
-            raise ValueError(f"unix socket path is {len(p.encode())} bytes, limit {UNIX_PATH_MAX}: {p}")
-    return paths
+        dra_names = ["dra.sock"]
+    registration = os.path.join(reg_dir, reg_name)
+    if not path_fits(registration):
+        short = short_socket_name(reg_dir, key)
+        if short is None:
+            raise ValueError(_too_long("registration", registration, reg_dir, kubelet_root))
+        registration = os.path.join(reg_dir, short)
+        fallback.append("registration")
+    dra = next((p for p in (os.path.join(data_dir, n) for n in dra_names) if path_fits(p)), None)
+    if dra is None:
+        shared = os.path.dirname(data_dir)
+        short = short_socket_name(shared, key, "dra-", ".sock")
+        if short is None:
+            raise ValueError(_too_long("DRA service", os.path.join(data_dir, dra_names[-1]), shared, kubelet_root))
+        dra = os.path.join(shared, short)
+        fallback.append("dra")
+    return SocketPaths(reg_dir, data_dir, registration, dra, tuple(fallback))
+
+
+def _too_long(what: str, path: str, directory: str, kubelet_root: str) -> str:
+    return (f"unix socket path is {len(path.encode())} bytes, limit {UNIX_PATH_MAX}: {path}; no {what} "
+            f"socket name fits in {directory} ({len(directory.encode())} bytes); use a kubelet root dir of "
+            f"at most {KUBELET_ROOT_MAX} bytes (the kubelet's own limit), not {kubelet_root!r}")
 
 
 def _is_live(path: str) -> bool:

@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from dra_framework.kubelet.sockets import (
+    KUBELET_ROOT_MAX,
     remove_socket,
     remove_stale_sockets,
     rolling_update_registrar_socket_file,
@@ -51,6 +52,29 @@ def test_rolling_update_forms():
     assert name == f"dra-{b64(hashlib.sha256((long + chr(0) + UID).encode()).digest()[:16])}-reg.sock"
     # Form 3 is 35 bytes: a 71-byte directory is the longest that fits.
     assert len("/" + "r" * 70 + "/" + name) == 107
+
+
+def test_every_valid_driver_name_fits_every_kubelet_root():
+    """Up to 63-byte driver names, with and without a pod UID, under every kubelet root up to the
+    kubelet's own limit: both paths fit, stay in their directories and are distinct per driver
+    and pod UID; names that fit keep the Go helper's form."""
+    seen: dict[str, tuple] = {}
+    for root_len in (len(ROOT_DEFAULT := "/var/lib/kubelet"), 40, 54, 55, 70, KUBELET_ROOT_MAX):
+        root = ROOT_DEFAULT if root_len == len(ROOT_DEFAULT) else "/" + "r" * (root_len - 1)
+        for n in (1, 27, 34, 37, 50, 63):
+            driver = ("d" * n)[:n]
+            for uid in (None, UID, "22222222-2222-3333-4444-555555555555"):
+                p = socket_paths(driver, root, pod_uid=uid)
+                for path in (p.registration, p.dra):
+                    assert len(path.encode()) <= 107, path
+                    assert not os.path.basename(path).startswith(".")
+                    assert seen.setdefault(path, (root, driver, uid)) == (root, driver, uid), path
+                assert os.path.dirname(p.registration) == f"{root}/plugins_registry"
+                assert os.path.dirname(p.dra) in (f"{root}/plugins/{driver}", f"{root}/plugins")
+                assert p == socket_paths(driver, root, pod_uid=uid)  # deterministic
+    p = socket_paths("abcdef.dra-example-driver.sigs.k8s.io", pod_uid=UID)
+    assert p.fallback == () and p.dra.endswith(f"dra-{b64(hashlib.sha256(UID.encode()).digest()[:8])}.sock")
+    assert socket_paths("gpu.example.com", pod_uid=UID).dra.endswith(f"/dra-{UID}.sock")
 
 
 def test_path_too_long():

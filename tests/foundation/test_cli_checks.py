@@ -1,0 +1,51 @@
+"""``dra-framework validate`` checks that span several fields: socket paths, CDI spec files,
+static host paths. Run as the installed executable."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+EXE = Path(sys.executable).parent / "dra-framework"
+UID = "11111111-2222-3333-4444-555555555555"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "NODE_NAME"}
+    return subprocess.run([str(EXE), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def write(tmp_path: Path, config: dict, name: str = "c.yaml") -> str:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(config))
+    return str(p)
+
+
+def example_driver(name: str, **extra) -> dict:
+    return {"name": name, "backends": [{"name": "example", "options": {"count": 1}}], **extra}
+
+
+def test_validate_prints_socket_paths_that_fit(tmp_path):
+    # A 37-byte driver name with a pod UID: dra-<podUID>.sock would be 108 bytes.
+    cfg = write(tmp_path, {"nodeName": "node-1", "kubeletRootDir": "/var/lib/kubelet", "podUID": UID,
+                           "stateDir": str(tmp_path), "drivers": [example_driver("abcdef.dra-example-driver.sigs.k8s.io")]})
+    r = run("validate", "-c", cfg)
+    assert r.returncode == 0, r.stderr
+    sockets = re.findall(r"(registration|dra) socket (\S+) \((\d+) bytes", r.stdout)
+    assert [s[0] for s in sockets] == ["registration", "dra"], r.stdout
+    for _what, path, n in sockets:
+        assert len(path.encode()) == int(n) <= 107
+    assert "config valid" in r.stdout
+
+
+def test_validate_refuses_a_kubelet_root_no_socket_fits(tmp_path):
+    cfg = write(tmp_path, {"nodeName": "node-1", "stateDir": str(tmp_path),
+                           "drivers": [example_driver("gpu.example.com")]})
+    r = run("validate", "-c", cfg, "--kubelet-root-dir", "/" + "r" * 100)
+    assert r.returncode == 1
+    assert "flag --kubelet-root-dir: kubeletRootDir: driver gpu.example.com (drivers[0])" in r.stderr
+    assert "at most 80 bytes" in r.stderr and "Traceback" not in r.stderr
