@@ -10,9 +10,10 @@ Per pool:
 3. A matched slice has changed when pool, node selection, devices or sharedCounters differ
    (after normalization: quantities by value, taint ``timeAdded`` ignored, fields the server
    dropped ignored).
-4. Generation: kept when there are no new slices, the slice count is unchanged and at most one
-   slice changed (one in-place update); otherwise (re-split, new slices, several changed) bumped
-   by one and *all* matched slices are updated. Never lowered.
+4. Generation: kept when there are no new slices and at most one matched slice changed (one
+   in-place update; a changed ``resourceSliceCount`` counts as a change of every matched slice);
+   otherwise (new slices, several changed) bumped by one and *all* matched slices are updated.
+   Never lowered.
 5. Obsolete slices are deleted first (preconditions UID + resourceVersion), then changed slices
    are updated in place (PUT with the stored object's resourceVersion; taint ``timeAdded`` and
    fields the driver does not own are kept), then missing slices are created.
@@ -571,9 +572,10 @@ class SliceController:
             matched[idx] = s
         changed = [i for i, s in matched.items() if not self._same(s["spec"], self._desired_spec(dp, i, cur_gen), pool)]
         new = [i for i in range(n) if i not in matched]
-        resplit = any(int(s["spec"]["pool"].get("resourceSliceCount") or 0) != n for s in matched.values())
         gen = cur_gen
-        if new or len(changed) > 1 or resplit:
+        # Go rule: a changed resourceSliceCount makes every matched slice "changed", so shrinking
+        # to one slice keeps the generation and anything else with matched slices bumps it.
+        if new or len(changed) > 1:
             gen = cur_gen + 1
             changed = sorted(matched)
         for s in obsolete:
