@@ -207,6 +207,48 @@ def driver_socket_paths(settings: Settings, driver: DriverConfig):
     return socket_paths(driver.name, str(settings.kubelet_root_dir), pod_uid=settings.pod_uid or None)
 
 
+def cdi_kind(driver: DriverConfig) -> tuple[str, str]:
+    """``(vendor, class)`` of the driver's CDI specs (vendor default ``k8s.<driver name>``)."""
+    return driver.cdi_vendor or f"k8s.{driver.name}", driver.cdi_class
+
+
+def _cdi_kind_problems(drivers: list[DriverConfig]) -> list[str]:
+    """Two drivers must not share a CDI kind (their device IDs and spec files would be the same)
+    nor a spec file prefix ``<vendor>-<class>_`` (``k8s.a``/``b-c`` and ``k8s.a-b``/``c`` name their
+    files alike); vendors and classes never contain ``_``, so equal prefixes are the only way two
+    kinds' file names meet (docs/config.md, "CDI spec files")."""
+    from .cdi.errors import CdiValidationError
+    from .cdi.names import spec_file_prefix, validate_class, validate_vendor
+
+    out: list[str] = []
+    by_kind: dict[str, str] = {}
+    by_prefix: dict[str, str] = {}
+    for i, d in enumerate(drivers):
+        vendor, class_ = cdi_kind(d)
+        field = "cdiVendor" if d.cdi_vendor else "cdiClass"
+        try:
+            validate_vendor(vendor)
+        except CdiValidationError as exc:
+            out.append(f"drivers[{i}].cdiVendor: {exc}")
+            continue
+        try:
+            validate_class(class_)
+        except CdiValidationError as exc:
+            out.append(f"drivers[{i}].cdiClass: {exc}")
+            continue
+        kind, prefix = f"{vendor}/{class_}", spec_file_prefix(vendor, class_)
+        if kind in by_kind:
+            out.append(f"drivers[{i}].{field}: CDI kind {kind} of driver {d.name} is already used by driver "
+                       f"{by_kind[kind]}; give each driver its own cdiVendor or cdiClass")
+        elif prefix in by_prefix:
+            out.append(f"drivers[{i}].{field}: CDI spec files of driver {d.name} ({prefix}*.json, kind {kind}) "
+                       f"would have the same names as those of driver {by_prefix[prefix]}; choose another "
+                       f"cdiVendor or cdiClass")
+        by_kind.setdefault(kind, d.name)
+        by_prefix.setdefault(prefix, d.name)
+    return out
+
+
 def check_drivers(settings: Settings, root_source: str = "") -> None:
     """Checks across fields that single-field validation cannot make: every driver gets socket
     paths that fit (docs/config.md, "Sockets") and that no other driver uses. Raises ConfigError
@@ -214,6 +256,7 @@ def check_drivers(settings: Settings, root_source: str = "") -> None:
     src = settings._source
     problems: list[str] = []
     owner: dict[str, str] = {}
+    problems += [f"{src}: {p}" for p in _cdi_kind_problems(settings.drivers)]
     for i, d in enumerate(settings.drivers):
         try:
             paths = driver_socket_paths(settings, d)

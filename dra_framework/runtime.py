@@ -100,6 +100,7 @@ class DriverRuntime:
 
     async def start(self, progress: Any = None) -> None:
         from .cdi.writer import CdiWriter
+        from .config import cdi_kind
         from .engine import (Checkpoint, Janitor, PrepareEngine, checkpoint_path, lightkube_claim_getter,
                              lightkube_status_writer)
 
@@ -119,8 +120,8 @@ class DriverRuntime:
             self.hub = HealthHub(self.health_state, self.pool_name, self.publish, on_problem=self._problem)
 
         step(f"{self.name}: loading checkpoint")
-        vendor = self.config.cdi_vendor or f"k8s.{self.name}"
-        cdi = CdiWriter(str(self.settings.cdi_root), vendor=vendor, class_=self.config.cdi_class)
+        vendor, class_ = cdi_kind(self.config)
+        cdi = CdiWriter(str(self.settings.cdi_root), vendor=vendor, class_=class_)
         checkpoint = Checkpoint(checkpoint_path(self.settings.kubelet_root_dir, self.name),
                                 on_problem=self._checkpoint_problem)
         self.engine = PrepareEngine(

@@ -155,7 +155,9 @@ class CdiWriter:
         included; add :meth:`common_device_id` if the common spec is used). Raises
         :class:`CdiValidationError`/``ValueError`` (nothing written) or ``OSError``."""
         spec = self.build_claim_spec(claim_uid, devices, claim_edits)
-        atomic_write_file(self.claim_spec_path(claim_uid), _dumps(spec))
+        path = self.claim_spec_path(claim_uid)
+        self._check_not_foreign(path)
+        atomic_write_file(path, _dumps(spec))
         return [self.qualified(d["name"]) for d in spec["devices"]]
 
     def claim_spec_exists_and_matches(self, claim_uid: str, devices: Sequence[ClaimDevice],
@@ -199,8 +201,12 @@ class CdiWriter:
 
     def remove_claim_spec(self, claim_uid: str) -> bool:
         """Delete the claim's spec file (and fsync the dir). Returns False when it did not exist
-        (not an error, like Go ``RemoveSpec``). Raises ``OSError`` for other failures."""
-        return self._remove(self.claim_spec_path(claim_uid))
+        (not an error, like Go ``RemoveSpec``), and when the file holds another kind's spec (it is
+        left alone, see :meth:`foreign_kind`). Raises ``OSError`` for other failures."""
+        path = self.claim_spec_path(claim_uid)
+        if self.foreign_kind(path) is not None:
+            return False
+        return self._remove(path)
 
     def list_claim_spec_uids(self) -> list[str]:
         """Sorted claim UIDs that have a spec file of this vendor/class in ``cdi_root`` (for the
@@ -268,12 +274,36 @@ class CdiWriter:
         carrying ``edits`` (node-wide edits every claim of this driver gets). Returns its qualified
         ID ``vendor/class=common``. Raises like :meth:`write_claim_spec`."""
         spec = self.build_common_spec(edits)
+        self._check_not_foreign(self.common_spec_path)
         atomic_write_file(self.common_spec_path, _dumps(spec))
         return self.common_device_id()
 
     def remove_common_spec(self) -> bool:
-        """Delete the common spec; False when it did not exist."""
+        """Delete the common spec; False when it did not exist or holds another kind's spec."""
+        if self.foreign_kind(self.common_spec_path) is not None:
+            return False
         return self._remove(self.common_spec_path)
+
+    # --- ownership ---------------------------------------------------------------------------
+
+    def foreign_kind(self, path: str) -> str | None:
+        """The ``kind`` of the spec at ``path`` when it is another kind than ours, else None (also
+        for a missing or unparseable file). Two kinds whose ``<vendor>-<class>`` strings are equal
+        name their files alike; config loading refuses that within one config, this catches
+        it across processes: such a file is never overwritten nor deleted by this writer."""
+        try:
+            with open(path, "rb") as f:
+                kind = json.load(f).get("kind")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return kind if isinstance(kind, str) and kind != self.kind else None
+
+    def _check_not_foreign(self, path: str) -> None:
+        kind = self.foreign_kind(path)
+        if kind is not None:
+            raise CdiValidationError(
+                f"the file holds CDI kind {kind}, not {self.kind}: another driver on this node writes spec "
+                f"files with the same names; give one of them another cdiVendor or cdiClass", source=path)
 
     # --- helpers -----------------------------------------------------------------------------
 

@@ -213,3 +213,20 @@ def test_assert_valid_cdi_dir_catches_problems(tmp_path, writer):
     assert assert_valid_cdi_dir(tmp_path / "missing") == {}
     with pytest.raises(AssertionError):
         assert_valid_cdi_dir(tmp_path / "missing", allow_empty=False)
+
+
+def test_another_kinds_file_with_our_name_is_never_overwritten_nor_removed(tmp_path):
+    # k8s.a/b-cd and k8s.a-b/cd both name their claim files k8s.a-b-cd_<uid>.json.
+    mine = CdiWriter(str(tmp_path), vendor="k8s.a", class_="b-cd")
+    theirs = CdiWriter(str(tmp_path), vendor="k8s.a-b", class_="cd")
+    theirs.write_claim_spec(UID, [("gpu-0", None, GPU)])
+    before = (tmp_path / f"k8s.a-b-cd_{UID}.json").read_bytes()
+    with pytest.raises(CdiValidationError, match="holds CDI kind k8s.a-b/cd, not k8s.a/b-cd"):
+        mine.write_claim_spec(UID, [("gpu-1", None, GPU)])
+    assert mine.list_claim_spec_uids() == []  # start-up sweep: not ours
+    assert mine.remove_claim_spec(UID) is False
+    assert (tmp_path / f"k8s.a-b-cd_{UID}.json").read_bytes() == before
+    theirs.write_common_spec(GPU)
+    with pytest.raises(CdiValidationError, match="another driver"):
+        mine.write_common_spec(GPU)
+    assert mine.remove_common_spec() is False and os.path.exists(theirs.common_spec_path)

@@ -49,3 +49,27 @@ def test_validate_refuses_a_kubelet_root_no_socket_fits(tmp_path):
     assert r.returncode == 1
     assert "flag --kubelet-root-dir: kubeletRootDir: driver gpu.example.com (drivers[0])" in r.stderr
     assert "at most 80 bytes" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_validate_refuses_two_drivers_with_one_cdi_kind(tmp_path):
+    cfg = write(tmp_path, {"nodeName": "n", "stateDir": str(tmp_path), "drivers": [
+        example_driver("one.dra.dev", cdiVendor="k8s.shared.dev"),
+        example_driver("two.dra.dev", cdiVendor="k8s.shared.dev")]})
+    r = run("validate", "-c", cfg)
+    assert r.returncode == 1
+    assert (f"{cfg}: drivers[1].cdiVendor: CDI kind k8s.shared.dev/claim of driver two.dra.dev is already "
+            "used by driver one.dra.dev") in r.stderr
+
+
+def test_validate_refuses_cdi_spec_file_names_that_collide(tmp_path):
+    # Different kinds (k8s.a/b-cd, k8s.a-b/cd), same file names k8s.a-b-cd_<uid>.json.
+    cfg = write(tmp_path, {"nodeName": "n", "stateDir": str(tmp_path), "drivers": [
+        example_driver("a", cdiClass="b-cd"), example_driver("a-b", cdiClass="cd")]})
+    r = run("validate", "-c", cfg)
+    assert r.returncode == 1
+    assert "drivers[1].cdiClass: CDI spec files of driver a-b (k8s.a-b-cd_*.json, kind k8s.a-b/cd)" in r.stderr
+    assert "would have the same names as those of driver a;" in r.stderr
+    # Default vendors of distinct drivers never collide.
+    ok = write(tmp_path, {"nodeName": "n", "stateDir": str(tmp_path), "drivers": [
+        example_driver("one.dra.dev"), example_driver("two.dra.dev")]}, "ok.yaml")
+    assert run("validate", "-c", ok).returncode == 0
