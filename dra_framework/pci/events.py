@@ -7,11 +7,15 @@ kernel's uevents of the chosen subsystems (``add``, ``remove``, ``bind``, ``unbi
 ``debounce_s`` seconds (creating 64 VFs is 64+ events, one rediscovery), and at the latest
 ``max_delay_s`` after the first event of a burst.
 
-The event source is a :class:`pyudev.Monitor` on the netlink socket (source ``udev``: events as
-udevd re-broadcasts them once its rules ran, so device nodes exist). It only receives events in
-its own network namespace, so a driver pod needs ``hostNetwork: true``; without libudev, without
-the netlink socket, or without udevd the watcher logs one warning and the backend keeps working
-without hot-plug (a restart picks up changes). Tests inject a source with the same two methods:
+The event source is a :class:`pyudev.Monitor` on the kernel's uevent netlink socket (source
+``kernel``): the events as the kernel sends them, without waiting for udevd, which a driver
+container usually does not have (sysfs is complete when the kernel announces a device; the
+``bind`` event follows the probe). Pass ``PyudevSource(source="udev")`` to get udevd's
+re-broadcast instead (after its rules ran; needs udevd in the same network namespace). The
+kernel delivers uevents to the host's network namespace, so a driver pod needs
+``hostNetwork: true``; without libudev (``libudev1`` and the ld cache in the image) or the
+netlink socket the watcher logs one warning and the backend keeps working without hot-plug (a
+restart picks up changes). Tests inject a source with the same two methods:
 :class:`dra_framework.testing.hosttree.FakeUdevSource`.
 """
 from __future__ import annotations
@@ -35,10 +39,10 @@ class EventSource(Protocol):
 
 
 class PyudevSource:
-    """The real source: a pyudev netlink monitor filtered to ``subsystems``, run by a
-    :class:`pyudev.MonitorObserver` thread."""
+    """The real source: a pyudev netlink monitor (``source`` ``kernel`` or ``udev``) filtered to
+    ``subsystems``, run by a :class:`pyudev.MonitorObserver` thread."""
 
-    def __init__(self, subsystems: Iterable[str] = ("pci",), source: str = "udev") -> None:
+    def __init__(self, subsystems: Iterable[str] = ("pci",), source: str = "kernel") -> None:
         self.subsystems, self.source = tuple(subsystems), source
         self._observer: Any = None
 

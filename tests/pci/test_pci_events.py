@@ -91,8 +91,40 @@ def test_a_source_that_cannot_start_is_one_warning(caplog):
 
 def test_real_pyudev_netlink_source_starts_and_stops(caplog):
     """The default source on this machine: either a running netlink monitor, or one warning."""
-    w = HotplugWatcher(lambda: None, source=PyudevSource(("pci", "net")))
+    w = HotplugWatcher(lambda: None, source=PyudevSource(("pci", "net"), source="udev"))
     with caplog.at_level(logging.WARNING):
         started = w.start()
     assert started or "hot-plug events unavailable" in caplog.text
     w.stop()
+
+
+def synthetic_uevent_target():
+    """A real PCI device whose ``uevent`` file takes a synthetic event (root, writable sysfs)."""
+    import os
+    try:
+        dev = sorted(os.listdir("/sys/bus/pci/devices"))[0]
+    except (OSError, IndexError):
+        return None
+    path = f"/sys/bus/pci/devices/{dev}/uevent"
+    return path if os.geteuid() == 0 and os.access(path, os.W_OK) else None
+
+
+def test_real_kernel_uevent_triggers_rediscovery():
+    """The default source on a real kernel: a synthetic ``change`` uevent on a PCI device (what
+    the kernel sends for hot-plug too) reaches the watcher through netlink."""
+    import pytest
+    target = synthetic_uevent_target()
+    if target is None:
+        pytest.skip("needs root and a writable /sys/bus/pci/devices/*/uevent")
+    calls = []
+    w = HotplugWatcher(lambda: calls.append(1), debounce_s=0.05)
+    if not w.start():
+        pytest.skip("no netlink uevent socket here")
+    try:
+        time.sleep(0.1)
+        with open(target, "w") as f:
+            f.write("change")
+        assert _wait(lambda: calls, 5), "no uevent arrived"
+        assert w.events >= 1
+    finally:
+        w.stop()

@@ -74,3 +74,39 @@ def test_sriov_minimal_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, all
             assert not list((tmp_path / "cdi").glob("*.json"))
     finally:
         daemon.stop()
+
+
+def test_hotplug_new_vf_is_published(kube_apiserver, k8s_objects, kubelet_shim, tmp_path):
+    """A fifth VF appears (what ``echo 5 > sriov_numvfs`` does to sysfs) and the kernel sends a
+    uevent: the daemon's netlink watcher makes the driver rediscover and publish it."""
+    import os
+
+    from dra_framework.testing.hosttree import HostTree
+
+    devs = sorted(os.listdir("/sys/bus/pci/devices")) if os.path.isdir("/sys/bus/pci/devices") else []
+    target = f"/sys/bus/pci/devices/{devs[0]}/uevent" if devs else ""
+    if os.geteuid() != 0 or not target or not os.access(target, os.W_OK):
+        pytest.skip("needs root and a writable /sys/bus/pci/devices/*/uevent for a synthetic uevent")
+    node = "e2e-sriov-hotplug"
+    host = build_sample_host(tmp_path / "host")
+    shim = kubelet_shim(node)
+    cfg = {"nodeName": node, "kubeletRootDir": str(shim.root), "cdiRoot": str(tmp_path / "cdi"),
+           "stateDir": str(tmp_path / "state"), "kubeconfig": str(kube_apiserver.kubeconfig),
+           "drivers": [{"name": DRIVER, "backends": [{"name": "sriov-minimal", "options": {"hostRoot": str(host)}}]}]}
+    daemon = Daemon(cfg, tmp_path, "hotplug").start()
+    try:
+        def names():
+            return sorted(d["name"] for s in _slices(k8s_objects, node) for d in s["spec"].get("devices", []))
+
+        wait_for(lambda: len(names()) == 4, 60, "4 VFs published", daemon)
+        t = HostTree(host)
+        vfs = ["0000:17:01.0", "0000:17:01.1", "0000:17:01.2", "0000:17:01.3", "0000:17:01.4"]
+        t.pci_function(vfs[-1], parent="pci0000:16/0000:16:01.0", vendor="8086", device="1889",
+                       class_code="020000", driver="iavf", numa_node=0, iommu_group=21)
+        t.sriov("0000:17:00.0", vfs)
+        with open(target, "w") as f:  # the kernel announces it (a synthetic uevent on a real device)
+            f.write("change")
+        wait_for(lambda: "vf-0000-17-01-4" in names(), 30, "the new VF published", daemon)
+        assert "hot-plug events unavailable" not in daemon.logs()
+    finally:
+        daemon.stop()
