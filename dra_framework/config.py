@@ -77,8 +77,10 @@ class Settings(_Strict):
     state_dir: Path = Field(Path("/var/lib/dra-framework"), alias="stateDir")
     kubeconfig: str = Field("", description="Empty: in-cluster config.")
     pod_uid: str = Field("", alias="podUID", description="Enables rolling-update socket names.")
-    api_qps: float = Field(5.0, alias="apiQPS", gt=0)
-    api_burst: int = Field(10, alias="apiBurst", gt=0)
+    # The kubelet's own client defaults: 200 claims of pods starting at once are fetched in ~2 s,
+    # well inside the kubelet's 45 s call deadline (docs/config.md).
+    api_qps: float = Field(50.0, alias="apiQPS", gt=0)
+    api_burst: int = Field(100, alias="apiBurst", gt=0)
     metrics_port: int = Field(0, alias="metricsPort", ge=0, le=65535, description="0 disables.")
     healthz_port: int = Field(0, alias="healthzPort", ge=0, le=65535, description="0 disables.")
     health_resend_seconds: float = Field(10.0, alias="healthResendSeconds", gt=0, le=25)

@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -504,15 +505,19 @@ class PrepareEngine:
             if current is not None:
                 try:
                     await self._teardown(current)
-                except ClaimError as rb:
-                    err = ClaimError(err.reason, f"{err}; rollback failed, will retry: {_strip(rb, label)}")
-                except Exception as rb:  # defensive: never lose the original error
-                    err = ClaimError(err.reason, f"{err}; rollback failed, will retry: {rb}")
+                except Exception as rb:  # never lose the original error
+                    detail = _strip(rb, label) if isinstance(rb, ClaimError) else str(rb)
+                    err = ClaimError(err.reason, f"{err}; {self._rollback_note(ref.uid)}: {detail}")
             if not isinstance(exc, Exception):
                 raise
             raise err from None
         self.metrics.set_prepared_claims(self.prepared_claim_count())
         return outcome
+
+    def _rollback_note(self, uid: str) -> str:
+        if self.checkpoint.get(uid) is not None:
+            return "rollback failed (kept; retried by the next prepare or unprepare of the claim, or the janitor)"
+        return "rollback incomplete (the leftover CDI spec is removed by the janitor)"
 
     def _plan(self, info: ClaimInfo, obj: Mapping[str, Any], label: str) -> list[_Planned]:
         alloc = obj["status"]["allocation"]
@@ -825,6 +830,15 @@ class PrepareEngine:
             await self._teardown(entry)
             return True
 
+    def _remove_spec(self, uid: str) -> None:
+        """Remove the claim's CDI spec; a failure counts only while the file is still there (a
+        read-only directory refuses to unlink even a file that was never written)."""
+        try:
+            self.cdi.remove_claim_spec(uid)
+        except OSError:
+            if not _spec_gone(self.cdi, uid):
+                raise
+
     async def _teardown(self, entry: Mapping[str, Any]) -> None:
         """Undo ``entry`` from the checkpoint alone, then delete it. Keeps going through all
         backends and partitions, gathering errors; on any error the entry stays (minus the
@@ -874,7 +888,7 @@ class PrepareEngine:
                 self.log.info("claim %s: clearing status.devices failed (ignored): %s", label, exc)
         if errors:
             try:
-                await asyncio.to_thread(self.cdi.remove_claim_spec, uid)
+                await asyncio.to_thread(self._remove_spec, uid)
             except (OSError, ValueError) as exc:
                 errors.append(f"removing the CDI spec: {exc}")
             if destroyed:
@@ -890,13 +904,20 @@ class PrepareEngine:
             claims.pop(uid, None)
         # Removing the spec and dropping the entry run together (one fsync'd write less of
         # latency): a spec whose entry is gone is removed at start-up and by the janitor.
-        removed, dropped = await asyncio.gather(asyncio.to_thread(self.cdi.remove_claim_spec, uid),
+        removed, dropped = await asyncio.gather(asyncio.to_thread(self._remove_spec, uid),
                                                 self.checkpoint.update(drop), return_exceptions=True)
         if isinstance(dropped, BaseException):
             raise ClaimError("checkpoint", f"claim {label}: {dropped}")
         if isinstance(removed, BaseException):
             raise ClaimError("cdi", f"claim {label}: removing the CDI spec failed (removed later by the "
                                     f"janitor): {removed}")
+
+
+def _spec_gone(cdi: Any, uid: str) -> bool:
+    try:
+        return not os.path.lexists(cdi.claim_spec_path(uid))
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _deadline(deadline: float | None) -> float | None:

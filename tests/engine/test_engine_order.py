@@ -11,7 +11,7 @@ import time
 
 import grpc
 import pytest
-from engine_support import queued, wait_for
+from engine_support import FakeBackend, queued, wait_for
 
 from dra_framework.kube import TokenBucket
 from dra_framework.kubelet import PluginServer, client
@@ -169,3 +169,25 @@ async def test_shutdown_drops_queued_work(fake_env):
         assert leftovers(fake_env, u) == (None, [])
     for u in done:
         assert engine.checkpoint.get(u)["state"] == "PrepareCompleted"
+
+
+async def test_default_rate_limit_prepares_a_full_node_well_inside_the_deadline(fake_env):
+    """200 pods' claims starting at once, each fetched through a token bucket with the daemon's
+    default apiQPS/apiBurst: all prepared within a quarter of the kubelet's 45 s deadline."""
+    from dra_framework.config import Settings
+
+    defaults = Settings.model_validate({})
+    n = 200
+    fake_env.factories = [("fake", lambda ctx: FakeBackend(ctx, names=[f"dev-{i}" for i in range(n)]))]
+    engine = await fake_env.make_engine()
+    bucket = TokenBucket(defaults.api_qps, defaults.api_burst)
+
+    async def get(namespace, name):
+        await bucket.take()
+        return await fake_env.get_claim(namespace, name)
+    engine.get_claim = get
+    refs = [fake_env.add_claim(f"c{i}", [{"request": "gpu", "device": f"dev-{i}"}]) for i in range(n)]
+    t0 = time.monotonic()
+    outs = await asyncio.gather(*(engine.prepare([r], deadline=t0 + 45) for r in refs))
+    assert all(o[r.uid].error == "" for o, r in zip(outs, refs))
+    assert time.monotonic() - t0 < 45 / 4
