@@ -267,28 +267,33 @@ class FakePciKernel:
                         self._vfio_group(dev, present=True)
 
     def _vfio_group(self, dev: Path, present: bool) -> None:
-        """vfio-pci creates ``/dev/vfio/<group>`` when a group's first device binds (major of
-        ``vfio`` in ``proc/devices``, next free minor; udev adds the ``dev/char`` link) and removes
-        it when the last one unbinds."""
-        group = os.path.basename(os.readlink(dev / "iommu_group")) if (dev / "iommu_group").is_symlink() else None
-        majors = char_majors(self.tree.root)
-        if group is None or "vfio" not in majors:
+        """vfio-pci creates ``/dev/vfio/<group>`` (``noiommu-<group>`` for a no-IOMMU group) when
+        a group's first device binds (major of ``vfio`` in ``proc/devices``, next free minor; udev
+        adds the ``dev/char`` link) and removes it when the last one unbinds."""
+        if not (dev / "iommu_group").is_symlink():
             return
-        node, char = self.tree.path(f"dev/vfio/{group}"), self.tree.path("dev/char")
-        links = {e.name: os.path.normpath(os.path.join("/dev/char", os.readlink(e))) for e in char.glob(f"{majors['vfio']}:*")
-                 if e.is_symlink()} if char.is_dir() else {}
-        mine = [k for k, v in links.items() if v == f"/dev/vfio/{group}"]
+        group = os.path.basename(os.readlink(dev / "iommu_group"))
+        major = char_majors(self.tree.root).get("vfio")
+        if major is None:
+            return
+        noiommu = (dev / "iommu_group" / "name").exists() and \
+            (dev / "iommu_group" / "name").read_text().strip() == "vfio-noiommu"
+        rel = f"dev/vfio/{'noiommu-' if noiommu else ''}{group}"
+        node, char = self.tree.path(rel), self.tree.path("dev/char")
+        links = {e.name: os.path.normpath(os.path.join("/dev/char", os.readlink(e)))
+                 for e in char.glob(f"{major}:*") if e.is_symlink()} if char.is_dir() else {}
         if present and not node.exists():
             used = {int(k.split(":")[1]) for k in links}
-            self.tree.char_device(f"dev/vfio/{group}", majors["vfio"], min(set(range(len(used) + 1)) - used))
+            self.tree.char_device(rel, major, min(set(range(len(used) + 1)) - used))
         elif not present:
             members = self.tree.path(f"sys/kernel/iommu_groups/{group}/devices")
             if any(os.path.basename(os.readlink(m / "driver")) == "vfio-pci"
                    for m in members.iterdir() if (m / "driver").is_symlink()):
                 return
             node.unlink(missing_ok=True)
-            for k in mine:
-                (char / k).unlink()
+            for k, target in links.items():
+                if target == "/" + rel:
+                    (char / k).unlink()
 
 
 class FakeUdevSource:

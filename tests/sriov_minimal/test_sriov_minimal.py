@@ -119,3 +119,16 @@ async def test_after_a_reboot_nothing_is_rebound(env):
     engine2 = await env.make_engine(boot_id="boot-2")
     assert await engine2.unprepare([ref]) == {ref.uid: ""}
     assert PciFunction.at(env.host_root, VFS[1]).driver == "vfio-pci"  # a reboot would have reset it
+
+
+async def test_no_iommu_mode_hands_out_the_noiommu_node(env):
+    """A VFIO no-IOMMU group: the container gets /dev/vfio/noiommu-<group>."""
+    (env.host_root / "sys/kernel/iommu_groups/18/name").write_text("vfio-noiommu\n")
+    engine = await env.make_engine()
+    ref = env.add_claim("vf", [{"request": "nic", "device": "vf-0000-17-01-1"}])
+    assert (await engine.prepare([ref]))[ref.uid].error == ""
+    spec = assert_valid_cdi_dir(env.cdi_root, allow_empty=False)
+    nodes = [n for s in spec.values() for d in s["devices"] for n in d["containerEdits"]["deviceNodes"]]
+    assert {"path": "/dev/vfio/noiommu-18", "type": "c", "major": 243, "minor": 1} in nodes
+    assert await engine.unprepare([ref]) == {ref.uid: ""}
+    assert not (env.host_root / "dev/vfio/noiommu-18").exists()

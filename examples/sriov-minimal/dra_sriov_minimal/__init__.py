@@ -36,7 +36,7 @@ class SriovBackend:
             bdf = d.device.data["bdf"]
             async with ctx.lock(bdf):
                 await bind_driver(ctx, self.root, bdf, "vfio-pci")
-            group = PciFunction.at(self.root, bdf).vfio_group_path
+            group = PciFunction.at(self.root, bdf).vfio_group_path  # after binding: no-IOMMU groups appear then
             if group is None:
                 raise RuntimeError(f"VF {bdf} has no IOMMU group: boot with intel_iommu=on (or amd_iommu=on)")
             nodes = [char_device_node(self.root, p) for p in (group, "/dev/vfio/vfio")]
