@@ -1,5 +1,5 @@
 # The README's two commands are `make demo` and `make test`; .ci/run calls `make test`.
-.PHONY: setup demo test harness protos bench
+.PHONY: setup demo test harness protos bench api-docs
 
 setup:
 	@./scripts/setup.sh
@@ -15,3 +15,8 @@ test: setup
 
 protos: setup
 	@.venv/bin/python scripts/gen_protos.py
+
+# The backend API reference (HTML, from the docstrings of dra_framework.api) in build/api-docs.
+api-docs: setup
+	@.venv/bin/pdoc --docformat restructuredtext -o build/api-docs dra_framework.api
+	@echo "==> build/api-docs/dra_framework/api.html"

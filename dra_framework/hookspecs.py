@@ -10,9 +10,12 @@ There are two levels of hooks, both under the pluggy project name ``dra_framewor
    with that entry's validated options, and registers it in a plugin manager of its own. So one
    backend type can serve two drivers with different options in one process.
 
-Every hook may be ``async def``; the framework awaits coroutines (pluggy itself does not). A
-hook name that is not in this file is refused at start-up by ``check_pending()`` with a one-line
-error naming it. Implementations may take fewer arguments than the spec lists.
+Every hook may be ``async def``; the framework awaits coroutines (pluggy itself does not).
+Implementations may take fewer arguments than the spec lists. The ``dra_`` prefix is reserved for
+hooks: at start-up a ``dra_*`` name that is not a hook (with the closest valid name), a hook not
+marked ``@hookimpl``, a missing required hook or half of a pair disables that plugin with one
+line naming package and hook (:mod:`dra_framework.hookcheck`, docs/backends.md section 7). Results
+are type-checked by :class:`dra_framework.backend_hooks.BackendHooks`.
 
 Lifecycle of a backend instance::
 
@@ -71,8 +74,9 @@ class RegistrySpec:
 
 
 class BackendSpec:
-    """Hooks of a backend instance. Only :meth:`dra_discover` and :meth:`dra_prepare` are
-    required for a useful backend; the rest are optional."""
+    """Hooks of a backend instance. :meth:`dra_discover`, :meth:`dra_prepare` and
+    :meth:`dra_unprepare` are required; :meth:`dra_create_partition` and
+    :meth:`dra_destroy_partition` come as a pair; the rest are optional."""
 
     @hookspec
     def dra_discover(self, inventory: "Inventory") -> None:

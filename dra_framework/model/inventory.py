@@ -23,12 +23,16 @@ class Inventory:
         return pool
 
     def add_device(self, device: Device, pool: str | None = None) -> None:
+        """Add ``device`` to ``pool`` (None: the node pool). Raises ValueError naming the device
+        when a device of that name is already in the pool."""
         target = self.pool(pool)
         if any(d.name == device.name for d in target.devices):
             raise ValueError(f"device {device.name!r} added twice to {_pool_label(pool)}")
         target.devices.append(device)
 
     def add_counter_set(self, counter_set: CounterSet, pool: str | None = None) -> None:
+        """Add ``counter_set`` to ``pool`` (None: the node pool); devices of the same pool consume
+        it through ``Device(consumes_counters=...)``. Raises ValueError naming a duplicate."""
         target = self.pool(pool)
         if any(c.name == counter_set.name for c in target.counter_sets):
             raise ValueError(f"counter set {counter_set.name!r} added twice to {_pool_label(pool)}")
@@ -36,6 +40,7 @@ class Inventory:
 
     @property
     def pools(self) -> list[Pool]:
+        """The pools declared so far, in declaration order."""
         return list(self._pools.values())
 
 

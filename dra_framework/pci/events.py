@@ -137,6 +137,7 @@ class HotplugWatcher:
         return True
 
     def stop(self) -> None:
+        """Stop watching: cancel a pending debounced rediscovery and stop the event source."""
         self._debouncer.cancel()
         if self.running:
             self.running = False

@@ -87,6 +87,7 @@ class PciFunction:
         return self.host_root / DEVICES / self.bdf
 
     def exists(self) -> bool:
+        """True while the function's sysfs directory exists (False after hot-unplug)."""
         return self.path.exists()
 
     def attr(self, name: str) -> str | None:
