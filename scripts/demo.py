@@ -98,6 +98,8 @@ def main() -> int:
         print(f"   specs in {work / 'cdi'}: {sorted(f.name for f in (work / 'cdi').iterdir())}")
         say("daemon running (logs: %s; set DRA_DEMO_KEEP=1 to keep them); press Ctrl-C to stop"
             % (work / "daemon.log"))
+        print("   the CLI is .venv/bin/dra-framework (or `source .venv/bin/activate`); add a backend "
+              "with .venv/bin/pip install -e path/to/backend (docs/backends.md)", flush=True)
         end = time.monotonic() + args.seconds if args.seconds else None
         while daemon.poll() is None and (end is None or time.monotonic() < end):
             time.sleep(0.5)

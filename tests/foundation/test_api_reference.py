@@ -7,12 +7,12 @@ import inspect
 import re
 from pathlib import Path
 
+import pdoc  # in the test extras: every test run checks the reference, never skipped
+import pdoc.doc
+import pdoc.render
 import pytest
 
-pdoc = pytest.importorskip("pdoc", reason="pdoc is in the test extras: pip install -e '.[test]'")
-import pdoc.doc  # noqa: E402
-
-import dra_framework.api as api  # noqa: E402
+import dra_framework.api as api
 
 ROLE = re.compile(r":(?:class|func|meth|data|mod|attr|exc|obj):`~?([\w.]+)`")
 
