@@ -10,6 +10,8 @@ far from the cause.
 from __future__ import annotations
 
 import inspect
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
@@ -22,6 +24,8 @@ from .errors import HookError, PluginError
 from .hookcheck import backend_problems
 from .model import (AllocatedDevice, DeviceStatus, HealthReport, Inventory, OpaqueConfig, PreparedDeviceEdits,
                     PrepareResult, StoredClaim)
+
+log = logging.getLogger("dra_framework.backend")
 
 
 async def await_maybe(value: Any) -> Any:
@@ -76,12 +80,23 @@ class BackendHooks:
 
     async def call(self, hook: str, **kwargs: Any) -> Any:
         """Untyped call of any hook (broadcast hooks give a list); the typed methods below are
-        what the framework uses."""
+        what the framework uses. Each call is logged at debug (``-v``) with its duration."""
         caller = getattr(self.pm.hook, hook)
-        result = caller(**kwargs)
-        if isinstance(result, list):  # broadcast hook: await each implementation's result
-            return [await await_maybe(r) for r in result]
-        return await await_maybe(result)
+        t0 = time.perf_counter()
+        failed = ""
+        try:
+            result = caller(**kwargs)
+            if isinstance(result, list):  # broadcast hook: await each implementation's result
+                return [await await_maybe(r) for r in result]
+            return await await_maybe(result)
+        except BaseException as exc:
+            failed = f" (failed: {type(exc).__name__}: {exc})"
+            raise
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
+                seconds = time.perf_counter() - t0
+                log.debug("backend %s: %s took %.3f s%s", self.name, hook, seconds, failed,
+                          extra={"backend": self.name, "hook": hook, "seconds": round(seconds, 4)})
 
     def _error(self, hook: str, what: str) -> HookError:
         return HookError(f"backend {self.name}: {hook} {what}")

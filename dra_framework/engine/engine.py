@@ -436,23 +436,28 @@ class PrepareEngine:
                     # Prepared already (a claim shared by several pods, a kubelet restart): the
                     # allocation of a claim UID never changes while it is prepared, so no fetch.
                     self._commit(label, deadline)
-                    return await self._reuse(entry, label)
+                    out = await self._reuse(entry, label)
+                    self._log_done("prepared", ref, t0, out.devices, " (prepared already)")
+                    return out
                 try:
                     async with _until(deadline):
                         obj = await self._fetch(ref)
                 except TimeoutError:
                     raise ClaimError("deadline", _late(label)) from None
                 self._commit(label, deadline)
-                return await self._prepare_locked(ref, obj)
+                out = await self._prepare_locked(ref, obj)
+                self._log_done("prepared", ref, t0, out.devices)
+                return out
         except ClaimError as exc:
             reason = exc.reason
-            self.log.warning("prepare failed: %s", exc)
+            self._log_failed("prepare", ref, t0, exc)
             return PrepareOutcome(error=str(exc))
         except asyncio.CancelledError as exc:
             dropped = self._dropped(exc, label)
             if dropped is None:
                 raise
             reason = dropped.reason
+            self._log_failed("prepare", ref, t0, dropped)
             return PrepareOutcome(error=str(dropped))
         except Exception as exc:
             reason = "internal"
@@ -461,6 +466,23 @@ class PrepareEngine:
         finally:
             self.metrics.inflight(-1, "prepare")
             self.metrics.observe_prepare(time.perf_counter() - t0, reason)
+
+    def _log_done(self, what: str, ref: ClaimRef, t0: float, devices: Sequence[PreparedDevice], note: str = "") -> None:
+        """One info line per finished prepare/unprepare (also as JSON fields with --log-format json)."""
+        seconds = time.perf_counter() - t0
+        names = [f"{d.pool}/{d.device}" + (f"#{d.share_id}" if d.share_id else "") for d in devices]
+        ids = [i for d in devices for i in d.cdi_device_ids]
+        self.log.info("%s claim %s/%s (%s) in %.3f s%s: devices [%s], CDI IDs [%s]", what, ref.namespace, ref.name,
+                      ref.uid, seconds, note, ", ".join(names), ", ".join(ids),
+                      extra={"claim": f"{ref.namespace}/{ref.name}", "claimUID": ref.uid,
+                             "seconds": round(seconds, 4), "devices": ",".join(names), "cdiIDs": ",".join(ids)})
+
+    def _log_failed(self, what: str, ref: ClaimRef, t0: float, exc: ClaimError) -> None:
+        seconds = time.perf_counter() - t0
+        self.log.warning("%s of claim %s/%s (%s) failed after %.3f s: %s", what, ref.namespace, ref.name, ref.uid,
+                         seconds, _strip(exc, f"{ref.namespace}/{ref.name}"),
+                         extra={"claim": f"{ref.namespace}/{ref.name}", "claimUID": ref.uid,
+                                "seconds": round(seconds, 4), "reason": exc.reason})
 
     async def _fetch(self, ref: ClaimRef) -> Mapping[str, Any]:
         label = f"{ref.namespace}/{ref.name}"
@@ -796,20 +818,23 @@ class PrepareEngine:
             async with self._turn_locked(ref.uid, turn, deadline, label):
                 entry = self.checkpoint.get(ref.uid)
                 if entry is None:
+                    self._log_done("unprepared", ref, t0, [], " (nothing prepared here)")
                     return ""
                 self._commit(label, deadline)
                 await self._teardown(entry)
             self.metrics.set_prepared_claims(self.prepared_claim_count())
+            self._log_done("unprepared", ref, t0, _outcome(entry.get("prepared") or []).devices)
             return ""
         except ClaimError as exc:
             reason = exc.reason
-            self.log.warning("unprepare failed: %s", exc)
+            self._log_failed("unprepare", ref, t0, exc)
             return str(exc)
         except asyncio.CancelledError as exc:
             dropped = self._dropped(exc, label)
             if dropped is None:
                 raise
             reason = dropped.reason
+            self._log_failed("unprepare", ref, t0, dropped)
             return str(dropped)
         except Exception as exc:
             reason = "internal"

@@ -50,3 +50,8 @@ def test_admin_access_never_takes_over_a_partition(kube_apiserver, k8s_objects, 
     shim.unprepare_pod("default", "p-work")
     assert not marker.exists()
     assert daemon.stop() == 0, daemon.logs()
+    # the daemon (run with -v) logs each operation once at info, and each hook call at debug
+    logs = daemon.logs()
+    assert logs.count(f"engine: prepared claim default/work ({work_uid}) in ") == 1
+    assert logs.count(f"engine: unprepared claim default/work ({work_uid}) in ") == 1
+    assert f"backend {DRIVER}/example: dra_prepare took " in logs
