@@ -104,23 +104,33 @@ DeviceLocks = KeyedLocks
 class PrepareContext:
     """Given to ``dra_create_partition`` and ``dra_prepare`` for one claim.
 
-    ``record(key, value)`` persists a journal entry in the checkpoint (atomically, fsynced)
-    before it returns: call it before each side effect that unprepare or rollback must undo.
-    ``partitions`` maps device name → the record ``dra_create_partition`` returned.
+    - ``claim``: the :class:`~dra_framework.model.ClaimInfo` being prepared.
+    - ``backend_name``: the backend instance's key in its driver.
+    - ``journal``: the entries recorded so far (key → JSON value).
+    - ``partitions``: device name → the record ``dra_create_partition`` returned.
+    - ``on_record``: what :meth:`record` awaits to persist an entry; the framework's writes the
+      checkpoint (atomically, fsynced). None (unit tests) keeps entries in ``journal`` only.
+    - ``locks``: the per-device locks shared by all claims of the driver (:meth:`lock`).
+
+    A backend's unit test builds one as ``PrepareContext(ClaimInfo(uid, namespace, name))``.
     """
 
     claim: ClaimInfo
-    backend_name: str
-    journal: dict[str, Any]
-    partitions: dict[str, Mapping[str, Any]]
-    _record: Callable[[str, Any], Awaitable[None]]
-    _locks: DeviceLocks
+    backend_name: str = ""
+    journal: dict[str, Any] = field(default_factory=dict)
+    partitions: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    on_record: Callable[[str, Any], Awaitable[None]] | None = field(default=None, repr=False)
+    locks: KeyedLocks = field(default_factory=KeyedLocks, repr=False)
 
     async def record(self, key: str, value: Any) -> None:
-        """Persist ``value`` (JSON-serialisable) under ``key`` in this claim's journal."""
+        """Persist ``value`` (JSON-serialisable) under ``key`` in this claim's journal; when it
+        returns, the entry survives a crash. Call it before the side effect it announces, so
+        ``dra_unprepare`` can undo it from ``StoredClaim.journal``."""
         self.journal[key] = value
-        await self._record(key, value)
+        if self.on_record is not None:
+            await self.on_record(key, value)
 
     def lock(self, device: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Serialise work on ``device`` (any string naming a physical resource) across claims."""
-        return self._locks.hold(device)
+        """Serialise work on ``device`` (any string naming a physical resource) across claims:
+        ``async with ctx.lock("card-0"): ...``."""
+        return self.locks.hold(device)

@@ -676,7 +676,7 @@ class PrepareEngine:
             async def record(key: str, value: Any, _b: str = b.key) -> None:
                 await self._record(uid, _b, key, value)
             ctx = PrepareContext(claim=info, backend_name=b.key, journal={}, partitions=partitions,
-                                 _record=record, _locks=self.device_locks)
+                                 on_record=record, locks=self.device_locks)
             if b.hooks.implements("dra_create_partition"):
                 seen: set[str] = set()
                 for d in devs:

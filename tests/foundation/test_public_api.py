@@ -133,3 +133,17 @@ def test_rediscovery_is_a_public_callback(tmp_path):
     assert calls == [1]
     api.BackendContext(driver_name="d", node_name="n", host_root=tmp_path, state_dir=tmp_path,
                        cdi_root=tmp_path).request_rediscovery()  # unattached: a no-op, not an error
+
+
+async def test_prepare_context_for_unit_tests_needs_only_a_claim():
+    ctx = api.PrepareContext(api.ClaimInfo("uid-1", "default", "c"))
+    await ctx.record("lease/dev-0", "uid-1")
+    async with ctx.lock("card-0"):
+        assert ctx.journal == {"lease/dev-0": "uid-1"}
+    seen = []
+
+    async def persist(key, value):
+        seen.append((key, value))
+    ctx = api.PrepareContext(api.ClaimInfo("uid-2", "default", "c"), "acme", on_record=persist)
+    await ctx.record("k", 1)
+    assert seen == [("k", 1)]
