@@ -194,6 +194,8 @@ def _cdi_dir_problems(cdi_dir: str) -> list[str]:
             validate_spec_file(str(f))
         except (CdiError, ValueError, OSError) as exc:
             out.append(f"CDI spec {f}: {exc}")
+        except RecursionError:
+            out.append(f"CDI spec {f}: nested too deeply")
     print(f"CDI dir {cdi_dir}: {n} spec(s) checked")
     return out
 
@@ -257,6 +259,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `dra-framework discover | head`: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except RecursionError:
+        print("error: input nested too deeply", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - never a traceback: one line, details with -v
+        from .kube import describe
+
+        log.debug("unexpected failure", exc_info=exc)
+        print(f"error: {describe(exc)}" + ("" if args.verbose else " (-v shows the traceback)"),
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -150,6 +150,25 @@ def format_validation_error(exc: ValidationError, prefix: str = "", source: str 
     return "\n".join(lines)
 
 
+#: Deepest nesting accepted in a config file: real configs use < 10 levels; deeper input only
+#: makes every later consumer (validation, JSON encoding, checkpoints) recurse.
+MAX_DEPTH = 64
+
+
+def _too_deep(value: Any) -> str | None:
+    """The field path of the first value nested deeper than MAX_DEPTH, or None."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    while stack:
+        v, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            return _field_path(loc[:MAX_DEPTH]) + "..."
+        if isinstance(v, dict):
+            stack.extend((child, loc + (str(k),)) for k, child in v.items())
+        elif isinstance(v, list):
+            stack.extend((child, loc + (i,)) for i, child in enumerate(v))
+    return None
+
+
 def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | None = None,
                   environ: dict[str, str] | None = None, require_node_name: bool = True) -> Settings:
     """Read the YAML file, apply env vars then flag ``overrides`` (field name → value, None = not
@@ -167,10 +186,16 @@ def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | No
             raise ConfigError(f"{config_file}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{config_file}: invalid YAML: {' '.join(str(exc).split())}") from None
+        except RecursionError:
+            raise ConfigError(f"{config_file}: invalid YAML: nested too deeply (at most "
+                              f"{MAX_DEPTH} levels are accepted)") from None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{config_file}: <root>: must be a mapping, got {type(raw).__name__}")
+        deep = _too_deep(raw)
+        if deep is not None:
+            raise ConfigError(f"{config_file}: {deep}: nested more than {MAX_DEPTH} levels deep")
         data = dict(raw)
     aliases = {name: f.alias or name for name, f in Settings.model_fields.items()}
     flag_of = {field: flag for flag, field, _var in FLAGS}

@@ -3,6 +3,11 @@
 Runs until SIGTERM/SIGINT. A driver that fails to start is logged and reported by /readyz;
 the others keep serving, so one bad backend never takes the node's other drivers down, and
 bad state never makes the process crash-loop.
+
+The kubelet-facing side never waits for the API server: sockets come up from the checkpoint and
+the discovered inventory, so claims prepared before a restart can be unprepared while the API
+server is down. The Node lookup (owner of node-local ResourceSlices and Events), slices, Events
+and claim status are retried in the background with back-off (docs/operations.md).
 """
 from __future__ import annotations
 
@@ -19,11 +24,14 @@ from .runtime import DriverRuntime
 log = logging.getLogger(__name__)
 
 
-async def _node_uid(client: Any, node_name: str) -> str:
+async def _node_uid(client: Any, node_name: str, max_delay: float = 30.0) -> str:
     """Look up the Node's UID (the owner of node-local ResourceSlices). Waits, logging, while the
-    Node does not exist yet: a kubelet that registers its Node late is normal on a fresh node."""
+    Node does not exist yet (a kubelet that registers its Node late is normal on a fresh node)
+    or the API server does not answer; back-off 1 s doubling to ``max_delay``."""
     from lightkube.core.exceptions import ApiError
     from lightkube.resources.core_v1 import Node
+
+    from .kube import describe
 
     delay = 1.0
     while True:
@@ -31,22 +39,54 @@ async def _node_uid(client: Any, node_name: str) -> str:
             node = await client.get(Node, node_name)
             return node.metadata.uid
         except ApiError as exc:
-            if exc.status.code != 404:
-                raise
-            log.error("Node %r not found in the API server: ResourceSlices cannot be published until it "
-                      "exists (check --node-name / NODE_NAME); retrying in %.0fs", node_name, delay)
+            if exc.status.code == 404:
+                log.error("Node %r not found in the API server: ResourceSlices cannot be published until it "
+                          "exists (check --node-name / NODE_NAME); retrying in %.0fs", node_name, delay)
+            else:
+                log.error("cannot look up Node %r: %s; retrying in %.0fs", node_name, describe(exc), delay)
+        except Exception as exc:  # noqa: BLE001 - unreachable API server, TLS, timeouts: retried
+            log.error("cannot look up Node %r: %s; retrying in %.0fs", node_name, describe(exc), delay)
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 30)
+        delay = min(delay * 2, max_delay)
+
+
+class NodeOwner:
+    """The Node's UID, looked up in the background. ``uid`` is None until known; ``wait()``
+    returns it once known."""
+
+    def __init__(self, client: Any, node_name: str) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.uid: str | None = None
+        self._known = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    def start(self, on_known: Any = None) -> None:
+        async def run() -> None:
+            self.uid = await _node_uid(self.client, self.node_name)
+            log.info("Node %s has UID %s", self.node_name, self.uid)
+            self._known.set()
+            if on_known is not None:
+                on_known(self.uid)
+        self.task = asyncio.create_task(run(), name="node-lookup")
+
+    async def wait(self) -> str:
+        await self._known.wait()
+        assert self.uid is not None
+        return self.uid
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
 
 
 async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any = None,
                      stop_event: asyncio.Event | None = None) -> int:
     """Start every driver, serve until a signal (or ``stop_event``), stop cleanly. Returns the exit
-    status: 0 after a clean stop, 1 when no driver could start."""
+    status: 0 after a clean stop. Raises ConfigError for a config that cannot run."""
     from .events import NodeEvents
-    from .kube import make_client
-    from .metrics import REGISTRY
-    from .probes import ProbeServer
+    from .kube import describe, make_client
 
     if not settings.drivers:
         raise ConfigError("drivers: at least one driver is required to run")
@@ -57,28 +97,26 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
 
     registry = Registry()
     client = make_client(settings)
-    if progress:
-        progress.step(f"looking up Node {settings.node_name}")
-    node_task = asyncio.create_task(_node_uid(client, settings.node_name))
-    done, _ = await asyncio.wait({node_task, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
-    if node_task not in done:
-        node_task.cancel()
-        return 0
-    node_uid = node_task.result()
-    events = NodeEvents(client, settings.node_name, node_uid)
+    events = NodeEvents(client, settings.node_name, None)
+    owner = NodeOwner(client, settings.node_name)
+
+    def node_known(uid: str) -> None:
+        events.node_uid = uid
+    owner.start(node_known)
 
     drivers: list[DriverRuntime] = []
     failed: dict[str, str] = {}
     retries: list[asyncio.Task] = []
 
     async def start_driver(i: int, cfg: Any) -> bool:
-        rt = DriverRuntime(settings, i, cfg, registry, client, node_uid, events)
+        rt = DriverRuntime(settings, i, cfg, registry, client, owner, events)
         try:
             await rt.start(progress)
         except Exception as exc:  # noqa: BLE001 - one broken backend must not stop the others
-            failed[cfg.name] = str(exc) if isinstance(exc, DraFrameworkError) else repr(exc)
-            log.error("driver %s did not start: %s", cfg.name, failed[cfg.name],
-                      exc_info=not isinstance(exc, DraFrameworkError))
+            failed[cfg.name] = describe(exc)
+            log.error("driver %s did not start: %s", cfg.name, failed[cfg.name])
+            if not isinstance(exc, (DraFrameworkError, OSError)):  # a bug: details for -v
+                log.debug("driver %s: start-up failure", cfg.name, exc_info=exc)
             await rt.stop()
             return False
         failed.pop(cfg.name, None)
@@ -107,27 +145,20 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
     if progress:
         progress.done()
 
-    servers = []
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
+    async def live() -> list[str]:
+        return []
 
-        httpd, _thread = start_http_server(settings.metrics_port, registry=REGISTRY)
-        servers.append(httpd.shutdown)
-        log.info("metrics on :%d/metrics", settings.metrics_port)
-    if settings.healthz_port:
-        async def live() -> list[str]:
-            return []
+    async def ready() -> list[str]:
+        problems = [f"driver {n}: did not start: {e}" for n, e in failed.items()]
+        if client.health.problem:
+            problems.append(client.health.problem)
+        elif owner.uid is None and owner.task is not None and not owner.task.done():
+            problems.append(f"Node {settings.node_name}: not found in the API server yet")
+        for rt in drivers:
+            problems.extend(await rt.readiness())
+        return problems
 
-        async def ready() -> list[str]:
-            problems = [f"driver {n}: did not start: {e}" for n, e in failed.items()]
-            for rt in drivers:
-                problems.extend(await rt.readiness())
-            return problems
-
-        probe = ProbeServer(settings.healthz_port, loop, live, ready)
-        probe.start()
-        servers.append(probe.stop)
-        log.info("probes on :%d/healthz and /readyz", probe.port)
+    servers = _start_http_servers(settings, loop, live, ready)
 
     if not drivers:
         log.error("no driver started; retrying with back-off and serving probes so the failure is "
@@ -137,9 +168,30 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
     for t in retries:
         t.cancel()
     await asyncio.gather(*retries, return_exceptions=True)
+    await owner.stop()
     log.info("stopping%s", " and deleting this node's ResourceSlices (uninstall)" if uninstall else "")
     for rt in reversed(drivers):
         await rt.stop(uninstall=uninstall)
     for shutdown in servers:
         shutdown()
     return 0
+
+
+def _start_http_servers(settings: Settings, loop: asyncio.AbstractEventLoop, live: Any, ready: Any) -> list[Any]:
+    """The metrics and probe servers that ``settings`` enables; returns their stop functions."""
+    from .metrics import REGISTRY
+    from .probes import ProbeServer
+
+    servers = []
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        httpd, _thread = start_http_server(settings.metrics_port, registry=REGISTRY)
+        servers.append(httpd.shutdown)
+        log.info("metrics on :%d/metrics", settings.metrics_port)
+    if settings.healthz_port:
+        probe = ProbeServer(settings.healthz_port, loop, live, ready)
+        probe.start()
+        servers.append(probe.stop)
+        log.info("probes on :%d/healthz and /readyz", probe.port)
+    return servers

@@ -1,7 +1,8 @@
 """Prometheus metrics of the node daemon (prometheus-client), served on ``--metrics-port``.
 
 Names follow Prometheus conventions: ``dra_framework_`` prefix, base units (seconds), ``_total``
-for counters. Every series carries the ``driver`` label.
+for counters. Every series carries the ``driver`` label, except the API server's, which the
+process shares.
 """
 from __future__ import annotations
 
@@ -73,3 +74,11 @@ class DriverMetrics:
 
     def checkpoint_problem(self) -> None:
         CHECKPOINT_PROBLEMS.labels(self.driver).inc()
+
+API_REACHABLE = Gauge(
+    "dra_framework_api_server_reachable",
+    "1 while the API server answered the last request, 0 after a transport failure (refused, "
+    "timed out, TLS); kubelet calls are served either way.", registry=REGISTRY)
+API_UNREACHABLE = Counter(
+    "dra_framework_api_unreachable_total",
+    "API requests that got no HTTP answer (each is retried).", registry=REGISTRY)

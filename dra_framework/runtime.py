@@ -132,19 +132,6 @@ class DriverRuntime:
         await self.engine.start()
         self.janitor = Janitor(self.engine, interval=self.settings.janitor_interval_seconds)
 
-        if self.client is not None and self.node_uid is not None:
-            from .slices import SliceController
-
-            step(f"{self.name}: publishing ResourceSlices")
-            self.slices = SliceController(
-                self.client, self.name, self.settings.node_name, self.node_uid,
-                resync_seconds=self.settings.slice_resync_seconds, on_report=self._slice_report,
-                # Health taints may appear at any time: split at the taint limit from the start so
-                # the first taint does not re-split the pool.
-                taints_possible=self.hub is not None, field_manager=self.name)
-            self.slices.update(self.effective_pools())
-            await self.slices.start()
-
         if self.hub is not None:
             self.hub.start(self.backends, self.devices_of)
 
@@ -157,6 +144,41 @@ class DriverRuntime:
         self.janitor.start()
         self._tasks.append(asyncio.create_task(self._watch_sockets(), name=f"sockets-{self.name}"))
         log.info("driver %s: serving on %s", self.name, self.server.paths.dra)
+        if self.client is not None and self.node_uid is not None:
+            # API-facing work runs behind the kubelet-facing side: a dead API server must not
+            # keep the sockets (and so the unprepare of checkpointed claims) down.
+            self._tasks.append(asyncio.create_task(self._publish_slices(), name=f"slices-{self.name}"))
+
+    async def _publish_slices(self, max_delay: float = 60.0) -> None:
+        """Wait for the Node UID, then start the slice publisher, retrying with back-off while
+        the API server is unreachable (or too old, or the Node is missing)."""
+        from .kube import describe
+        from .slices import SliceController
+
+        owner = self.node_uid
+        uid = owner if isinstance(owner, str) else (owner.uid or await owner.wait())
+        ctl = SliceController(
+            self.client, self.name, self.settings.node_name, uid,
+            resync_seconds=self.settings.slice_resync_seconds, on_report=self._slice_report,
+            # Health taints may appear at any time: split at the taint limit from the start so
+            # the first taint does not re-split the pool.
+            taints_possible=self.hub is not None, field_manager=self.name)
+        ctl.update(self.effective_pools())
+        self.slices = ctl
+        delay = 1.0
+        while True:
+            try:
+                await ctl.start()
+            except Exception as exc:  # noqa: BLE001 - retried; shown by /readyz meanwhile
+                msg = f"cannot publish ResourceSlices yet (retried with back-off): {describe(exc)}"
+                if self.problems.get("resourceslices:start") != msg:
+                    self._problem("resourceslices:start", msg)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_delay)
+                continue
+            self._problem("resourceslices:start", None)
+            log.info("driver %s: publishing ResourceSlices", self.name)
+            return
 
     def _socket_ids(self) -> tuple[tuple[int, int] | None, ...]:
         out = []
@@ -203,7 +225,12 @@ class DriverRuntime:
         if self.hub is not None:
             await self.hub.stop()
         if self.slices is not None:
-            await self.slices.stop(delete=uninstall)
+            try:
+                await self.slices.stop(delete=uninstall)
+            except Exception as exc:  # noqa: BLE001 - API server down at uninstall
+                from .kube import describe
+
+                log.error("driver %s: deleting this node's ResourceSlices failed: %s", self.name, describe(exc))
         for b in self.backends:
             try:
                 await b.hooks.shutdown()

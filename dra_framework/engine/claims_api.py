@@ -7,11 +7,15 @@
   keyed by driver/pool/device/shareID). The body carries ``metadata.uid`` as a precondition, so a
   re-created claim with the same name is never written. Needs RBAC ``resourceclaims/status``
   patch (and on 1.36+ the ``resourceclaims/driver`` ``associated-node:*`` verbs).
+
+Both raise ValueError (naming the field) for a namespace that is not a DNS-1123 label or a name
+that is not a DNS-1123 subdomain, before any request: the two are part of the URL path.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..kubenames import check_claim_ref
 from ..model import ClaimInfo
 from .engine import ClaimGetter, StatusWriter
 
@@ -23,6 +27,7 @@ def lightkube_claim_getter(client: Any) -> ClaimGetter:
     from lightkube.resources.resource_v1 import ResourceClaim
 
     async def get_claim(namespace: str, name: str) -> Mapping[str, Any] | None:
+        check_claim_ref(namespace, name)  # both go into the URL path
         try:
             obj = await client.get(ResourceClaim, name, namespace=namespace)
         except ApiError as exc:
@@ -39,6 +44,7 @@ def lightkube_status_writer(client: Any, driver: str) -> StatusWriter:
     from lightkube.types import PatchType
 
     async def write_status(claim: ClaimInfo, devices: list[dict[str, Any]]) -> None:
+        check_claim_ref(claim.namespace, claim.name)
         body = {"apiVersion": API_VERSION, "kind": "ResourceClaim",
                 "metadata": {"name": claim.name, "namespace": claim.namespace, "uid": claim.uid},
                 "status": {"devices": devices}}

@@ -33,10 +33,13 @@ def _print(obj: Any) -> None:
 
 
 def _claim(text: str) -> ClaimRef:
-    parts = text.split("/")
-    if len(parts) != 3 or not all(parts):
+    # NAMESPACE up to the first "/", UID after the last: the name in between is sent as given
+    # (the driver validates it), so malformed names can be tried through this command too.
+    ns, _, rest = text.partition("/")
+    name, _, uid = rest.rpartition("/")
+    if not (ns and name and uid):
         raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME/UID, got {text!r}")
-    return ClaimRef(namespace=parts[0], name=parts[1], uid=parts[2])
+    return ClaimRef(namespace=ns, name=name, uid=uid)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -130,11 +130,28 @@ class DRAServicer:
             dev.share_id = d.share_id
         return dev
 
+    @staticmethod
+    def _split(claims: list[ClaimRef]) -> tuple[list[ClaimRef], dict[str, str]]:
+        """Claims with valid namespace/name/UID, and an error per claim UID of the others: they
+        never reach the engine (names go into API URLs, UIDs into file names)."""
+        from ..kubenames import claim_ref_problem
+
+        ok, bad = [], {}
+        for c in claims:
+            why = claim_ref_problem(c.namespace, c.name, c.uid)
+            if why:
+                log.warning("refusing claim %r/%r (%r): %s", c.namespace, c.name, c.uid, why)
+                bad[c.uid] = why
+            else:
+                ok.append(c)
+        return ok, bad
+
     async def NodePrepareResources(self, request, context):
         claims = self._claims(request)
+        valid, refused = self._split(claims)
         token = CALL_DEADLINE.set(_deadline(context))
         try:
-            result = await self._engine.prepare(claims)
+            result = await self._engine.prepare(valid) if valid else {}
             failure = "" if isinstance(result, dict) else f"internal error: engine prepare returned {type(result).__name__}"
         except Exception as exc:  # per-claim error, not a gRPC error
             log.exception("%s NodePrepareResources: engine failed", self._version)
@@ -147,7 +164,9 @@ class DRAServicer:
         for c in claims:
             out = result.get(c.uid) if not failure else None
             entry = resp.claims[c.uid]
-            if failure:
+            if c.uid in refused:
+                entry.error = refused[c.uid]
+            elif failure:
                 entry.error = failure
             elif out is None:
                 entry.error = f"internal error: driver returned no result for claim {c.namespace}/{c.name} ({c.uid})"
@@ -155,14 +174,15 @@ class DRAServicer:
                 entry.error = out.error
             else:
                 entry.devices.extend(self._device(d) for d in out.devices)
-        _warn_extra(result, claims, "prepare")
+        _warn_extra(result, valid, "prepare")
         return resp
 
     async def NodeUnprepareResources(self, request, context):
         claims = self._claims(request)
+        valid, refused = self._split(claims)
         token = CALL_DEADLINE.set(_deadline(context))
         try:
-            result = await self._engine.unprepare(claims)
+            result = await self._engine.unprepare(valid) if valid else {}
             failure = "" if isinstance(result, dict) else f"internal error: engine unprepare returned {type(result).__name__}"
         except Exception as exc:
             log.exception("%s NodeUnprepareResources: engine failed", self._version)
@@ -174,13 +194,15 @@ class DRAServicer:
         resp = self._pb.NodeUnprepareResourcesResponse()
         for c in claims:
             entry = resp.claims[c.uid]
-            if failure:
+            if c.uid in refused:
+                entry.error = refused[c.uid]
+            elif failure:
                 entry.error = failure
             elif c.uid not in result:
                 entry.error = f"internal error: driver returned no result for claim {c.namespace}/{c.name} ({c.uid})"
             else:
                 entry.error = result[c.uid] or ""
-        _warn_extra(result, claims, "unprepare")
+        _warn_extra(result, valid, "unprepare")
         return resp
 
 

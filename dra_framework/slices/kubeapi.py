@@ -45,6 +45,10 @@ class KubeAPI:
         self._http = self._gc._client      # authenticated httpx2.AsyncClient with the base URL
         self._watch_timeout_params = watch_timeout
         self.field_manager = field_manager
+        self._health = getattr(client, "health", None)  # dra_framework.kube.ApiHealth when wrapped
+        from ..kube import transport_errors
+
+        self._transport = transport_errors()
 
     async def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
         headers = {"Accept": "application/json"}
@@ -54,7 +58,14 @@ class KubeAPI:
             headers["Content-Type"] = "application/json"
         req = self._http.build_request(method, path, params={k: v for k, v in (params or {}).items() if v is not None},
                                        content=content, headers=headers)
-        resp = await self._http.send(req)
+        try:
+            resp = await self._http.send(req)
+        except self._transport as exc:
+            if self._health is None:
+                raise
+            raise self._health.failed(exc) from None
+        if self._health is not None:
+            self._health.ok()
         self._gc.raise_for_status(resp)
         if not resp.content:
             return None

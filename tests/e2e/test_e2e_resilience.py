@@ -53,3 +53,122 @@ def test_second_instance_cannot_take_over_and_lost_sockets_come_back(kube_apiser
     wait_for(lambda: reg.exists(), 40, "the registration socket to be served again", first)
     shim.wait_registered("sock.dra.dev", timeout=60)
     assert first.alive()
+
+
+class TcpForwarder:
+    """Forwards 127.0.0.1:``port`` to ``target`` byte for byte: the API server "coming back" on
+    the port a daemon's kubeconfig names (TLS passes through untouched)."""
+
+    def __init__(self, port: int, target: tuple[str, int]) -> None:
+        import socket
+        import threading
+
+        self.target = target
+        self.sock = socket.create_server(("127.0.0.1", port), reuse_port=False)
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                continue
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst) -> None:
+        import socket
+
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
+        kube_apiserver, k8s_objects, kubelet_shim, allocator, daemons, tmp_path):
+    """The daemon restarts while the API server is unreachable: the kubelet sockets come up from
+    the checkpoint, a checkpointed claim unprepares, a new prepare fails naming the API server,
+    /readyz and the reachability metric show it; once the server answers again on the same
+    address, the Node is looked up and ResourceSlices are published."""
+    import json
+    import os
+    from urllib.parse import urlsplit
+
+    import yaml
+    from lightkube.generic_resource import create_global_resource
+
+    from dra_framework.testing.k8s import ShimError
+    from test_e2e_operations import free_port, http
+
+    driver, node = "noapi.dra.dev", "e2e-noapi"
+    shim = kubelet_shim(node)
+    cfg = config(shim, kube_apiserver, tmp_path, node, [{"name": "example", "options": {"count": 2}}], driver=driver)
+    cfg["healthzPort"], cfg["metricsPort"] = free_port(), free_port()
+    daemon = daemons(cfg)
+    shim.wait_registered(driver, timeout=60)
+    wait_for(lambda: slices_of(k8s_objects, driver, node), 60, "slices", daemon)
+    k8s_objects.device_class("noapi-acc", driver)
+    for name in ("c1", "c2"):
+        k8s_objects.resource_claim("default", name, {"devices": {"requests": [{"name": "a", "exactly": {
+            "deviceClassName": "noapi-acc"}}]}})
+        k8s_objects.pod("default", f"p-{name}", claims=[name], node=node)
+        allocator.allocate("default", name, node, pod=("default", f"p-{name}"))
+    uid = shim.prepare_pod("default", "p-c1").claims["c1"]["uid"]
+    assert [f for f in os.listdir(tmp_path / "cdi") if uid in f]
+
+    assert daemon.stop() == 0, daemon.logs()
+    wait_for(lambda: driver not in shim.registered()["drivers"], 30, "the kubelet to notice the stop")
+    dead_port = free_port()
+    kc = yaml.safe_load(kube_apiserver.kubeconfig.read_text())
+    real = urlsplit(kc["clusters"][0]["cluster"]["server"])
+    kc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{dead_port}"
+    dead = tmp_path / "dead.kubeconfig"
+    dead.write_text(json.dumps(kc))
+    daemon.config_path.write_text(yaml.safe_dump({**cfg, "kubeconfig": str(dead)}))
+    daemon.start()
+
+    shim.wait_registered(driver, timeout=60)
+    daemon.wait_running(30)
+    base = f"http://127.0.0.1:{cfg['healthzPort']}"
+    code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(http(base + "/readyz")), 30,
+                          "/readyz to report the API server", daemon)
+    assert "API server" in body, body
+    metrics = http(f"http://127.0.0.1:{cfg['metricsPort']}/metrics")[1]
+    assert "dra_framework_api_server_reachable 0.0" in metrics
+    with pytest.raises(ShimError) as failed:
+        shim.prepare_pod("default", "p-c2")
+    assert f"127.0.0.1:{dead_port}" in str(failed.value)
+    shim.unprepare_pod("default", "p-c1")                 # needs no API server
+    assert not [f for f in os.listdir(tmp_path / "cdi") if uid in f]
+    assert "Traceback" not in daemon.logs()
+
+    RS = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
+    for s in slices_of(k8s_objects, driver, node):
+        k8s_objects.client.delete(RS, s["metadata"]["name"])
+    proxy = TcpForwarder(dead_port, (real.hostname, real.port))
+    try:
+        wait_for(lambda: slices_of(k8s_objects, driver, node), 90, "slices after the API server is back", daemon)
+        wait_for(lambda: http(base + "/readyz") == (200, "ok\n"), 60, "/readyz ok", daemon)
+        assert "dra_framework_api_server_reachable 1.0" in http(f"http://127.0.0.1:{cfg['metricsPort']}/metrics")[1]
+        assert shim.prepare_pod("default", "p-c2")["c2"]
+    finally:
+        proxy.close()
+    assert daemon.alive()
