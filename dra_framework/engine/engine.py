@@ -202,7 +202,8 @@ class PrepareEngine:
         return not (cur and then and cur != then)
 
     def prepared_claim_count(self) -> int:
-        return sum(1 for e in self.checkpoint.claims.values() if e.get("state") == PREPARE_COMPLETED)
+        return sum(1 for e in self.checkpoint.claims.values()
+                   if e.get("state") == PREPARE_COMPLETED and not e.get("unprepareStarted"))
 
     def stored_configs(self, uid: str) -> dict[str, list[Any]]:
         """Device name → the configs that applied to it at prepare, decoded leniently from the
@@ -245,7 +246,7 @@ class PrepareEngine:
             except Exception as exc:
                 self.log.warning("cleaning up claim %s from an earlier boot failed (kept for retry): %s", uid, exc)
         for uid, entry in list(self.checkpoint.claims.items()):
-            if entry.get("state") == PREPARE_COMPLETED:
+            if entry.get("state") == PREPARE_COMPLETED and not entry.get("unprepareStarted"):
                 try:
                     await self._ensure_cdi(entry)
                 except Exception as exc:
@@ -489,7 +490,8 @@ class PrepareEngine:
         try:
             obj = await self.get_claim(ref.namespace, ref.name)
         except Exception as exc:
-            raise ClaimError("fetch", f"claim {label}: cannot get the ResourceClaim: {exc}") from None
+            raise ClaimError("fetch", f"claim {label}: cannot get the ResourceClaim: "
+                                      f"{str(exc) or type(exc).__name__}") from None
         if obj is None:
             raise ClaimError("not_found", f"claim {label}: ResourceClaim not found")
         uid = (obj.get("metadata") or {}).get("uid")
@@ -958,8 +960,8 @@ def _until(deadline: float | None) -> "asyncio.Timeout":
 
 
 def _late(label: str) -> str:
-    return (f"claim {label}: dropped: the caller's deadline passed before this claim's turn came; "
-            "nothing was changed (the kubelet retries)")
+    return (f"claim {label}: dropped: the caller's deadline passed while it waited (for earlier operations on "
+            "the claim or for the API server); nothing was changed (the kubelet retries)")
 
 
 def _strip(exc: Exception, label: str) -> str:

@@ -71,3 +71,19 @@ async def test_half_failed_unprepare_retried_by_unprepare(tmp_path):
     log = (env.state_root / "crash" / "calls.log").read_text().splitlines()
     assert [line.split()[0] for line in log] == ["unprepare", "unprepare", "destroy"]
     assert all("completed=True" in line for line in log if line.startswith("unprepare"))
+
+
+async def test_restart_does_not_restore_the_spec_of_a_half_unprepared_claim(tmp_path):
+    """A driver restart after a half-failed unprepare keeps the claim half-removed (no CDI spec
+    written back for it); the kubelet's retried unprepare then finishes it."""
+    env = Env(tmp_path, [("crash", FlakyBackend)])
+    engine = await env.make_engine()
+    ref = env.add_claim("c", [{"request": "b", "device": "part-0"}])
+    assert (await engine.prepare([ref]))[ref.uid].error == ""
+    FlakyBackend.fail = "dra_destroy_partition"
+    assert (await engine.unprepare([ref]))[ref.uid]
+    assert env.cdi_files() == []
+    engine = await env.make_engine()                       # restart, same boot
+    assert env.cdi_files() == [] and engine.prepared_claim_count() == 0
+    assert (await engine.unprepare([ref]))[ref.uid] == ""
+    assert engine.checkpoint.get(ref.uid) is None
