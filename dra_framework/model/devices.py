@@ -109,8 +109,8 @@ class Device:
       attributes plus capacities in all.
     - ``capacity``: qualified name → :class:`Capacity` or a bare quantity (int in the
       capacity's own unit, bytes for memory; or a string such as ``"80Gi"``).
-    - ``consumes_counters``: :class:`CounterConsumption` entries (at most 2 on Kubernetes
-      1.35+, 1 on 1.34) against counter sets of the same pool.
+    - ``consumes_counters``: :class:`CounterConsumption` entries against counter sets of the
+      same pool (at most 2 on Kubernetes 1.35+; docs/resourceslices.md).
     - ``taints``: static :class:`Taint` entries from discovery; health taints are added by
       the core from the health source.
     - ``allow_multiple_allocations``: the device can be shared by several claims, its
