@@ -53,7 +53,10 @@ def pcie_root(host_root: Path | str, bdf: str) -> str | None:
     ``deviceattribute.GetPCIeRootAttributeByPCIBusID`` computes it: read the
     ``/sys/bus/pci/devices/<bdf>`` symlink, resolve it lexically against its directory, require it
     to lie under ``/sys/devices/pci`` and to end in ``<bdf>``, and take the first component after
-    ``/sys/devices/``. None when any of that fails (no attribute is published then)."""
+    ``/sys/devices/``. None when any of that fails, or when ``bdf`` is not a 4-digit-domain
+    address (upstream refuses those too; no attribute is published then)."""
+    if not is_standard_bdf(bdf):
+        return None
     sys_dir = Path(host_root) / "sys"
     link = sys_dir / "bus/pci/devices" / bdf
     try:
@@ -210,7 +213,7 @@ class PciFunction:
 
     def standard_attributes(self) -> dict[str, str]:
         """``resource.kubernetes.io/pciBusID`` and ``/pcieRoot``, each only when upstream would
-        publish it (a 4-digit-domain address; a resolvable root complex)."""
+        publish it (both need a 4-digit-domain address; pcieRoot a resolvable root complex)."""
         out: dict[str, str] = {}
         if is_standard_bdf(self.bdf):
             out[PCI_BUS_ID] = self.bdf

@@ -87,7 +87,8 @@ def test_standard_attributes_leave_out_what_upstream_refuses(tmp_path):
     t = HostTree(tmp_path)
     t.pci_function("10000:e1:00.0", parent="pci10000:e0/10000:e0:01.0", vendor="144d", device="a80a",
                    class_code="010802")
-    assert PciFunction.at(tmp_path, "10000:e1:00.0").standard_attributes() == {PCIE_ROOT: "pci10000:e0"}
+    assert PciFunction.at(tmp_path, "10000:e1:00.0").standard_attributes() == {}
+    assert pcie_root(tmp_path, "10000:e1:00.0") is None
 
 
 @pytest.mark.parametrize("raw,want", [("0000:3B:01.0", "0000:3b:01.0"), ("00000000:1B:00.0", "0000:1b:00.0"),
