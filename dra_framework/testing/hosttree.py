@@ -254,17 +254,19 @@ class FakePciKernel:
             current = os.path.basename(os.readlink(dev / "driver")) if (dev / "driver").is_symlink() else None
             override = (dev / "driver_override").read_text().strip().strip("\0") if (dev / "driver_override").exists() else ""
             override = None if override in ("", "(null)") else override
+            # the group node changes before the driver link, as the kernel has it done when the
+            # write returns: whoever sees the new driver also sees the node
             if f.name == "unbind":
                 if current == f.parent.name:
-                    self.tree.bind(bdf, None)
                     if current == "vfio-pci":
                         self._vfio_group(dev, present=False)
+                    self.tree.bind(bdf, None)
             elif current is None:
                 target = f.parent.name if f.name == "bind" else (override or self._native().get(bdf))
                 if target and (override is None or override == target):
-                    self.tree.bind(bdf, target)
                     if target == "vfio-pci":
                         self._vfio_group(dev, present=True)
+                    self.tree.bind(bdf, target)
 
     def _vfio_group(self, dev: Path, present: bool) -> None:
         """vfio-pci creates ``/dev/vfio/<group>`` (``noiommu-<group>`` for a no-IOMMU group) when
@@ -287,8 +289,8 @@ class FakePciKernel:
             self.tree.char_device(rel, major, min(set(range(len(used) + 1)) - used))
         elif not present:
             members = self.tree.path(f"sys/kernel/iommu_groups/{group}/devices")
-            if any(os.path.basename(os.readlink(m / "driver")) == "vfio-pci"
-                   for m in members.iterdir() if (m / "driver").is_symlink()):
+            if any(os.path.basename(os.readlink(m / "driver")) == "vfio-pci" for m in members.iterdir()
+                   if m.name != dev.name and (m / "driver").is_symlink()):
                 return
             node.unlink(missing_ok=True)
             for k, target in links.items():
