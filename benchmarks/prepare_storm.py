@@ -7,7 +7,8 @@ Per setting of ``--qps``/``--burst`` (default: the daemon's defaults, then 5/10 
 * ``fresh``: N claims, each allocated (status written directly), prepared by N concurrent calls
   with the kubelet's 45 s deadline; every prepare GETs its claim through the token bucket;
 * ``restart``: a new engine on the same checkpoint (driver restart) and 2×N concurrent
-  re-prepares of the same claims (a kubelet restart storm), answered from the checkpoint.
+  re-prepares of the same claims (a kubelet restart storm), answered from the checkpoint;
+* ``shared``: 50 concurrent prepares of one more claim (pods sharing a claim): one GET.
 
 Prints p50/p99/max per round, the claims that missed the deadline and the API GETs made.
 The backend is a no-op; checkpoint and CDI writes are real (fsync'd) in a temporary directory.
@@ -124,12 +125,13 @@ def pct(xs: list[float], p: float) -> float:
 
 
 async def run(cp: k8s.ControlPlane, n: int, qps: float, burst: int) -> None:
-    refs = make_claims(cp, n, f"storm-{int(qps)}-{burst}-{int(time.time()) % 100000}")
+    refs = make_claims(cp, n + 1, f"storm-{int(qps)}-{burst}-{int(time.time()) % 100000}")
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         print(f"apiQPS {qps:g} / apiBurst {burst}, {n} claims")
-        for name, engine_refs in (("fresh", refs), ("restart", refs + refs)):
-            engine, api = await make_engine(cp, root, n, qps, burst)
+        shared = [refs[-1]] * 50  # one claim not prepared yet, shared by 50 pods starting at once
+        for name, engine_refs in (("fresh", refs[:-1]), ("restart", refs[:-1] * 2), ("shared", shared)):
+            engine, api = await make_engine(cp, root, n + 1, qps, burst)
             CountingClient.gets = 0
             lat, errors = await storm(engine, engine_refs)
             print(f"  {name:8s} {len(engine_refs)} calls: p50 {statistics.median(lat):.2f} s, "
