@@ -56,6 +56,7 @@ from ..cdi.edits import ContainerEdits, merge
 from ..cdi.errors import CdiError
 from ..cdi.names import claim_device_name
 from ..slices.convert import model_pool_name
+from ..killpoints import killpoint
 from ..composition import BackendInstance, DriverInventory
 from ..errors import HookError
 from ..kubelet.types import CALL_DEADLINE, ClaimRef, PreparedDevice, PrepareOutcome
@@ -653,6 +654,7 @@ class PrepareEngine:
             await self.checkpoint.update(start)
         except CheckpointError as exc:
             raise ClaimError("checkpoint", f"claim {label}: {exc}") from None
+        killpoint("prepare-started")
 
     async def _record(self, uid: str, backend: str, key: str, value: Any) -> None:
         stored = _json_copy(value, f"journal entry {key!r}")
@@ -664,7 +666,9 @@ class PrepareEngine:
             journal = dict(e.get("journal") or {})
             journal[backend] = {**(journal.get(backend) or {}), key: stored}
             claims[uid] = {**e, "journal": journal}
+        killpoint(f"before-record {backend} {key}")
         await self.checkpoint.update(fn)
+        killpoint(f"record {backend} {key}")
 
     async def _run(self, info: ClaimInfo, plan: list[_Planned], label: str) -> PrepareOutcome:
         uid = info.uid
@@ -695,6 +699,7 @@ class PrepareEngine:
                         e = claims[uid]
                         claims[uid] = {**e, "partitions": [*e.get("partitions", []), _p]}
                     await self._cp(self.checkpoint.update(add), label)
+                    killpoint(f"partition-recorded {b.key} {d.name}")
                     partitions[d.name] = rec
             results[b.key] = await self._backend_call(b, "dra_prepare", label, b.hooks.prepare(ctx, devs))
 
@@ -738,9 +743,11 @@ class PrepareEngine:
             def complete(claims: dict[str, dict[str, Any]]) -> None:
                 claims[uid] = {**claims[uid], "state": PREPARE_COMPLETED, "completedAt": time.time(),
                                "teardown": teardown, "cdi": cdi_stored, "prepared": prepared}
+            killpoint("before prepare-completed")  # the CDI spec may or may not be written yet
             await self._cp(self.checkpoint.update(complete), label)
         finally:
             await asyncio.wait([cdi_write])
+        killpoint("prepare-completed")
         exc = cdi_write.exception()
         if exc is not None:
             raise ClaimError("cdi", f"claim {label}: writing the CDI spec failed: {exc}") from None
@@ -748,13 +755,15 @@ class PrepareEngine:
 
     async def _backend_call(self, b: BackendInstance, hook: str, label: str, call: Awaitable[Any]) -> Any:
         try:
-            return await call
+            result = await call
         except ClaimError:
             raise
         except HookError as exc:  # a wrong result: the message already names backend and hook
             raise ClaimError("backend", f"claim {label}: {exc}") from None
         except Exception as exc:
             raise ClaimError("backend", f"claim {label}: backend {b.key}: {hook}: {exc}") from None
+        killpoint(f"after {hook} {b.key}")
+        return result
 
     async def _cp(self, aw: Awaitable[Any], label: str) -> Any:
         try:
@@ -900,12 +909,14 @@ class PrepareEngine:
             except Exception as exc:
                 errors.append(f"backend {key}: dra_unprepare: {exc}")
                 continue
+            killpoint(f"after dra_unprepare {key}")
             if not physical:
                 continue
             for part in reversed([p for p in entry.get("partitions", []) if p.get("backend") == key]):
                 try:
                     await b.hooks.destroy_partition(part["record"])
                     destroyed.append(part)
+                    killpoint(f"after dra_destroy_partition {key} {part.get('device')}")
                 except Exception as exc:
                     errors.append(f"backend {key}: dra_destroy_partition for device {part.get('device')}: {exc}")
         if entry.get("statusWritten") and self.write_status is not None:
@@ -935,6 +946,7 @@ class PrepareEngine:
                                                 self.checkpoint.update(drop), return_exceptions=True)
         if isinstance(dropped, BaseException):
             raise ClaimError("checkpoint", f"claim {label}: {dropped}")
+        killpoint("unprepared")
         if isinstance(removed, BaseException):
             raise ClaimError("cdi", f"claim {label}: removing the CDI spec failed (removed later by the "
                                     f"janitor): {removed}")

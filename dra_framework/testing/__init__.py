@@ -1,1 +1,27 @@
-"""Test helpers for dra-framework and third-party backends (pytest fixtures for a real Kubernetes)."""
+"""Test kit for dra-framework and third-party backends (docs/testing.md).
+
+Everything a backend's own tests need, importable from here:
+
+- the harness: :class:`ControlPlane`, :class:`KubeletShim`, :class:`Allocator`, :func:`cdi_check`,
+  :func:`find_bins`, :func:`wait_for`, and their errors :class:`ShimError`,
+  :class:`AllocationFailed`, :class:`HarnessUnavailable`;
+- :class:`DriverProcess`: the real ``dra-framework run`` daemon against the harness;
+- :class:`Objects`: create/delete Kubernetes objects for a test;
+- :func:`killpoint` / :data:`KILL_AT` / :data:`KILL_LOG`: crash-test fault injection.
+
+The pytest fixtures (``kube_apiserver``, ``kubelet_shim``, ``allocator``, ``cdi_check``,
+``dra_driver``, ...) and the conformance suite option ``--dra-conformance`` come from
+:mod:`dra_framework.testing.pytest_plugin`, loaded automatically by pytest. Only the standard
+library is imported here, so the plugin stays cheap to load.
+"""
+from .driver import DriverProcess
+from .k8s import (AllocationFailed, Allocator, ControlPlane, HarnessUnavailable, KubeletShim, PreparedPod,
+                  ShimError, cdi_check, find_bins, k8s_version, wait_for)
+from ..killpoints import KILL_AT, KILL_LOG, killpoint, read_log as read_kill_log
+from .objects import Objects
+
+__all__ = [
+    "AllocationFailed", "Allocator", "ControlPlane", "DriverProcess", "HarnessUnavailable", "KILL_AT", "KILL_LOG",
+    "KubeletShim", "Objects", "PreparedPod", "ShimError", "cdi_check", "find_bins", "k8s_version", "killpoint",
+    "read_kill_log", "wait_for",
+]

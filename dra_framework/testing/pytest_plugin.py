@@ -22,6 +22,9 @@ Fixtures
                       Node is created if missing). Stopped after the test.
 ``allocator``         ``allocator.allocate(ns, claim, node, pod=(ns, name) | None) -> dict``.
 ``cdi_check``         ``cdi_check(cdi_dir, ids) -> {"devices": ..., "edits": ...}``.
+``dra_driver``        ``dra_driver(config, shim=None, name="daemon", start=True, wait=True, **kw)
+                      -> DriverProcess``: the real ``dra-framework run`` against the harness
+                      (see :mod:`dra_framework.testing.driver`). Stopped after the test.
 """
 from __future__ import annotations
 
@@ -52,6 +55,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     shims = funcargs.get("kubelet_shim")
     for shim in getattr(shims, "started", []):
         rep.sections.append((f"harness: kubelet-dra-shim {shim.node_name} ({shim.proc.log_path})", shim.logs()))
+    for drv in getattr(funcargs.get("dra_driver"), "started", []):
+        rep.sections.append((f"harness: dra-framework {drv.name} ({drv.log_path})", drv.tail()))
 
 
 @pytest.fixture(scope="session")
@@ -179,3 +184,39 @@ def cdi_check(harness_bins):
         return k8s.cdi_check(harness_bins, cdi_dir, ids)
 
     return check
+
+
+class _DriverFactory:
+    def __init__(self, shims: _ShimFactory, cp, tmp_path: Path):
+        self.shims, self.cp, self.tmp_path = shims, cp, tmp_path
+        self.made: list = []
+
+    @property
+    def started(self) -> list:
+        return [p for d in self.made for p in d.family]
+
+    def __call__(self, config, shim=None, *, name: str = "daemon", start: bool = True, wait: bool = True, **kw):
+        from .driver import DriverProcess, load_config
+
+        config = load_config(config)
+        if shim is None:
+            shim = self.shims(config.get("nodeName") or "node-1")
+        drv = DriverProcess(config, workdir=self.tmp_path / "dra-driver" / name, node_name=shim.node_name,
+                            kubelet_root=shim.root, kubeconfig=self.cp.kubeconfig, name=name, **kw)
+        self.made.append(drv)
+        if start:
+            drv.start()
+            if wait:
+                drv.wait_running()
+        return drv
+
+    def close(self) -> None:
+        for drv in reversed(self.started):
+            drv.stop()
+
+
+@pytest.fixture
+def dra_driver(kubelet_shim, kube_apiserver, tmp_path):
+    factory = _DriverFactory(kubelet_shim, kube_apiserver, tmp_path)
+    yield factory
+    factory.close()

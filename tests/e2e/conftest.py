@@ -5,6 +5,7 @@ from daemon_proc import Daemon
 
 @pytest.fixture
 def daemons(tmp_path):
+    """Deprecated: use the ``dra_driver`` fixture (dra_framework.testing)."""
     started: list[Daemon] = []
 
     def make(config: dict, name: str = "daemon") -> Daemon:

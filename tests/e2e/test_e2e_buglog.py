@@ -2,14 +2,13 @@
 real kube-apiserver, through the real ``dra-framework run`` executable."""
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import time
 
 import pytest
 
-from daemon_proc import wait_for
+from dra_framework.testing import wait_for
 from test_e2e_example import config, slices_of
 
 pytestmark = pytest.mark.k8s
@@ -18,7 +17,7 @@ DRIVER = "buglog.dra.dev"
 
 
 def test_sigkill_then_new_instance_and_claim_allocated_while_down(kube_apiserver, k8s_objects, kubelet_shim,
-                                                                  allocator, daemons, tmp_path):
+                                                                  allocator, dra_driver):
     """B01: a SIGKILLed instance leaves its sockets behind; the next instance (a fresh per-pod
     socket name, as a rolling update uses) removes them, so the kubelet ends up with exactly one
     registration for the driver, on the new endpoint. B33: a claim allocated from the stale
@@ -26,14 +25,13 @@ def test_sigkill_then_new_instance_and_claim_allocated_while_down(kube_apiserver
     the kubelet is offered no health service. B04: an idle period between calls is harmless."""
     node = "e2e-buglog"
     shim = kubelet_shim(node)
-    cfg = config(shim, kube_apiserver, tmp_path, node, [{"name": "example", "options": {"count": 1}}],
-                 driver=DRIVER)
+    cfg = config([{"name": "example", "options": {"count": 1}}], driver=DRIVER)
     cfg["podUID"] = "pod-old"
-    old = daemons(cfg, "old")
+    old = dra_driver(cfg, shim, name="old")
     entry = shim.wait_registered(DRIVER, timeout=60)
     assert entry["endpoint"].endswith("dra-pod-old.sock")
     assert not [v for v in entry["versions"] if "Health" in v], entry  # B05
-    wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", old)
+    wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", proc=old)
 
     assert old.stop(signal.SIGKILL) == -signal.SIGKILL
     registry = shim.root / "plugins_registry"
@@ -48,11 +46,9 @@ def test_sigkill_then_new_instance_and_claim_allocated_while_down(kube_apiserver
     k8s_objects.pod("default", "p-bl", claims=["bl"], node=node)
     allocator.allocate("default", "bl", node, pod=("default", "p-bl"))
 
-    cfg2 = copy.deepcopy(cfg)
-    cfg2["podUID"] = "pod-new"
-    new = daemons(cfg2, "new")
+    new = old.clone("new", podUID="pod-new").start()
     wait_for(lambda: (shim.registered()["drivers"].get(DRIVER) or {}).get("endpoint", "").endswith("dra-pod-new.sock"),
-             60, "registration of the new instance", new)
+             60, "registration of the new instance", proc=new)
     regs = sorted(n for n in os.listdir(registry) if n.startswith(DRIVER))
     assert regs == [f"{DRIVER}-pod-new-reg.sock"], regs
     socks = sorted(n for n in os.listdir(plugin_dir) if n.endswith(".sock"))
@@ -65,7 +61,7 @@ def test_sigkill_then_new_instance_and_claim_allocated_while_down(kube_apiserver
     assert shim.prepare_pod("default", "p-bl")["bl"] == ids
     shim.unprepare_pod("default", "p-bl")
     uid = prepared.claims["bl"]["uid"]
-    assert not [f for f in os.listdir(tmp_path / "cdi") if uid in f]
+    assert not [f for f in os.listdir(new.cdi_dir) if uid in f]
     assert new.stop() == 0, new.logs()
     # A clean stop removes both sockets (B01); the kubelet deregisters the driver.
     assert not [n for n in os.listdir(registry) if n.startswith(DRIVER)]

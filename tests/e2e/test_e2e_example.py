@@ -11,7 +11,7 @@ import pytest
 
 from dra_framework.cdi.testing import assert_valid_cdi_dir
 
-from daemon_proc import Daemon, wait_for
+from dra_framework.testing import wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -30,26 +30,19 @@ def slices_of(objects, driver: str, node: str) -> list[dict]:
     return out
 
 
-def config(shim, kube_apiserver, tmp_path, node: str, backends: list[dict], driver: str = DRIVER) -> dict:
-    return {
-        "nodeName": node,
-        "kubeletRootDir": str(shim.root),
-        "cdiRoot": str(tmp_path / "cdi"),
-        "stateDir": str(tmp_path / "state"),
-        "kubeconfig": str(kube_apiserver.kubeconfig),
-        "janitorIntervalSeconds": 5,
-        "drivers": [{"name": driver, "backends": backends}],
-    }
+def config(backends: list[dict], driver: str = DRIVER) -> dict:
+    """A composed-driver config; the ``dra_driver`` fixture adds node, kubelet root, dirs and ports."""
+    return {"janitorIntervalSeconds": 5, "drivers": [{"name": driver, "backends": backends}]}
 
 
 def test_example_driver_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, allocator, cdi_check,
-                                   daemons, tmp_path):
+                                   dra_driver):
     node = "e2e-example"
     shim = kubelet_shim(node)
-    daemon = daemons(config(shim, kube_apiserver, tmp_path, node, [{"name": "example", "options": {"count": 2}}]))
+    daemon = dra_driver(config([{"name": "example", "options": {"count": 2}}]), shim)
     shim.wait_registered(DRIVER, timeout=60)
 
-    published = wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", daemon)
+    published = wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", proc=daemon)
     names = {d["name"] for s in published for d in s["spec"].get("devices", [])}
     assert {"acc-0", "acc-1", "acc-1-half-0", "acc-1-half-1"} <= names
 
@@ -67,12 +60,12 @@ def test_example_driver_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, al
     prepared = shim.prepare_pod("default", "p-half")
     ids = prepared["half"]
     assert len(ids) == 1 and ids[0].startswith(f"k8s.{DRIVER}/claim=")
-    edits = cdi_check(tmp_path / "cdi", ids)
-    assert_valid_cdi_dir(tmp_path / "cdi")  # schema + the Go library's extra rules, mode 0644
+    edits = cdi_check(daemon.cdi_dir, ids)
+    assert_valid_cdi_dir(daemon.cdi_dir)  # schema + the Go library's extra rules, mode 0644
     assert "EXAMPLE_MODE=fast" in json.dumps(edits)
     assert f"EXAMPLE_DEVICE={dev}" in json.dumps(edits)
     claim_uid = prepared.claims["half"]["uid"]
-    spec_files = [f for f in os.listdir(tmp_path / "cdi") if claim_uid in f]
+    spec_files = [f for f in os.listdir(daemon.cdi_dir) if claim_uid in f]
     assert len(spec_files) == 1
 
     # The driver restarts between prepare and unprepare: state comes from the checkpoint.
@@ -87,35 +80,35 @@ def test_example_driver_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, al
     assert set(again["half"]) == set(ids)
 
     shim.unprepare_pod("default", "p-half")
-    assert not [f for f in os.listdir(tmp_path / "cdi") if claim_uid in f]
-    partitions = tmp_path / "state" / DRIVER / "example" / "partitions"
+    assert not [f for f in os.listdir(daemon.cdi_dir) if claim_uid in f]
+    assert daemon.checkpoint() == {}
+    partitions = daemon.state_dir / DRIVER / "example" / "partitions"
     assert not any(partitions.iterdir()) if partitions.exists() else True
 
 
 def test_deleted_slices_come_back_and_uninstall_removes_them(kube_apiserver, k8s_objects, kubelet_shim,
-                                                             daemons, tmp_path):
+                                                             dra_driver):
     from lightkube.generic_resource import create_global_resource
 
     RS = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
     node = "e2e-heal"
     shim = kubelet_shim(node)
-    cfg = config(shim, kube_apiserver, tmp_path, node, [{"name": "example", "options": {"count": 1}}],
-                 driver="heal.dra.dev")
+    cfg = config([{"name": "example", "options": {"count": 1}}], driver="heal.dra.dev")
     cfg["sliceResyncSeconds"] = 5
-    daemon = daemons(cfg)
-    first = wait_for(lambda: slices_of(k8s_objects, "heal.dra.dev", node), 60, "slices", daemon)
+    daemon = dra_driver(cfg, shim)
+    first = wait_for(lambda: slices_of(k8s_objects, "heal.dra.dev", node), 60, "slices", proc=daemon)
     for s in first:
         k8s_objects.client.delete(RS, s["metadata"]["name"])
     back = wait_for(lambda: [s for s in slices_of(k8s_objects, "heal.dra.dev", node)
                              if s["metadata"]["name"] not in {f["metadata"]["name"] for f in first}],
-                    60, "slices to come back", daemon)
+                    60, "slices to come back", proc=daemon)
     assert back
     # A plain restart keeps the slices; --uninstall deletes them.
     assert daemon.stop() == 0, daemon.logs()
     daemon.start().wait_running()
     assert slices_of(k8s_objects, "heal.dra.dev", node)
     daemon.stop()
-    uninstall = Daemon(cfg, tmp_path, "uninstall", args=("--uninstall",)).start()
+    uninstall = daemon.clone("uninstall", args=("--uninstall",)).start()
     uninstall.wait_running()
     assert uninstall.stop() == 0, uninstall.logs()
     assert not slices_of(k8s_objects, "heal.dra.dev", node), uninstall.logs()

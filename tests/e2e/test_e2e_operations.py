@@ -2,13 +2,9 @@
 and a damaged checkpoint that is moved aside and reported without a crash loop."""
 from __future__ import annotations
 
-import socket
-import urllib.error
-import urllib.request
-
 import pytest
 
-from daemon_proc import wait_for
+from dra_framework.testing import wait_for
 from test_e2e_example import config
 
 pytestmark = pytest.mark.k8s
@@ -16,31 +12,14 @@ pytestmark = pytest.mark.k8s
 DRIVER = "ops.dra.dev"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def test_metrics_probes_and_damaged_checkpoint(kube_apiserver, k8s_objects, kubelet_shim, allocator, daemons,
-                                               tmp_path):
+def test_metrics_probes_and_damaged_checkpoint(kube_apiserver, k8s_objects, kubelet_shim, allocator, dra_driver):
     node = "e2e-ops"
     shim = kubelet_shim(node)
-    cfg = config(shim, kube_apiserver, tmp_path, node, [{"name": "example", "options": {"count": 2}}], driver=DRIVER)
-    cfg["metricsPort"], cfg["healthzPort"] = free_port(), free_port()
-    daemon = daemons(cfg)
+    cfg = config([{"name": "example", "options": {"count": 2}}], driver=DRIVER)
+    daemon = dra_driver(cfg, shim)  # with free metrics and probe ports
     shim.wait_registered(DRIVER, timeout=60)
-    base = f"http://127.0.0.1:{cfg['healthzPort']}"
-    assert wait_for(lambda: http(base + "/healthz")[0] == 200, 30, "/healthz", daemon)
-    assert wait_for(lambda: http(base + "/readyz") == (200, "ok\n"), 30, "/readyz", daemon)
+    assert wait_for(lambda: daemon.probe("/healthz")[0] == 200, 30, "/healthz", proc=daemon)
+    assert wait_for(lambda: daemon.probe("/readyz") == (200, "ok\n"), 30, "/readyz", proc=daemon)
 
     k8s_objects.device_class("ops-acc", DRIVER)
     k8s_objects.resource_claim("default", "ops", {"devices": {"requests": [{"name": "a", "exactly": {
@@ -48,19 +27,19 @@ def test_metrics_probes_and_damaged_checkpoint(kube_apiserver, k8s_objects, kube
     k8s_objects.pod("default", "p-ops", claims=["ops"], node=node)
     allocator.allocate("default", "ops", node, pod=("default", "p-ops"))
     shim.prepare_pod("default", "p-ops")
-    _, metrics = http(f"http://127.0.0.1:{cfg['metricsPort']}/metrics")
+    metrics = daemon.metrics()
     assert f'dra_framework_prepared_claims{{driver="{DRIVER}"}} 1.0' in metrics
     assert f'dra_framework_operation_duration_seconds_count{{driver="{DRIVER}",operation="prepare"}}' in metrics
     shim.unprepare_pod("default", "p-ops")
 
     # A truncated checkpoint: moved aside, reported by /readyz and a Node Event; the driver serves on.
     assert daemon.stop() == 0
-    cp = shim.root / "plugins" / DRIVER / "checkpoint.json"
+    cp = daemon.checkpoint_path()
     cp.write_bytes(cp.read_bytes()[:20])
     daemon.start()
     shim.wait_registered(DRIVER, timeout=60)
-    code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(http(base + "/readyz")), 30,
-                          "/readyz to report the checkpoint", daemon)
+    code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(daemon.probe("/readyz")), 30,
+                          "/readyz to report the checkpoint", proc=daemon)
     assert "checkpoint" in body, body
     assert list(cp.parent.glob("checkpoint.json.corrupt-*"))
     from lightkube.resources.core_v1 import Event
