@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon_proc import wait_for
+from dra_framework.testing import wait_for
 from test_e2e_example import config, slices_of
 
 pytestmark = pytest.mark.k8s
@@ -14,13 +14,12 @@ DRIVER = "adm.dra.dev"
 
 
 def test_admin_access_never_takes_over_a_partition(kube_apiserver, k8s_objects, kubelet_shim, allocator,
-                                                   cdi_check, daemons, tmp_path):
+                                                   cdi_check, dra_driver):
     node = "e2e-admin"
     shim = kubelet_shim(node)
-    daemon = daemons(config(shim, kube_apiserver, tmp_path, node, [{"name": "example", "options": {"count": 1}}],
-                            driver=DRIVER))
+    daemon = dra_driver(config([{"name": "example", "options": {"count": 1}}], driver=DRIVER), shim)
     shim.wait_registered(DRIVER, timeout=60)
-    wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", daemon)
+    wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", proc=daemon)
 
     k8s_objects.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": "e2e-admin-mon", "labels": {"resource.kubernetes.io/admin-access": "true"}}})
@@ -38,15 +37,15 @@ def test_admin_access_never_takes_over_a_partition(kube_apiserver, k8s_objects, 
 
     work_ids = shim.prepare_pod("default", "p-work")["work"]
     work_uid = k8s_objects.get("ResourceClaim", "work", "default")["metadata"]["uid"]
-    marker = tmp_path / "state" / DRIVER / "example" / "partitions" / work["device"]
+    marker = daemon.state_dir / DRIVER / "example" / "partitions" / work["device"]
     assert marker.read_text() == work_uid
     mon_ids = shim.prepare_pod("e2e-admin-mon", "p-mon")["mon"]
-    assert f"EXAMPLE_DEVICE={work['device']}" in str(cdi_check(tmp_path / "cdi", mon_ids))
+    assert f"EXAMPLE_DEVICE={work['device']}" in str(cdi_check(daemon.cdi_dir, mon_ids))
     assert marker.read_text() == work_uid               # not re-created for the admin claim
 
     shim.unprepare_pod("e2e-admin-mon", "p-mon")
     assert marker.read_text() == work_uid               # still there for the running workload
-    assert cdi_check(tmp_path / "cdi", work_ids)
+    assert cdi_check(daemon.cdi_dir, work_ids)
     shim.unprepare_pod("default", "p-work")
     assert not marker.exists()
     assert daemon.stop() == 0, daemon.logs()

@@ -19,9 +19,7 @@ DRIVER = "example.dra.dev"
 
 
 def slices_of(objects, driver: str, node: str) -> list[dict]:
-    from lightkube.generic_resource import create_global_resource
-
-    RS = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
+    from lightkube.resources.resource_v1 import ResourceSlice as RS
     out = []
     for s in objects.client.list(RS, fields={"spec.driver": driver}):
         d = s.to_dict() if hasattr(s, "to_dict") else dict(s)
@@ -30,9 +28,17 @@ def slices_of(objects, driver: str, node: str) -> list[dict]:
     return out
 
 
-def config(backends: list[dict], driver: str = DRIVER) -> dict:
-    """A composed-driver config; the ``dra_driver`` fixture adds node, kubelet root, dirs and ports."""
-    return {"janitorIntervalSeconds": 5, "drivers": [{"name": driver, "backends": backends}]}
+def config(*args, driver: str = DRIVER) -> dict:
+    """``config(backends, driver=...)``: a composed-driver config; the ``dra_driver`` fixture adds
+    node, kubelet root, dirs and ports. The older ``config(shim, kube_apiserver, tmp_path, node,
+    backends)`` for the deprecated ``daemons`` fixture also sets those itself."""
+    *harness, backends = args
+    cfg = {"janitorIntervalSeconds": 5, "drivers": [{"name": driver, "backends": backends}]}
+    if harness:
+        shim, cp, tmp_path, node = harness
+        cfg.update(nodeName=node, kubeletRootDir=str(shim.root), cdiRoot=str(tmp_path / "cdi"),
+                   stateDir=str(tmp_path / "state"), kubeconfig=str(cp.kubeconfig))
+    return cfg
 
 
 def test_example_driver_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, allocator, cdi_check,
@@ -88,9 +94,7 @@ def test_example_driver_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, al
 
 def test_deleted_slices_come_back_and_uninstall_removes_them(kube_apiserver, k8s_objects, kubelet_shim,
                                                              dra_driver):
-    from lightkube.generic_resource import create_global_resource
-
-    RS = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
+    from lightkube.resources.resource_v1 import ResourceSlice as RS
     node = "e2e-heal"
     shim = kubelet_shim(node)
     cfg = config([{"name": "example", "options": {"count": 1}}], driver="heal.dra.dev")
