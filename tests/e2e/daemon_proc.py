@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dra_framework.testing import DriverProcess, k8s
+from dra_framework.testing.driver import executable
+
+EXE = Path(executable())
 
 
 class Daemon(DriverProcess):

@@ -22,9 +22,8 @@ DRIVER = "vf.sriov.example.dra.dev"
 
 
 def _slices(objects, node):
-    from lightkube.generic_resource import create_global_resource
-
-    RS = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
+    # The typed model: a generic ResourceSlice clashes with it once both are loaded in a session.
+    from lightkube.resources.resource_v1 import ResourceSlice as RS
     return [s.to_dict() if hasattr(s, "to_dict") else dict(s)
             for s in objects.client.list(RS, fields={"spec.driver": DRIVER})
             if (s.to_dict() if hasattr(s, "to_dict") else dict(s))["spec"].get("nodeName") == node]
