@@ -113,6 +113,7 @@ def test_deleted_slices_come_back_and_uninstall_removes_them(kube_apiserver, k8s
     assert slices_of(k8s_objects, "heal.dra.dev", node)
     daemon.stop()
     uninstall = daemon.clone("uninstall", args=("--uninstall",)).start()
-    uninstall.wait_running()
+    # Ready = the API server was reached and the slice controller runs (it starts in the background).
+    uninstall.wait_ready()
     assert uninstall.stop() == 0, uninstall.logs()
     assert not slices_of(k8s_objects, "heal.dra.dev", node), uninstall.logs()
