@@ -15,6 +15,7 @@ from typing import Any
 
 from .composition import BackendInstance, DriverInventory, build_backends, discover
 from .config import DriverConfig, Settings
+from .fsutil import PRIVATE_DIR_MODE, make_dirs
 from .health_hub import HealthHub
 from .kubelet.health import HealthState
 from .kubelet.server import PluginServer
@@ -110,6 +111,7 @@ class DriverRuntime:
         self.backends = build_backends(self.settings, self.index, self.config, self.registry)
         for b in self.backends:
             b.context.on_rediscovery = self.request_rediscovery
+            make_dirs(b.context.state_dir, PRIVATE_DIR_MODE, own=True)  # backends' files: daemon only
         step(f"{self.name}: discovering devices")
         self.inventory = await discover(self.backends)
         ndev = sum(len(p.devices) for p in self.inventory.pools.values())

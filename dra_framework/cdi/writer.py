@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..fsutil import atomic_write_file as _atomic_write
-from ..fsutil import fsync_dir
+from ..fsutil import fsync_dir, make_dirs
 from .edits import ContainerEdits
 from .errors import CdiValidationError
 from .hostroot import HostRootMap, apply_host_root
@@ -56,6 +56,8 @@ ClaimDevice = tuple[str, "str | None", ContainerEdits]
 
 DEFAULT_CDI_ROOT = "/var/run/cdi"
 SPEC_FILE_MODE = 0o644
+#: cdi_root when this writer creates it: container runtimes (also rootless ones) must read it.
+CDI_DIR_MODE = 0o755
 #: Env var injected (value: the CDI device name) for a device whose edits are empty, because CDI
 #: rejects devices without edits (the workaround of dra-driver-nvidia-gpu#1144, README §6).
 INERT_ENV_NAME = "DRA_CDI_DEVICE"
@@ -64,7 +66,7 @@ INERT_ENV_NAME = "DRA_CDI_DEVICE"
 def atomic_write_file(path: str, data: bytes, mode: int = SPEC_FILE_MODE) -> None:
     """Atomically replace ``path`` with ``data`` (README §3.4), creating its directory; see
     :func:`dra_framework.fsutil.atomic_write_file`. Raises ``OSError``."""
-    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    make_dirs(os.path.dirname(path) or ".", CDI_DIR_MODE)
     _atomic_write(path, data, mode)
 
 

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fsutil import atomic_write_file, fsync_dir
+from ..fsutil import PLUGIN_DIR_MODE, atomic_write_file, fsync_dir, make_dirs, open_lock_file
 from typing import Any, Callable, Iterator, Mapping
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def _stat_key(path: str) -> tuple[int, int, int, int] | None:
 
 @contextlib.contextmanager
 def _flock(lock_path: str) -> Iterator[None]:
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_lock_file(lock_path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # blocking; always called from a worker thread
         yield
@@ -215,7 +215,7 @@ class Checkpoint:
         """Read the file under the lock (start-up). A bad file is moved aside and reported, and
         the state starts empty; a missing file is an empty state. Never raises for file
         content; raises OSError only when the directory cannot be created."""
-        os.makedirs(self.directory, exist_ok=True)
+        make_dirs(self.directory, PLUGIN_DIR_MODE, own=True)
         problems: list[CheckpointProblem] = []
 
         def work() -> None:
@@ -339,7 +339,7 @@ class Checkpoint:
 
     def _commit_sync(self, batch: list[tuple[Callable[[Claims], Any], asyncio.Future[Any]]],
                      problems: list[CheckpointProblem]) -> list[tuple[bool, Any]]:
-        os.makedirs(self.directory, exist_ok=True)
+        make_dirs(self.directory, PLUGIN_DIR_MODE)
         with _flock(self.lock_path):
             working = self._read_locked(problems, quarantine_newer=False)
             results: list[tuple[bool, Any]] = []

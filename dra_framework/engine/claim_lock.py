@@ -23,6 +23,8 @@ import os
 import zlib
 from typing import AsyncIterator
 
+from ..fsutil import open_lock_file
+
 STRIPES = 64
 
 
@@ -30,7 +32,7 @@ STRIPES = 64
 async def claim_flock(directory: str, uid: str, *, max_sleep: float = 0.05) -> AsyncIterator[None]:
     """Hold the cross-process lock of claim ``uid`` (files in ``directory``)."""
     path = os.path.join(directory, f"serialize-{zlib.crc32(uid.encode()) % STRIPES:02d}.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_lock_file(path)
     try:
         delay = 0.001
         while True:

@@ -23,6 +23,7 @@ from ._proto import (
     pluginregistration_v1_pb2 as reg_pb2,
     pluginregistration_v1_pb2_grpc as reg_grpc,
 )
+from ..fsutil import PLUGIN_DIR_MODE, SOCKET_MODE, make_dirs
 from .health import HealthState
 from .servicers import (
     DRA_V1,
@@ -153,7 +154,8 @@ class PluginServer:
             raise RuntimeError("PluginServer already started")
         if not os.path.isdir(self.paths.registry_dir):
             raise FileNotFoundError(f"kubelet plugin registry directory {self.paths.registry_dir} does not exist")
-        os.makedirs(self.paths.plugin_dir, exist_ok=True)
+        make_dirs(self.paths.plugin_dir, PLUGIN_DIR_MODE, own=True)
+        make_dirs(os.path.dirname(self.paths.dra), PLUGIN_DIR_MODE)  # the short-name fallback's dir
         remove_stale_sockets(self.paths, self.driver)
         self._closing.clear()
 
@@ -168,7 +170,7 @@ class PluginServer:
         ]
         dra_health_v1_pb2_grpc.add_DRAResourceHealthServicer_to_server(self._health_servicers[0], dra)
         dra_health_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server(self._health_servicers[1], dra)
-        dra.add_insecure_port(f"unix:{self.paths.dra}")
+        _bind(dra, self.paths.dra)
         await dra.start()
         self._dra_server = dra
         self._owned[self.paths.dra] = _inode(self.paths.dra)
@@ -176,7 +178,7 @@ class PluginServer:
         reg = grpc.aio.server()
         reg_grpc.add_RegistrationServicer_to_server(self._registration, reg)
         try:
-            reg.add_insecure_port(f"unix:{self.paths.registration}")
+            _bind(reg, self.paths.registration)
             await reg.start()
         except BaseException:
             await self._stop_dra()
@@ -227,6 +229,18 @@ class PluginServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _bind(server: grpc.aio.Server, path: str) -> None:
+    """Bind ``server`` to the unix socket ``path`` with mode 0600 (docs/operations.md, "File
+    modes"): gRPC binds with the process umask, so the umask is tightened around the bind (no
+    moment with a wider mode) and the mode set explicitly afterwards."""
+    old = os.umask(0o177)
+    try:
+        server.add_insecure_port(f"unix:{path}")
+    finally:
+        os.umask(old)
+    os.chmod(path, SOCKET_MODE)
 
 
 def _inode(path: str) -> tuple[int, int] | None:
