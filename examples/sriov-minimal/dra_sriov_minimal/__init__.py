@@ -15,6 +15,8 @@ class Options(BaseOptions):
 
 
 class SriovBackend:
+    """One device per SR-IOV VF; prepare binds it to vfio-pci."""
+
     def __init__(self, options: Options, context):
         self.o, self.root = options, context.host_root
         self.hotplug = watch_hotplug(context) if options.hotplug else None
