@@ -7,7 +7,10 @@ Everything a backend's own tests need, importable from here:
   :class:`AllocationFailed`, :class:`HarnessUnavailable`;
 - :class:`DriverProcess`: the real ``dra-framework run`` daemon against the harness;
 - :class:`Objects`: create/delete Kubernetes objects for a test;
-- :func:`killpoint` / :data:`KILL_AT` / :data:`KILL_LOG`: crash-test fault injection.
+- :func:`killpoint` / :data:`KILL_AT` / :data:`KILL_LOG`: crash-test fault injection;
+- fake hosts (docs/pci.md): :class:`HostTree` (sample-host trees), :class:`FakePciKernel` (plays
+  the kernel for driver rebinding writes), :class:`FakeUdevSource` (hot-plug events); loaded
+  lazily.
 
 The pytest fixtures (``kube_apiserver``, ``kubelet_shim``, ``allocator``, ``cdi_check``,
 ``dra_driver``, ...) and the conformance suite option ``--dra-conformance`` come from
@@ -20,7 +23,18 @@ from .k8s import (AllocationFailed, Allocator, ControlPlane, HarnessUnavailable,
 from ..killpoints import KILL_AT, KILL_LOG, killpoint, read_log as read_kill_log
 from .objects import Objects
 
+_HOSTTREE = ("HostTree", "FakePciKernel", "FakeUdevSource")
+
+
+def __getattr__(name: str):
+    if name in _HOSTTREE:  # lazily: hosttree imports pydantic models
+        from . import hosttree
+        return getattr(hosttree, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "FakePciKernel", "FakeUdevSource", "HostTree",
     "AllocationFailed", "Allocator", "ControlPlane", "DriverProcess", "HarnessUnavailable", "KILL_AT", "KILL_LOG",
     "KubeletShim", "Objects", "PreparedPod", "ShimError", "cdi_check", "find_bins", "k8s_version", "killpoint",
     "read_kill_log", "wait_for",
