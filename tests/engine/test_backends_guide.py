@@ -126,3 +126,35 @@ def test_guide_unit_test_passes_as_written(site, tmp_path):
     namespace: dict = {}
     exec(compile(test, "docs/backends.md", "exec"), namespace)
     namespace["test_discovers_cards_and_halves"](tmp_path)
+
+
+def test_guide_names_exist():
+    """Dotted framework names and hook names the guide mentions exist (a renamed helper breaks this)."""
+    import importlib
+
+    from dra_framework import api
+    from dra_framework.hookcheck import BACKEND_HOOKS, REGISTRY_HOOKS
+
+    missing = []
+    for dotted in set(re.findall(r"`(dra_framework(?:\.\w+)+)", GUIDE)):
+        parts = dotted.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+                break
+            except ImportError:
+                continue
+        for p in parts[i:]:
+            obj = getattr(obj, p, None)
+        if obj is None:
+            missing.append(dotted)
+    not_hooks = {"dra_framework", "dra_driver", "dra_prepair"}  # the package, a fixture, a misspelling shown
+    for hook in set(re.findall(r"`(dra_\w+)", GUIDE)) - not_hooks:
+        if hook not in BACKEND_HOOKS and hook not in REGISTRY_HOOKS:
+            missing.append(hook)
+    for name in ("device_node", "device_numbers", "proc_device_majors", "write_json_atomic", "read_json_object",
+                 "apply_host_root", "map_host_path", "merge_edits", "watch_hotplug", "bind_driver", "restore_journal",
+                 "char_device_node", "walk_pci"):
+        if name in GUIDE and not hasattr(api, name):
+            missing.append(name)
+    assert not missing, missing
