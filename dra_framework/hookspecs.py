@@ -115,7 +115,9 @@ class BackendSpec:
     def dra_create_partition(self, ctx: "PrepareContext", device: "AllocatedDevice") -> "Mapping[str, Any] | None":
         """Create the partition (for example a dynamic MIG instance) that ``device`` stands for.
 
-        Called for every allocated device of this backend before :meth:`dra_prepare`. Return
+        Called for every allocated device of this backend before :meth:`dra_prepare`, except
+        admin-access results (``device.admin_access``): they use a partition as it is and never
+        create or destroy one (docs/backends.md, "Admin access"). Return
         None when the device is not a partition. Otherwise, record what rollback needs with
         ``await ctx.record(key, value)`` *before* each side effect, and return the partition
         record (JSON-serialisable): it is stored in the checkpoint and passed to
@@ -129,7 +131,8 @@ class BackendSpec:
 
         Called with all of the claim's devices of this backend at once, after partitions were
         created. ``devices[i].configs`` hold the decoded opaque configs for that device's request
-        in precedence order. Before each side effect on the node (driver rebinding, compute-mode
+        in precedence order. An admin-access device (``admin_access``) must only be made
+        reachable, never reconfigured. Before each side effect on the node (driver rebinding, compute-mode
         change, programming a bitstream) call ``await ctx.record(key, value)`` so that a crash
         leaves enough in the checkpoint to undo it. Use ``async with ctx.lock(device_name)`` to
         serialise work on one physical device across claims.
