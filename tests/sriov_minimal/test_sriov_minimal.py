@@ -132,3 +132,13 @@ async def test_no_iommu_mode_hands_out_the_noiommu_node(env):
     assert {"path": "/dev/vfio/noiommu-18", "type": "c", "major": 243, "minor": 1} in nodes
     assert await engine.unprepare([ref]) == {ref.uid: ""}
     assert not (env.host_root / "dev/vfio/noiommu-18").exists()
+
+
+async def test_vfio_pci_not_loaded_fails_the_claim_clearly_and_restores(env):
+    import shutil
+    shutil.rmtree(env.host_root / "sys/bus/pci/drivers/vfio-pci")
+    engine = await env.make_engine()
+    ref = env.add_claim("vf", [{"request": "nic", "device": "vf-0000-17-01-0"}])
+    out = (await engine.prepare([ref]))[ref.uid]
+    assert "rebinding PCI device 0000:17:01.0 to vfio-pci: driver vfio-pci is not loaded" in out.error
+    assert PciFunction.at(env.host_root, VFS[0]).driver == "iavf" and env.cdi_files() == []
