@@ -7,6 +7,7 @@ Everything a backend's own tests need, importable from here:
   :class:`AllocationFailed`, :class:`HarnessUnavailable`;
 - :class:`DriverProcess`: the real ``dra-framework run`` daemon against the harness;
 - :class:`Objects`: create/delete Kubernetes objects for a test;
+- :class:`PausableProxy`: holds API-server requests while paused (a slow server, on demand);
 - :func:`killpoint` / :data:`KILL_AT` / :data:`KILL_LOG`: crash-test fault injection;
 - fake hosts (docs/pci.md): :class:`HostTree` (sample-host trees), :class:`FakePciKernel` (plays
   the kernel for driver rebinding writes), :class:`FakeUdevSource` (hot-plug events); loaded
@@ -22,6 +23,7 @@ from .k8s import (AllocationFailed, Allocator, ControlPlane, HarnessUnavailable,
                   ShimError, cdi_check, find_bins, k8s_version, wait_for)
 from ..killpoints import KILL_AT, KILL_LOG, killpoint, read_log as read_kill_log
 from .objects import Objects
+from .proxy import PausableProxy
 
 _HOSTTREE = ("HostTree", "FakePciKernel", "FakeUdevSource")
 
@@ -36,6 +38,6 @@ def __getattr__(name: str):
 __all__ = [
     "FakePciKernel", "FakeUdevSource", "HostTree",
     "AllocationFailed", "Allocator", "ControlPlane", "DriverProcess", "HarnessUnavailable", "KILL_AT", "KILL_LOG",
-    "KubeletShim", "Objects", "PreparedPod", "ShimError", "cdi_check", "find_bins", "k8s_version", "killpoint",
+    "KubeletShim", "Objects", "PausableProxy", "PreparedPod", "ShimError", "cdi_check", "find_bins", "k8s_version", "killpoint",
     "read_kill_log", "wait_for",
 ]

@@ -10,7 +10,7 @@ from engine_support import DRIVER, NODE, queued, wait_for
 
 from dra_framework.engine import lightkube_claim_getter
 from dra_framework.kubelet.types import ClaimRef
-from dra_framework.testing.proxy import PausableProxy
+from dra_framework.testing import PausableProxy
 
 pytestmark = pytest.mark.k8s
 
