@@ -108,6 +108,9 @@ async def bind_driver(ctx: Recorder, host_root: Path | str, bdf: str, target: st
         await ctx.record(key, {"bdf": fn.bdf, "original": original, "target": target, "step": "done"})
         return original != target
 
+    if not (_bus(root) / "drivers" / target).is_dir():
+        raise RebindError(f"{what}: driver {target} is not loaded (no {_bus(root) / 'drivers' / target})")
+
     async def step(name: str) -> None:
         await ctx.record(key, {"bdf": fn.bdf, "original": original, "target": target, "step": name})
 
@@ -115,8 +118,6 @@ async def bind_driver(ctx: Recorder, host_root: Path | str, bdf: str, target: st
         await step("unbind")
         _write(_bus(root) / "drivers" / current / "unbind", fn.bdf, what)
         await _wait_driver(fn, None, timeout, what)
-    if not (_bus(root) / "drivers" / target).is_dir():
-        raise RebindError(f"{what}: driver {target} is not loaded (no {_bus(root) / 'drivers' / target})")
     await step("override")
     _write(fn.path / "driver_override", target + "\n", what)
     if fn.driver is None:
