@@ -97,7 +97,8 @@ def test_hotplug_new_vf_is_published(kube_apiserver, k8s_objects, kubelet_shim, 
         def names():
             return sorted(d["name"] for s in _slices(k8s_objects, node) for d in s["spec"].get("devices", []))
 
-        wait_for(lambda: len(names()) == 4, 60, "4 VFs published", daemon)
+        vfs_names = [f"vf-0000-17-01-{i}" for i in range(4)]
+        wait_for(lambda: names() == vfs_names, 60, "4 VFs published", daemon)
         t = HostTree(host)
         vfs = ["0000:17:01.0", "0000:17:01.1", "0000:17:01.2", "0000:17:01.3", "0000:17:01.4"]
         t.pci_function(vfs[-1], parent="pci0000:16/0000:16:01.0", vendor="8086", device="1889",
@@ -106,6 +107,12 @@ def test_hotplug_new_vf_is_published(kube_apiserver, k8s_objects, kubelet_shim, 
         with open(target, "w") as f:  # the kernel announces it (a synthetic uevent on a real device)
             f.write("change")
         wait_for(lambda: "vf-0000-17-01-4" in names(), 30, "the new VF published", daemon)
+        # ... and goes again (echo 4 > sriov_numvfs): links gone, another uevent
+        (host / "sys/bus/pci/devices/0000:17:01.4").unlink()
+        (t.device_dir("0000:17:00.0") / "virtfn4").unlink()
+        with open(target, "w") as f:
+            f.write("change")
+        wait_for(lambda: names() == vfs_names, 30, "the removed VF unpublished", daemon)
         assert "hot-plug events unavailable" not in daemon.logs()
     finally:
         daemon.stop()
