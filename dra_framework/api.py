@@ -21,8 +21,9 @@ What is here, grouped:
 - **Container edits (CDI)**: :class:`ContainerEdits`, :class:`DeviceNode`, :class:`Mount`,
   :class:`Hook`, :class:`NetDevice`, :class:`IntelRdt`, :func:`merge_edits`.
 - **Health**: :class:`Health`, :class:`HealthReport`.
-- **Helpers**: :func:`write_json_atomic`, :func:`read_json_object`, :func:`atomic_write_file`
-  (crash-safe state files); :func:`map_host_path`, :func:`apply_host_root` (paths seen under a
+- **Helpers**: :func:`write_state_file`, :func:`write_json_atomic`, :func:`read_json_object`,
+  :func:`atomic_write_file` (crash-safe state files; ``write_state_file`` refuses symbolic
+  links); :func:`map_host_path`, :func:`apply_host_root` (paths seen under a
   host-root mount → host paths); :func:`device_node`, :func:`device_numbers`,
   :func:`proc_device_majors` (device-node type/major/minor).
 - **PCI devices** (docs/pci.md): :class:`PciFunction`, :func:`walk_pci` (functions by
@@ -45,7 +46,7 @@ from .cdi.errors import CdiConflictError, CdiError
 from .cdi.hostroot import apply_host_root, map_host_path
 from .devnodes import device_node, device_numbers, proc_device_majors
 from .errors import ConfigError, DraFrameworkError, HookError, PluginError
-from .fsutil import atomic_write_file, read_json_object, write_json_atomic
+from .fsutil import atomic_write_file, read_json_object, write_json_atomic, write_state_file
 from .hookspecs import BackendSpec, RegisterBackend, RegistrySpec, hookimpl
 from .pci import (
     PCI_BUS_ID,
@@ -110,7 +111,7 @@ __all__ = [
     # health
     "Health", "HealthReport",
     # helpers
-    "write_json_atomic", "read_json_object", "atomic_write_file", "map_host_path", "apply_host_root",
+    "write_state_file", "write_json_atomic", "read_json_object", "atomic_write_file", "map_host_path", "apply_host_root",
     "device_node", "device_numbers", "proc_device_majors",
     # PCI devices
     "PciFunction", "walk_pci", "pcie_root", "normalize_bdf", "is_standard_bdf", "pci_device_name",

@@ -3,21 +3,32 @@ checkpoint, the claim locks, the sockets and the CDI writer (docs/operations.md,
 
 Modes never depend on the process umask: directories are chmod-ed after creation, files get
 ``fchmod``, lock files are opened with ``O_NOFOLLOW`` so that a symlink planted in their place
-cannot make the daemon create or open a file elsewhere."""
+cannot make the daemon create or open a file elsewhere.
+
+Every atomic write goes to a temp file ``.<basename>.<random>.tmp`` in the target's directory (a
+name CDI runtimes skip), held under an exclusive ``flock`` by its writer until it is renamed over
+the target. A temp file nobody holds locked is what an interrupted write left behind (the writer
+was killed): :func:`remove_stale_temp_files` deletes those at start-up."""
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
+import re
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 
 log = logging.getLogger(__name__)
+
+#: Names :func:`atomic_write_file` gives its temp files: ``.<basename>.<random>.tmp``.
+TEMP_NAME = re.compile(r"\..+\.tmp\Z")
 
 #: Modes of what the daemon creates (docs/operations.md, "File modes").
 PRIVATE_DIR_MODE = 0o700  # state dirs: only the daemon
@@ -97,25 +108,103 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write_file(path: str, data: bytes, mode: int) -> None:
+def atomic_write_file(path: str, data: bytes, mode: int, *, follow_symlinks: bool = True) -> None:
     """Atomically replace ``path`` with ``data``: a temp file ``.<basename>.<random>.tmp`` in the
-    same directory (a name CDI runtimes skip), chmod ``mode``, fsync, ``os.replace``, fsync of the
-    directory. Raises OSError; on failure the temp file is removed and ``path`` is untouched."""
+    same directory (flock'ed while it exists, so :func:`remove_stale_temp_files` can tell a live
+    write from a dead one), chmod ``mode``, fsync, ``os.replace``, fsync of the directory.
+
+    The rename replaces a symbolic link at ``path`` rather than writing through it; with
+    ``follow_symlinks=False`` a symbolic link there is refused instead (``OSError`` ``ELOOP``),
+    like ``open(O_NOFOLLOW)``. Raises OSError (``ENOSPC`` included); on failure the temp file is
+    removed and ``path`` is untouched, so a full disk never leaves an empty or partial file."""
     directory, base = os.path.split(path)
     directory = directory or "."
+    if not follow_symlinks and os.path.islink(path):
+        raise OSError(errno.ELOOP, "refusing to write through a symbolic link", path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the descriptor closes
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+def write_state_file(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o600) -> None:
+    """Write a backend's state file (a partition marker, a small JSON document) crash-safely.
+
+    - atomic (:func:`atomic_write_file`): readers and a restarted driver see the old content or
+      the new one, never an empty or partial file, also on ``ENOSPC`` or a kill -9 mid-write;
+      a leftover temp file of a killed write is removed at the driver's next start-up;
+    - ``O_NOFOLLOW`` semantics: a symbolic link planted at ``path`` is refused with
+      ``OSError(ELOOP)`` instead of being written through;
+    - the parent directory is created (mode 0700) when missing.
+
+    ``data``: bytes, or str (encoded UTF-8); ``mode``: permission bits of the file. Raises
+    OSError naming ``path``."""
+    p = os.fspath(path)
+    make_dirs(os.path.dirname(os.path.abspath(p)), PRIVATE_DIR_MODE)
+    atomic_write_file(p, data.encode() if isinstance(data, str) else bytes(data), mode, follow_symlinks=False)
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str], *, recursive: bool = False,
+                            prefix: str = ".") -> list[str]:
+    """Delete temp files of interrupted :func:`atomic_write_file` calls in ``directory`` (and its
+    sub-directories when ``recursive``; symbolic links are never followed): files named
+    ``.<name>.tmp`` starting with ``prefix`` that no live writer holds locked. A file created in
+    the last second and still empty is kept (its writer may be about to lock it). Safe while
+    other processes write into the same directory. Returns the removed paths; never raises for
+    a missing directory or a file that vanished meanwhile."""
+    removed: list[str] = []
+    root = os.fspath(directory)
+    try:
+        entries = list(os.scandir(root))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            if recursive:
+                removed += remove_stale_temp_files(e.path, recursive=True, prefix=prefix)
+            continue
+        if e.name.startswith(prefix) and TEMP_NAME.match(e.name) and _remove_if_abandoned(e.path):
+            removed.append(e.path)
+    if removed:
+        with contextlib.suppress(OSError):
+            fsync_dir(root)
+    return removed
+
+
+def _remove_if_abandoned(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False  # gone, a link, or unreadable: leave it
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a live writer holds it
+        if st.st_size == 0 and time.time() - st.st_mtime < 1.0:
+            return False
+        cur = os.lstat(path)
+        if (cur.st_dev, cur.st_ino) != (st.st_dev, st.st_ino):
+            return False
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def read_json_object(path: str | Path) -> dict[str, Any]:
@@ -128,8 +217,6 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: str | Path, data: Any, mode: int = 0o600) -> None:
-    """Write a small JSON state file crash-safely (see :func:`atomic_write_file`), creating its
+    """Write a small JSON state file crash-safely (see :func:`write_state_file`), creating its
     dir (mode 0700) if missing."""
-    path = Path(path)
-    make_dirs(path.parent, PRIVATE_DIR_MODE)
-    atomic_write_file(str(path), json.dumps(data, sort_keys=True).encode(), mode)
+    write_state_file(path, json.dumps(data, sort_keys=True).encode(), mode)

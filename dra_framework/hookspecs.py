@@ -117,12 +117,20 @@ class BackendSpec:
 
         Called for every allocated device of this backend before :meth:`dra_prepare`, except
         admin-access results (``device.admin_access``): they use a partition as it is and never
-        create or destroy one (docs/backends.md, "Admin access"). Return
-        None when the device is not a partition. Otherwise, record what rollback needs with
-        ``await ctx.record(key, value)`` *before* each side effect, and return the partition
-        record (JSON-serialisable): it is stored in the checkpoint and passed to
+        create or destroy one (docs/backends.md, "Admin access"). Return None when the device is
+        not a partition. Otherwise return the partition record (JSON-serialisable): it is stored
+        in the checkpoint and passed to
         :meth:`dra_destroy_partition` and :meth:`dra_reconcile_partitions`, and available to
         :meth:`dra_prepare` as ``ctx.partitions[device.name]``. firstresult.
+
+        Before this hook runs, the framework checkpoints a *pending* partition entry for the
+        device. If the hook raises, or the driver dies before the returned record is stored,
+        that entry is what :meth:`dra_destroy_partition` gets on rollback (see there), so no
+        backend needs a journal of its own for half-created partitions. What a multi-step
+        creation needs to undo its steps goes into ``await ctx.record(key, value)`` *before*
+        each side effect; entries recorded while this hook runs are kept in the pending entry.
+        Write state files with :func:`dra_framework.fsutil.write_state_file` (atomic, refuses
+        symbolic links). See docs/backends.md "Partitions".
         """
 
     @hookspec(firstresult=True)
@@ -154,16 +162,32 @@ class BackendSpec:
 
     @hookspec(firstresult=True)
     def dra_destroy_partition(self, record: "Mapping[str, Any]") -> None:
-        """Destroy a partition created by :meth:`dra_create_partition`, from its record alone.
-        Called after :meth:`dra_unprepare` and on rollback; must tolerate a partition that is
-        already gone. Raise (for example "in use") to make the kubelet retry the unprepare."""
+        """Destroy a partition of a claim, from ``record`` alone (no discovery state needed).
+        Called after :meth:`dra_unprepare`, at unprepare and on rollback (also by the next driver
+        process after a crash); not called when the node rebooted since. ``record`` is either
+
+        - the record :meth:`dra_create_partition` returned, or
+        - a pending record ``{"device": <device name>, "pending": True, "journal": {key:
+          value, ...}}`` when that hook had not returned (it raised, or the driver died in it or
+          before its record was stored): ``journal`` holds the entries the backend recorded
+          through ``ctx.record`` while it ran for this device (empty when it recorded nothing or
+          never started), and ``"recovered": True`` is added when the checkpoint was lost and
+          the claim kept from its CDI spec. The partition may be absent, half-created or
+          complete: destroy whatever of it exists. A pending record can also name a device that
+          is not a partition: do nothing then.
+
+        Must be idempotent and tolerate a partition that is already gone. Raise (for example
+        "in use") to make the kubelet retry the unprepare."""
 
     @hookspec(firstresult=True)
     def dra_reconcile_partitions(self, owned: "Sequence[Mapping[str, Any]]") -> None:
         """Called once at start-up, before serving; ``owned`` holds the partition records that
-        checkpointed claims own. Apply the backend's policy to partitions found on the node that no claim owns
-        (adopt, destroy or refuse). Must never raise for a policy outcome: raising is logged and
-        the driver keeps serving, so it cannot crash-loop on hardware state."""
+        checkpointed claims of this boot own, pending records included (same shapes as for
+        :meth:`dra_destroy_partition`): a half-created partition of an interrupted prepare is
+        owned, its claim's rollback destroys it. Apply the backend's policy to partitions found
+        on the node that no claim owns (adopt, destroy or refuse). Must never raise for a policy
+        outcome: raising is logged and the driver keeps serving, so it cannot crash-loop on
+        hardware state."""
 
     @hookspec
     def dra_watch_health(self, report: "Callable[[HealthReport], None]") -> None:

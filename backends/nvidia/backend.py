@@ -15,10 +15,10 @@ from .cdi_edits import CdiBuilder
 from .discovery import Discoverer, DiscoveryResult
 from .executor import Executor, NvidiaSmiExecutor, RecordingExecutor, timeslice_cmd
 from .health import HealthWatcher
-from .nvml_api import Nvml, NvmlError
+from .nvml_api import Nvml, NvmlError, normalize_bus_id
 from .nvml_source import find_library, open_nvml
 from .options import NvidiaOptions
-from .partitions import MigManager, journal_key
+from .partitions import MigManager, journal_key, owned_mig_records
 from .sharing import SharingState
 
 
@@ -40,7 +40,8 @@ class NvidiaBackend:
                              f"{options.driver_root!r} right?") from None
         self.executor: Executor = executor or self._make_executor(state_dir)
         self.sharing = SharingState(state_dir / "sharing.json")
-        self.mig = MigManager(self.nvml, self.log, state_dir / "mig-inflight.json")
+        self.mig = MigManager(self.nvml, self.log)
+        self.state_dir = state_dir
         self.discoverer = Discoverer(self.nvml, self.host_root, options.mig_strategy)
         self.cdi = CdiBuilder(self.host_root, self.driver_root, options.host_driver_root_path,
                               options.nvidia_cdi_hook_path, log=self.log)
@@ -78,10 +79,14 @@ class NvidiaBackend:
 
     @hookimpl
     async def dra_reconcile_partitions(self, owned):
+        # An older release kept half-created MIG instances in this file; the framework's
+        # checkpoint (pending partition entries in ``owned``) holds them now.
+        (self.state_dir / "mig-inflight.json").unlink(missing_ok=True)
         if self.o.mig_strategy != "dynamic":
             return
         sysinfo = await asyncio.to_thread(self.nvml.system)
-        changed = await self.mig.reconcile([g.uuid for g in sysinfo.gpus if g.mig_enabled], owned,
+        mig_owned = owned_mig_records(owned, {normalize_bus_id(g.pci_bus_id): g.uuid for g in sysinfo.gpus})
+        changed = await self.mig.reconcile([g.uuid for g in sysinfo.gpus if g.mig_enabled], mig_owned,
                                            self.o.unowned_mig_policy)
         if changed and self.result is not None:
             self.ctx.request_rediscovery()
@@ -191,20 +196,8 @@ class NvidiaBackend:
                 else:
                     self.log.warning("GPU %s does not answer: time-slice not reset", uuid)
             self.sharing.release(uuid, uid)
-        if not stored.physically_prepared:  # rebooted: the instances are gone
-            for key in stored.journal:
-                if key.startswith("mig/"):
-                    self.mig.forget(key[4:])
-        elif not stored.completed:
-            errors = []
-            for key, rec in stored.journal.items():
-                if key.startswith("mig/") and isinstance(rec, Mapping):
-                    try:
-                        await self.mig.destroy(rec)
-                    except RuntimeError as exc:
-                        errors.append(str(exc))
-            if errors:
-                raise RuntimeError("; ".join(errors))
+        # MIG instances, also half-created ones, are destroyed by dra_destroy_partition: the
+        # framework hands it a pending record with this claim's mig/<device> journal entry.
 
     # ------------------------------------------------------------------ health, shutdown
     @hookimpl

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from dra_framework.api import read_json_object, write_json_atomic
-
 from . import nvml_api as api
+from .naming import parse_mig_name
 from .nvml_api import GpuInstance, Nvml, NvmlError
 
 log = logging.getLogger(__name__)
@@ -32,42 +30,48 @@ def journal_key(device: str) -> str:
     return f"mig/{device}"
 
 
-class MigManager:
-    """``inflight_path``: a small file listing partitions whose creation started and that were not
-    destroyed yet (``{device: record}``). The framework's ``owned`` list only holds records of
-    *finished* ``dra_create_partition`` calls; this file lets the start-up reconcile recognise a
-    half-created instance of an interrupted prepare as owned (its rollback comes from the journal)."""
+def mig_record(pending: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The MIG record :meth:`MigManager.create` journaled for a pending partition, or None when
+    the creation recorded nothing (it never reached a side effect, or the device is a full GPU)."""
+    rec = (pending.get("journal") or {}).get(journal_key(str(pending.get("device", ""))))
+    return dict(rec) if isinstance(rec, Mapping) else None
 
-    def __init__(self, nvml: Nvml, logger: logging.Logger | None = None, inflight_path: Path | None = None) -> None:
+
+def owned_mig_records(owned: Sequence[Mapping[str, Any]], bus_to_uuid: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The framework's ``owned`` partition records as MIG records: finished ones as they are; a
+    pending one by what its creation journaled (any step but "failed": the instance may exist);
+    a recovered one (checkpoint lost, claim kept from its CDI spec) by the placement its device
+    name encodes. ``bus_to_uuid``: normalized PCI bus id → GPU uuid."""
+    out: list[dict[str, Any]] = []
+    for r in owned:
+        if not r.get("pending"):
+            out.append(dict(r))
+            continue
+        rec = mig_record(r)
+        if rec is not None:
+            if rec.get("step") != "failed":
+                out.append(rec)
+            continue
+        parsed = parse_mig_name(str(r.get("device", ""))) if r.get("recovered") else None
+        if parsed and parsed[0] in bus_to_uuid:
+            out.append({"parent": bus_to_uuid[parsed[0]], "profileId": parsed[2], "start": parsed[3]})
+    return out
+
+
+class MigManager:
+    """Creates and destroys MIG instances. Half-created instances of an interrupted prepare need
+    no journal of their own here: the framework keeps a pending partition entry in its checkpoint
+    holding what :meth:`create` recorded (docs/backends.md "Partitions"), and hands it to
+    :meth:`destroy` and :meth:`reconcile`."""
+
+    def __init__(self, nvml: Nvml, logger: logging.Logger | None = None) -> None:
         self.nvml = nvml
         self.log = logger or log
-        self.inflight_path = inflight_path
         self._locks: dict[str, asyncio.Lock] = {}
         #: GPU uuid → unowned instances adopted at start-up (published as they are).
         self.adopted: dict[str, list[GpuInstance]] = {}
         #: GPU uuids left tainted by the ``refuse`` policy (or a failed ``destroy``).
         self.refused: set[str] = set()
-
-    def inflight(self) -> dict[str, dict[str, Any]]:
-        if self.inflight_path is None:
-            return {}
-        return read_json_object(self.inflight_path)
-
-    def _set_inflight(self, device: str, rec: Mapping[str, Any] | None) -> None:
-        if self.inflight_path is None:
-            return
-        data = self.inflight()
-        if rec is None:
-            if device not in data:
-                return
-            data.pop(device)
-        else:
-            data[device] = dict(rec)
-        write_json_atomic(self.inflight_path, data)
-
-    def forget(self, device: str) -> None:
-        """Drop ``device`` from the in-flight list (its hardware state is gone, e.g. after a reboot)."""
-        self._set_inflight(device, None)
 
     def lock(self, gpu: str) -> asyncio.Lock:
         return self._locks.setdefault(gpu, asyncio.Lock())
@@ -114,10 +118,6 @@ class MigManager:
         rec: dict[str, Any] = {"device": device, "parent": uuid, "bus": data["bus"], "parentMinor": data["parentMinor"],
                                "profile": data["profile"], "profileId": pid, "start": start, "size": data["size"],
                                "step": "creating"}
-        async def record_(k: str, v: dict[str, Any]) -> None:
-            await record(k, v)
-            self._set_inflight(device, v)
-
         async with self.lock(uuid):
             existing = await self._find_gi(uuid, pid, start)
             if existing is not None:
@@ -128,7 +128,7 @@ class MigManager:
             else:
                 if not await self._mig_enabled(uuid):
                     rec["enabledMig"] = True
-                    await record_(key, rec)
+                    await record(key, rec)
                     try:
                         await self._call(self.nvml.set_mig_mode, uuid, True)
                     except NvmlError as exc:
@@ -136,15 +136,15 @@ class MigManager:
                     if not await self._mig_enabled(uuid):
                         raise RuntimeError(f"MIG mode on GPU {uuid} is pending a GPU reset (Ampere cannot toggle "
                                            f"MIG live); enable MIG mode and reset the GPU first")
-                await record_(key, rec)
+                await record(key, rec)
                 try:
                     gi = await self._call(self.nvml.create_gpu_instance, uuid, pid, start)
                 except NvmlError as exc:
                     rec["step"] = "failed"
-                    await record_(key, rec)
+                    await record(key, rec)
                     raise RuntimeError(f"error creating GPU instance for {device!r}: {exc}") from None
             rec.update(step="gi-created", giId=gi.id)
-            await record_(key, rec)
+            await record(key, rec)
             cis = await self._call(self.nvml.compute_instances, uuid, gi.id)
             ci = cis[0] if cis else None
             if ci is None:
@@ -154,19 +154,21 @@ class MigManager:
                     raise RuntimeError(f"error creating compute instance for {device!r}: {exc}") from None
             mig = next((m for m in await self._call(self.nvml.mig_devices, uuid) if m.gi_id == gi.id and m.ci_id == ci.id), None)
             rec.update(step="ready", ciId=ci.id, uuid=mig.uuid if mig else None)
-            await record_(key, rec)
+            await record(key, rec)
             return rec
 
     async def destroy(self, rec: Mapping[str, Any]) -> None:
-        """Destroy what ``rec`` says was (maybe) created. Raises RuntimeError when an instance is
-        in use (the kubelet retries the unprepare)."""
+        """Destroy what ``rec`` says was (maybe) created. ``rec`` is a finished partition record
+        or the framework's pending one (``{"device", "pending": True, "journal"}``), whose
+        ``mig/<device>`` journal entry says how far the creation got. Raises RuntimeError when an
+        instance is in use (the kubelet retries the unprepare)."""
+        if rec.get("pending"):
+            rec = mig_record(rec) or {}
         if rec.get("adopted") or rec.get("step") in (None, "failed"):
-            self.forget(rec.get("device", ""))
             return
         uuid, device = rec["parent"], rec.get("device", "?")
         async with self.lock(uuid):
             await self._destroy_locked(rec, uuid, device)
-        self.forget(device)
 
     async def _destroy_locked(self, rec: Mapping[str, Any], uuid: str, device: str) -> None:
         try:
@@ -215,16 +217,11 @@ class MigManager:
             self.log.warning("GPU %s: could not disable MIG mode after the last instance was destroyed: %s", uuid, exc)
 
     async def reconcile(self, gpus: Sequence[str], owned: Sequence[Mapping[str, Any]], policy: str) -> bool:
-        """Apply ``policy`` to instances no record in ``owned`` claims. Never raises for a policy
-        outcome. Returns True when anything changed (adopted, destroyed or refused)."""
+        """Apply ``policy`` to instances no record in ``owned`` claims (MIG records: ``parent``,
+        ``profileId``, ``start``, optional ``giId``; see :func:`owned_mig_records`). Never raises
+        for a policy outcome. Returns True when anything changed (adopted, destroyed or refused)."""
         self.adopted.clear()
         self.refused.clear()
-        # A creation still in flight (not "ready") belongs to an interrupted prepare whose record
-        # may not have reached the checkpoint: keep it for that claim's retry or rollback. A ready
-        # one is owned only if a checkpointed claim lists it; otherwise (the checkpoint was lost)
-        # it is unowned and the policy applies, instead of leaking it for good.
-        inflight = self.inflight()
-        owned = [*owned, *(r for r in inflight.values() if r.get("step") != "ready")]
         by_id = {(r.get("parent"), r.get("giId")) for r in owned if r.get("giId") is not None}
         by_place = {(r.get("parent"), r.get("profileId"), r.get("start")) for r in owned}
         changed = False
@@ -245,9 +242,6 @@ class MigManager:
                     self.log.warning("found unexpected MIG instance %s that no claim owns: tearing it down", what)
                     try:
                         await self._destroy_gi(uuid, gi.id, what)
-                        for dev, rec in inflight.items():
-                            if rec.get("parent") == uuid and rec.get("giId") == gi.id:
-                                self._set_inflight(dev, None)
                     except RuntimeError as exc:
                         self.log.error("%s; tainting the GPU's devices instead", exc)
                         self.refused.add(uuid)

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..fsutil import atomic_write_file as _atomic_write
-from ..fsutil import fsync_dir, make_dirs
+from ..fsutil import fsync_dir, make_dirs, remove_stale_temp_files
 from .edits import ContainerEdits
 from .errors import CdiValidationError
 from .hostroot import HostRootMap, apply_host_root
@@ -244,19 +244,9 @@ class CdiWriter:
 
     def remove_stale_temp_files(self) -> list[str]:
         """Delete leftover temp files of this writer (``.<vendor>-<class>_*.tmp``, e.g. after a
-        crash mid-write). Call at start-up only. Returns the removed paths."""
-        prefix = "." + spec_file_prefix(self.vendor, self.class_)
-        removed = []
-        try:
-            names = os.listdir(self.cdi_root)
-        except FileNotFoundError:
-            return []
-        for name in names:
-            if name.startswith(prefix) and name.endswith(".tmp"):
-                path = os.path.join(self.cdi_root, name)
-                if self._remove(path, fsync=False):
-                    removed.append(path)
-        return removed
+        crash mid-write) that no live writer holds (see
+        :func:`dra_framework.fsutil.remove_stale_temp_files`). Returns the removed paths."""
+        return remove_stale_temp_files(self.cdi_root, prefix="." + spec_file_prefix(self.vendor, self.class_))
 
     # --- common spec -------------------------------------------------------------------------
 

@@ -72,7 +72,8 @@ class CheckpointFormatError(Exception):
 @dataclass(frozen=True)
 class CheckpointProblem:
     """What ``on_problem`` receives: the checkpoint ``path``, a machine ``reason`` (see
-    :class:`CheckpointFormatError`, plus ``unreadable`` for I/O errors), a one-line ``message``
+    :class:`CheckpointFormatError`, plus ``unreadable`` for I/O errors and ``missing`` when the
+    file is gone while claim CDI specs of the driver exist), a one-line ``message``
     for logs and events, and where the bad file was moved (``None`` when it was left in place)."""
 
     path: str
@@ -201,6 +202,8 @@ class Checkpoint:
         self.claims: Mapping[str, dict[str, Any]] = {}
         self.file_boot_id = ""
         self.problems: list[CheckpointProblem] = []
+        #: False when :meth:`load` found no file (a fresh node, or the file was deleted).
+        self.existed_at_load = True
         self._stat: tuple[int, int, int, int] | None = None
         self._pending: list[tuple[Callable[[Claims], Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
@@ -220,10 +223,16 @@ class Checkpoint:
 
         def work() -> None:
             with _flock(self.lock_path):
+                self.existed_at_load = os.path.lexists(self.path)
                 self._read_locked(problems, quarantine_newer=True)
         await asyncio.to_thread(work)
         self._report(problems)
         return self.claims
+
+    def report_problem(self, reason: str, message: str) -> None:
+        """Report a problem found by the caller (``reason`` ``missing``: the file is gone while
+        state it described is still on the node) like a bad file: log, ``problems``, ``on_problem``."""
+        self._report([CheckpointProblem(self.path, reason, message, None)])
 
     async def refresh(self) -> Mapping[str, dict[str, Any]]:
         """Re-read the file if another process changed it (cheap stat check)."""

@@ -20,15 +20,18 @@ Prepare, per claim:
    interrupted (``PrepareStarted``), half-unprepared or earlier-boot entry is rolled back first;
 3. map each allocation result of this driver to its device and owning backend, resolve and
    strictly decode the opaque configs, ``dra_validate_config`` (before any side effect);
-4. checkpoint ``PrepareStarted`` (name, namespace, backends, devices, empty journal), atomically
-   with the check that no other checkpointed claim holds one of the devices exclusively (B12);
-5. per backend: ``dra_create_partition`` per device (record checkpointed; never for an
-   admin-access result, see docs/backends.md), ``dra_prepare``;
+4. checkpoint ``PrepareStarted`` (name, namespace, backends, devices, empty journal, a
+   *pending* partition entry per device of each backend that creates partitions), atomically
+   with the check that no other checkpointed claim holds one of the devices exclusively;
+5. per backend: ``dra_create_partition`` per device (never for an admin-access result, see
+   docs/backends.md; ``ctx.record`` calls during it also land in the pending entry; the returned
+   record replaces it), ``dra_prepare``;
 6. write the CDI claim spec; write driver-owned device status when a backend returned any;
 7. checkpoint ``PrepareCompleted`` (teardown, CDI data, prepared devices).
 
 Any failure rolls back that claim only (``dra_unprepare(completed=False)`` from the journal, then
-``dra_destroy_partition`` per recorded partition, CDI spec removed) and yields a per-claim error;
+``dra_destroy_partition`` per partition entry, pending ones included (:func:`partition_record`),
+CDI spec removed) and yields a per-claim error;
 every requested claim gets an entry. Each claim runs in its own task shielded from the caller's
 cancellation, so a kubelet timeout never leaves a claim half-done in memory.
 
@@ -54,7 +57,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, S
 from ..backend import DeviceLocks, KeyedLocks, PrepareContext
 from ..cdi.edits import ContainerEdits, merge
 from ..cdi.errors import CdiError
-from ..cdi.names import claim_device_name
+from ..cdi.names import claim_device_name, parse_claim_device_name
+from ..fsutil import remove_stale_temp_files
 from ..slices.convert import model_pool_name
 from ..killpoints import killpoint
 from ..composition import BackendInstance, DriverInventory
@@ -69,6 +73,8 @@ log = logging.getLogger("dra_framework.engine")
 
 #: A claim whose CDI spec survived a lost checkpoint (see PrepareEngine._adopt_orphan_specs).
 RECOVERED = "Recovered"
+#: State of a partition entry written before ``dra_create_partition`` runs (see partition_record).
+PARTITION_PENDING = "pending"
 
 #: ``async get_claim(namespace, name)`` → the ResourceClaim as a resource.k8s.io/v1 dict, or
 #: None when it does not exist (404). Raise for any other failure.
@@ -180,6 +186,7 @@ class PrepareEngine:
         self._start_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._index: tuple[DriverInventory, int, dict[tuple[str | None, str], Any]] | None = None
+        self._nonparts: dict[str, set[tuple[str, str]]] = {}
 
     # --- properties --------------------------------------------------------------------------
 
@@ -217,7 +224,9 @@ class PrepareEngine:
 
     async def start(self) -> None:
         """Load the checkpoint and reconcile node state; never raises for state problems
-        (they are logged): entries from an earlier boot are cleaned (hardware teardown skipped),
+        (they are logged): temp files of interrupted writes are removed, a lost (corrupt or
+        missing) checkpoint keeps the claim CDI specs as ``Recovered`` claims, entries from an
+        earlier boot are cleaned (hardware teardown skipped),
         completed claims get their CDI spec rewritten if missing, CDI claim specs without an
         entry are removed, and each backend's ``dra_reconcile_partitions`` gets the partition
         records checkpointed claims own."""
@@ -225,8 +234,9 @@ class PrepareEngine:
             if self._started:
                 return
             await self.checkpoint.load()
-            if self.checkpoint.problems:
-                await self._adopt_orphan_specs()
+            await self._remove_stale_temp_files()
+            if self.checkpoint.problems or not self.checkpoint.existed_at_load:
+                await self._adopt_orphan_specs(missing=not self.checkpoint.existed_at_load)
             by_backend: dict[str, list[type[OpaqueConfig]]] = {}
             for b in self.backends:
                 by_backend[b.key] = await b.hooks.config_types()
@@ -258,20 +268,36 @@ class PrepareEngine:
         except Exception as exc:
             self.log.error("cannot remove stale CDI temp files: %s", exc)
         for b in self.backends:
-            owned = [p["record"] for e in self.checkpoint.claims.values() for p in e.get("partitions", [])
-                     if p.get("backend") == b.key]
+            owned = [partition_record(p) for e in self.checkpoint.claims.values() if self.physically_prepared(e)
+                     for p in e.get("partitions", []) if isinstance(p, Mapping) and p.get("backend") == b.key]
             try:
                 await b.hooks.reconcile_partitions(owned)
             except Exception as exc:
                 self.log.error("backend %s: dra_reconcile_partitions failed (driver keeps serving): %s", b.key, exc)
 
-    async def _adopt_orphan_specs(self) -> None:
-        """The checkpoint was unusable and moved aside, so claim CDI specs without an entry may
-        belong to claims the kubelet still runs containers of: deleting them would make every
-        container (re)start fail while the kubelet believes the claim prepared. Keep each such
-        spec and record the claim as ``Recovered``: it holds no devices, a prepare redoes it from
-        scratch (the entry counts as interrupted), and its unprepare removes the spec. The
-        backends' teardown data went with the old checkpoint and cannot be replayed."""
+    async def _remove_stale_temp_files(self) -> None:
+        """Temp files of writes a crash interrupted: the checkpoint's directory and every
+        backend's state directory (the CDI directory is cleaned in _reconcile_at_start)."""
+        dirs = [(self.checkpoint.directory, False)]
+        dirs += [(str(b.context.state_dir), True) for b in self.backends if getattr(b, "context", None) is not None]
+        for d, recursive in dirs:
+            try:
+                for path in await asyncio.to_thread(remove_stale_temp_files, d, recursive=recursive):
+                    self.log.info("removed %s, left by an interrupted write", path)
+            except Exception as exc:
+                self.log.error("cannot remove stale temp files in %s: %s", d, exc)
+
+    async def _adopt_orphan_specs(self, missing: bool = False) -> None:
+        """The checkpoint was unusable and moved aside, or is gone (``missing``), so claim CDI
+        specs without an entry may belong to claims the kubelet still runs containers of:
+        deleting them would make every container (re)start fail while the kubelet believes the
+        claim prepared. Keep each such spec and record the claim as ``Recovered``: it holds no
+        devices, a prepare redoes it from scratch (the entry counts as interrupted), and its
+        unprepare removes the spec. The devices named in the spec that belong to a backend which
+        creates partitions are kept as pending partitions (``recovered``), so the start-up
+        reconcile counts their partitions as owned instead of tearing them down under a running
+        pod. The backends' teardown data went with the old checkpoint and cannot be replayed.
+        A missing checkpoint with such specs is reported like a corrupt one."""
         try:
             spec_uids = await asyncio.to_thread(self.cdi.list_claim_spec_uids)
         except OSError as exc:
@@ -280,12 +306,17 @@ class PrepareEngine:
         orphans = [u for u in spec_uids if u not in self.checkpoint.claims]
         if not orphans:
             return
+        if missing:
+            self.checkpoint.report_problem(
+                "missing", f"checkpoint {self.checkpoint.path} is missing, but CDI specs of {len(orphans)} prepared "
+                           f"claim(s) exist ({', '.join(orphans)}); treating it as lost, not as a fresh node")
+        parts = {uid: await self._recovered_partitions(uid) for uid in orphans}
 
         def adopt(claims: dict[str, dict[str, Any]]) -> None:
             for uid in orphans:
                 claims.setdefault(uid, {"uid": uid, "namespace": "", "name": "", "state": RECOVERED,
                                         "bootId": self.checkpoint.boot_id, "backends": [], "devices": [],
-                                        "journal": {}, "partitions": []})
+                                        "journal": {}, "partitions": parts[uid]})
         try:
             await self.checkpoint.update(adopt)
         except CheckpointError as exc:
@@ -293,6 +324,30 @@ class PrepareEngine:
             return
         self.log.warning("checkpoint lost: kept the CDI specs of %d claim(s) the kubelet may still use (%s); "
                          "their backend teardown data is lost", len(orphans), ", ".join(orphans))
+
+    async def _recovered_partitions(self, uid: str) -> list[dict[str, Any]]:
+        """Pending partition entries for the devices named in claim ``uid``'s CDI spec."""
+        try:
+            ids = await asyncio.to_thread(self.cdi.read_claim_spec_ids, uid) or []
+            inv = self.inventory
+        except Exception as exc:
+            self.log.warning("claim %s: cannot tell its devices from its CDI spec: %s", uid, exc)
+            return []
+        owners = {name: key for (_, name), key in inv.owner.items()}
+        out: list[dict[str, Any]] = []
+        for qid in ids:
+            try:
+                _, device, _ = parse_claim_device_name(qid.rpartition("=")[2])
+            except ValueError:
+                continue
+            key = owners.get(device)
+            b = self._by_key.get(key) if key else None
+            if b is None or not b.hooks.implements("dra_create_partition"):
+                continue
+            part = {"backend": key, "device": device, "state": PARTITION_PENDING, "journal": {}, "recovered": True}
+            if part not in out:
+                out.append(part)
+        return out
 
     async def sweep_stale_cdi_specs(self) -> list[str]:
         """Remove CDI claim specs of this driver whose claim has no checkpoint entry (and no
@@ -536,6 +591,8 @@ class PrepareEngine:
             if not isinstance(exc, Exception):
                 raise
             raise err from None
+        finally:
+            self._nonparts.pop(ref.uid, None)
         self.metrics.set_prepared_claims(self.prepared_claim_count())
         return outcome
 
@@ -626,9 +683,15 @@ class PrepareEngine:
                     "pool": p.allocated.pool, "device": p.allocated.name, "shareId": p.allocated.share_id,
                     "adminAccess": p.allocated.admin_access, "exclusive": p.exclusive,
                     "configs": [dict(e.parameters) for e, _ in p.configs]} for p in plan]
+        # Every device of a backend that creates partitions gets a pending partition entry in the
+        # same write: a crash inside dra_create_partition then still leaves a record to destroy.
+        pending = [{"backend": k, "device": name, "state": PARTITION_PENDING, "journal": {}}
+                   for k in order if self._by_key[k].hooks.implements("dra_create_partition")
+                   for name in dict.fromkeys(p.allocated.name for p in plan
+                                             if p.backend == k and not p.allocated.admin_access)]
         entry = {"uid": info.uid, "namespace": info.namespace, "name": info.name, "state": PREPARE_STARTED,
                  "bootId": self.checkpoint.boot_id, "startedAt": time.time(), "backends": order,
-                 "devices": devices, "journal": {}, "partitions": []}
+                 "devices": devices, "journal": {}, "partitions": pending}
         mine = {(d["pool"], d["device"]) for d in devices if d["exclusive"]}
         uid, boot = info.uid, self.checkpoint.boot_id
 
@@ -656,7 +719,9 @@ class PrepareEngine:
             raise ClaimError("checkpoint", f"claim {label}: {exc}") from None
         killpoint("prepare-started")
 
-    async def _record(self, uid: str, backend: str, key: str, value: Any) -> None:
+    async def _record(self, uid: str, backend: str, key: str, value: Any, creating: str | None = None) -> None:
+        """Journal ``key`` = ``value`` for ``backend``; while ``dra_create_partition`` of device
+        ``creating`` runs, also into that device's pending partition entry (same write)."""
         stored = _json_copy(value, f"journal entry {key!r}")
 
         def fn(claims: dict[str, dict[str, Any]]) -> None:
@@ -665,7 +730,11 @@ class PrepareEngine:
                 raise CheckpointError(f"claim {uid} vanished from the checkpoint during prepare")
             journal = dict(e.get("journal") or {})
             journal[backend] = {**(journal.get(backend) or {}), key: stored}
-            claims[uid] = {**e, "journal": journal}
+            new = {**e, "journal": journal}
+            if creating is not None:
+                new["partitions"] = [{**p, "journal": {**(p.get("journal") or {}), key: stored}}
+                                     if _is_pending(p, backend, creating) else p for p in e.get("partitions", [])]
+            claims[uid] = new
         killpoint(f"before-record {backend} {key}")
         await self.checkpoint.update(fn)
         killpoint(f"record {backend} {key}")
@@ -673,14 +742,18 @@ class PrepareEngine:
     async def _run(self, info: ClaimInfo, plan: list[_Planned], label: str) -> PrepareOutcome:
         uid = info.uid
         results: dict[str, PrepareResult] = {}
+        # (backend, device) whose dra_create_partition returned None: a rollback in this process
+        # skips their pending entries (see _teardown).
+        nonparts = self._nonparts.setdefault(uid, set())
         for b in self.backends:
             devs = [p.allocated for p in plan if p.backend == b.key]
             if not devs:
                 continue
             partitions: dict[str, Mapping[str, Any]] = {}
+            creating: list[str | None] = [None]  # the device whose dra_create_partition runs
 
-            async def record(key: str, value: Any, _b: str = b.key) -> None:
-                await self._record(uid, _b, key, value)
+            async def record(key: str, value: Any, _b: str = b.key, _c: list[str | None] = creating) -> None:
+                await self._record(uid, _b, key, value, _c[0])
             ctx = PrepareContext(claim=info, backend_name=b.key, journal={}, partitions=partitions,
                                  on_record=record, locks=self.device_locks)
             if b.hooks.implements("dra_create_partition"):
@@ -689,15 +762,26 @@ class PrepareEngine:
                     if d.name in seen or d.admin_access:  # admin access never creates (or destroys)
                         continue
                     seen.add(d.name)
-                    rec = await self._backend_call(b, "dra_create_partition", label, b.hooks.create_partition(ctx, d))
-                    if rec is None:
+                    creating[0] = d.name
+                    try:
+                        rec = await self._backend_call(b, "dra_create_partition", label,
+                                                       b.hooks.create_partition(ctx, d))
+                    finally:
+                        creating[0] = None
+                    if rec is None:  # not a partition: its pending entry goes with the next write
+                        nonparts.add((b.key, d.name))
                         continue
                     rec = _json_copy(dict(rec), f"partition record of device {d.name!r}")
-                    part = {"backend": b.key, "device": d.name, "record": rec}
 
-                    def add(claims: dict[str, dict[str, Any]], _p: dict[str, Any] = part) -> None:
+                    def add(claims: dict[str, dict[str, Any]], _b: str = b.key, _d: str = d.name,
+                            _r: dict[str, Any] = rec) -> None:
                         e = claims[uid]
-                        claims[uid] = {**e, "partitions": [*e.get("partitions", []), _p]}
+                        done = {"backend": _b, "device": _d, "record": _r}
+                        parts = [done if _is_pending(p, _b, _d) else p for p in e.get("partitions", [])
+                                 if not _is_nonpart(p, nonparts)]
+                        if done not in parts:
+                            parts.append(done)
+                        claims[uid] = {**e, "partitions": parts}
                     await self._cp(self.checkpoint.update(add), label)
                     killpoint(f"partition-recorded {b.key} {d.name}")
                     partitions[d.name] = rec
@@ -741,8 +825,12 @@ class PrepareEngine:
                     raise ClaimError("status", f"claim {label}: writing ResourceClaim.status.devices failed: {exc}") from None
 
             def complete(claims: dict[str, dict[str, Any]]) -> None:
-                claims[uid] = {**claims[uid], "state": PREPARE_COMPLETED, "completedAt": time.time(),
-                               "teardown": teardown, "cdi": cdi_stored, "prepared": prepared}
+                e = claims[uid]
+                claims[uid] = {**e, "state": PREPARE_COMPLETED, "completedAt": time.time(),
+                               "teardown": teardown, "cdi": cdi_stored, "prepared": prepared,
+                               # what is still pending now are devices that are no partitions
+                               "partitions": [p for p in e.get("partitions", [])
+                                              if p.get("state") != PARTITION_PENDING]}
             killpoint("before prepare-completed")  # the CDI spec may or may not be written yet
             await self._cp(self.checkpoint.update(complete), label)
         finally:
@@ -893,28 +981,34 @@ class PrepareEngine:
             await self._cp(self.checkpoint.update(mark), label)
         errors: list[str] = []
         destroyed: list[Mapping[str, Any]] = []
-        for key in reversed(entry.get("backends") or []):
+        skip = self._nonparts.get(uid, set())
+        parts = [p for p in entry.get("partitions", []) if isinstance(p, Mapping) and not _is_nonpart(p, skip)]
+        prepared_by = list(entry.get("backends") or [])
+        # A claim recovered from its CDI spec lists partitions but prepared nothing to undo.
+        order = [*prepared_by, *(k for k in dict.fromkeys(p.get("backend") for p in parts) if k not in prepared_by)]
+        for key in reversed(order):
             b = self._by_key.get(key)
             if b is None:
                 self.log.warning("claim %s: backend %r recorded in the checkpoint is not configured; "
                                  "skipping its teardown", label, key)
                 continue
-            devices = list(dict.fromkeys(d["device"] for d in entry.get("devices", []) if d.get("backend") == key))
-            stored = StoredClaim(claim=info, completed=completed, devices=devices,
-                                 journal=(entry.get("journal") or {}).get(key, {}),
-                                 teardown=(entry.get("teardown") or {}).get(key, {}) if completed else {},
-                                 physically_prepared=physical)
-            try:
-                await b.hooks.unprepare(stored)
-            except Exception as exc:
-                errors.append(f"backend {key}: dra_unprepare: {exc}")
-                continue
-            killpoint(f"after dra_unprepare {key}")
+            if key in prepared_by:
+                devices = list(dict.fromkeys(d["device"] for d in entry.get("devices", []) if d.get("backend") == key))
+                stored = StoredClaim(claim=info, completed=completed, devices=devices,
+                                     journal=(entry.get("journal") or {}).get(key, {}),
+                                     teardown=(entry.get("teardown") or {}).get(key, {}) if completed else {},
+                                     physically_prepared=physical)
+                try:
+                    await b.hooks.unprepare(stored)
+                except Exception as exc:
+                    errors.append(f"backend {key}: dra_unprepare: {exc}")
+                    continue
+                killpoint(f"after dra_unprepare {key}")
             if not physical:
                 continue
-            for part in reversed([p for p in entry.get("partitions", []) if p.get("backend") == key]):
+            for part in reversed([p for p in parts if p.get("backend") == key]):
                 try:
-                    await b.hooks.destroy_partition(part["record"])
+                    await b.hooks.destroy_partition(partition_record(part))
                     destroyed.append(part)
                     killpoint(f"after dra_destroy_partition {key} {part.get('device')}")
                 except Exception as exc:
@@ -976,6 +1070,30 @@ def _late(label: str) -> str:
             "the claim or for the API server); nothing was changed (the kubelet retries)")
 
 
+def _is_pending(part: Any, backend: str, device: str) -> bool:
+    return (isinstance(part, Mapping) and part.get("state") == PARTITION_PENDING
+            and part.get("backend") == backend and part.get("device") == device)
+
+
+def _is_nonpart(part: Mapping[str, Any], nonparts: set[tuple[str, str]]) -> bool:
+    return part.get("state") == PARTITION_PENDING and (part.get("backend"), part.get("device")) in nonparts
+
+
+def partition_record(part: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``dra_destroy_partition`` and ``dra_reconcile_partitions`` get for a checkpointed
+    partition entry: the record ``dra_create_partition`` returned, or for a *pending* one (the
+    hook had not returned: crash, error, or the device is no partition) ``{"device": name,
+    "pending": True, "journal": {key: value recorded through ctx.record during that create}}``,
+    plus ``"recovered": True`` when the checkpoint was lost and the claim recovered from its CDI
+    spec (nothing recorded is left then). See docs/backends.md "Partitions"."""
+    if part.get("state") != PARTITION_PENDING and isinstance(part.get("record"), Mapping):
+        return dict(part["record"])
+    out = {"device": str(part.get("device", "")), "pending": True, "journal": dict(part.get("journal") or {})}
+    if part.get("recovered"):
+        out["recovered"] = True
+    return out
+
+
 def _strip(exc: Exception, label: str) -> str:
     msg = str(exc)
     prefix = f"claim {label}: "
@@ -1003,5 +1121,5 @@ def _outcome(prepared: Sequence[Mapping[str, Any]]) -> PrepareOutcome:
         for d in prepared])
 
 
-__all__ = ["ClaimError", "ClaimGetter", "EngineMetrics", "KeyedLocks", "NullMetrics", "PrepareEngine",
-           "StatusWriter"]
+__all__ = ["ClaimError", "ClaimGetter", "EngineMetrics", "KeyedLocks", "NullMetrics", "PARTITION_PENDING",
+           "PrepareEngine", "StatusWriter", "partition_record"]

@@ -125,7 +125,8 @@ def test_remove_and_reconcile(writer):
     with open(other, "w") as f:
         json.dump({"cdiVersion": "0.3.0", "kind": "k8s.gpu.example.com-gpu/x",
                    "devices": [{"name": "a", "containerEdits": {"env": ["A=1"]}}]}, f)
-    open(os.path.join(writer.cdi_root, f".{VENDOR}-{CLASS}_x.json.123.tmp"), "w").close()
+    with open(os.path.join(writer.cdi_root, f".{VENDOR}-{CLASS}_x.json.123.tmp"), "w") as f:
+        f.write("{")  # what a write killed half-way leaves (unlocked, not empty)
     assert writer.list_claim_spec_uids() == uids
     assert writer.remove_claim_spec(uids[0]) is True
     assert writer.remove_claim_spec(uids[0]) is False  # missing is not an error

@@ -307,16 +307,15 @@ class PartitionBackend(FakeBackend):
     @hookimpl
     def dra_unprepare(self, stored):
         self.calls.append(("unprepare", stored.completed, sorted(stored.journal)))
-        if not stored.completed:  # roll back half-created partitions from the journal alone
-            for key, rec in stored.journal.items():
-                if key.startswith("ci/"):
-                    self.live.discard(rec["ci"])
-                if key.startswith("gi/"):
-                    self.live.discard(rec["gi"])
 
     @hookimpl
     def dra_destroy_partition(self, record):
         self.destroyed.append(dict(record))
+        if record.get("pending"):  # half-created: what the create journaled says what exists
+            for rec in record["journal"].values():
+                self.live.discard(rec.get("ci"))
+                self.live.discard(rec["gi"])
+            return
         self.live.discard(record["ci"])
         self.live.discard(record["gi"])
 
@@ -330,7 +329,10 @@ async def test_partition_failure_half_way_rolls_back(tmp_path):
     out = await engine.prepare([ref])
     assert "Insufficient Resources" in out[ref.uid].error
     assert b.live == set()
-    assert b.destroyed == [{"parent": "gpu-0", "gi": "gpu-0-mig-a/gi", "ci": "gpu-0-mig-a/ci"}]
+    # the half-created partition is destroyed from the framework's pending record, then the other
+    assert b.destroyed == [{"device": "gpu-0-mig-b", "pending": True,
+                            "journal": {"gi/gpu-0-mig-b": {"parent": "gpu-0", "gi": "gpu-0-mig-b/gi"}}},
+                           {"parent": "gpu-0", "gi": "gpu-0-mig-a/gi", "ci": "gpu-0-mig-a/ci"}]
     assert engine.checkpoint.get(ref.uid) is None
     b.fail_ci_for = set()
     assert (await engine.prepare([ref]))[ref.uid].error == ""

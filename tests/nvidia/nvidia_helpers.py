@@ -71,13 +71,24 @@ class Claim:
         self.info = ClaimInfo(uid, "default", f"claim-{uid}")
         self.journal: dict[str, Any] = {}
         self.partitions: dict[str, Any] = {}
+        #: device → journal entries recorded while its dra_create_partition ran and had not returned
+        #: (the framework's pending partition entries)
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.creating: str | None = None
         self.teardown: dict[str, Any] = {}
         self.completed = False
 
     def context(self) -> PrepareContext:
         async def record(key: str, value: Any) -> None:
             self.journal[key] = json.loads(json.dumps(value))
+            if self.creating is not None:
+                self.pending.setdefault(self.creating, {})[key] = self.journal[key]
         return PrepareContext(self.info, "nvidia", dict(self.journal), self.partitions, record, DeviceLocks())
+
+    def partition_records(self) -> list[dict[str, Any]]:
+        """What the framework hands to dra_destroy_partition / dra_reconcile_partitions."""
+        return [*({"device": d, "pending": True, "journal": j} for d, j in self.pending.items()),
+                *self.partitions.values()]
 
     async def prepare(self):
         hooks = self.drv.hooks
@@ -89,7 +100,13 @@ class Claim:
                     raise ValueError(f"{type(c).__name__} cannot be applied to device {d.name!r}")
         ctx = self.context()
         for d in self.devices:
-            rec = await hooks.call("dra_create_partition", ctx=ctx, device=d)
+            self.creating = d.name
+            self.pending.setdefault(d.name, {})
+            try:
+                rec = await hooks.call("dra_create_partition", ctx=ctx, device=d)
+            finally:
+                self.creating = None
+            del self.pending[d.name]
             if rec is not None:
                 self.partitions[d.name] = json.loads(json.dumps(rec))
         result = await hooks.call("dra_prepare", ctx=ctx, devices=self.devices)
@@ -104,7 +121,7 @@ class Claim:
     async def unprepare(self, drv: Driver | None = None) -> None:
         hooks = (drv or self.drv).hooks
         await hooks.call("dra_unprepare", stored=self.stored())
-        for rec in self.partitions.values():
+        for rec in reversed(self.partition_records()):
             await hooks.call("dra_destroy_partition", record=rec)
 
 

@@ -172,13 +172,14 @@ async def test_rollback_after_ci_failure_from_journal_alone(driver_factory, host
     with pytest.raises(RuntimeError, match="error creating compute instance"):
         await claim.prepare()
     assert claim.partitions == {}  # create_partition never returned
-    entry = claim.journal[f"mig/{MIG_1G}"]
+    entry = claim.pending[MIG_1G][f"mig/{MIG_1G}"]
     assert entry["step"] == "gi-created" and entry["giId"] == 7 and entry["parent"] == GPU0
     assert len(drv.backend.nvml.gpu_instances(GPU0)) == 1
-    # "restart": a new backend instance on the same state (fake NVML state persisted), journal only
+    # "restart": a new backend instance on the same state (fake NVML state persisted); the
+    # framework hands the pending partition (what the create journaled) to dra_destroy_partition
     drv2 = driver_factory(host, migStrategy="dynamic")
     await drv2.discover()
-    await drv2.hooks.call("dra_unprepare", stored=claim.stored())
+    await claim.unprepare(drv2)
     assert drv2.backend.nvml.snapshot()[GPU0]["gis"] == {}
 
 
@@ -197,7 +198,7 @@ async def test_rollback_when_crash_hit_between_create_and_journal_update(driver_
     result = await claim.prepare()
     assert claim.partitions[MIG_1G]["giId"] == 7 and MIG_1G in result.devices
     claim.completed = False  # say the driver died before PrepareCompleted
-    await drv.hooks.call("dra_unprepare", stored=claim.stored())
+    await claim.unprepare()
     assert fake.snapshot()[GPU0]["gis"] == {}
 
 
@@ -329,8 +330,8 @@ def test_driver_root_slash_maps_only_driver_files(tmp_path):
 
 
 async def test_reconcile_treats_half_created_instance_as_owned(driver_factory, host):
-    """The framework's `owned` holds only finished partition records; a GI of an interrupted
-    prepare is still recognised (in-flight list) and left for the journal rollback."""
+    """A GI of an interrupted prepare is in `owned` as the framework's pending record (what the
+    create journaled) and is left for the rollback, which destroys it from that record."""
     drv = driver_factory(host, migStrategy="dynamic", unownedMigPolicy="refuse")
     pool = await drv.discover()
     drv.backend.nvml.fail_next("create_compute_instance", api.ERROR_UNKNOWN)
@@ -338,12 +339,11 @@ async def test_reconcile_treats_half_created_instance_as_owned(driver_factory, h
     with pytest.raises(RuntimeError):
         await claim.prepare()
     drv2 = driver_factory(host, migStrategy="dynamic", unownedMigPolicy="refuse")
-    await drv2.hooks.call("dra_reconcile_partitions", owned=[])
+    await drv2.hooks.call("dra_reconcile_partitions", owned=claim.partition_records())
     pool2 = await drv2.discover()
     assert not any(d.taints for d in pool2.devices)
-    await drv2.hooks.call("dra_unprepare", stored=claim.stored())
+    await claim.unprepare(drv2)
     assert drv2.backend.nvml.snapshot()[GPU0]["gis"] == {}
-    assert drv2.backend.mig.inflight() == {}
     # after that, a leftover instance at the same placement is unowned again
     drv2.backend.nvml.set_mig_mode(GPU0, True)
     drv2.backend.nvml.create_gpu_instance(GPU0, 19, 0)
@@ -362,4 +362,3 @@ async def test_ready_instance_no_checkpoint_owns_is_unowned_after_lost_checkpoin
     drv2 = driver_factory(host, migStrategy="dynamic", unownedMigPolicy="destroy")
     await drv2.hooks.call("dra_reconcile_partitions", owned=[])   # the checkpoint knows nothing
     assert drv2.backend.nvml.snapshot()[GPU0]["gis"] == {}
-    assert drv2.backend.mig.inflight() == {}

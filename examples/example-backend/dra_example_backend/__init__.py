@@ -2,7 +2,8 @@
 share its counters (KEP-4815 partitionable devices). Found through its entry point."""
 from pydantic import Field
 from dra_framework.api import (BaseOptions, Capacity, ContainerEdits, CounterConsumption, CounterSet, Device,
-                               OpaqueConfig, PreparedDeviceEdits, PrepareResult, Version, hookimpl)
+                               OpaqueConfig, PreparedDeviceEdits, PrepareResult, Version, hookimpl,
+                               write_state_file)
 
 GIB = 1 << 30
 
@@ -45,17 +46,14 @@ class ExampleBackend:
         return [ExampleConfig]
 
     @hookimpl
-    async def dra_create_partition(self, ctx, device):
+    def dra_create_partition(self, ctx, device):  # a crash in here: the framework's pending record
         if "parent" not in device.device.data:
             return None
-        await ctx.record(f"partition/{device.name}", {"device": device.name})
-        marker = self.ctx.state_dir / "partitions" / device.name
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(ctx.claim.uid)
+        write_state_file(self.ctx.state_dir / "partitions" / device.name, ctx.claim.uid)
         return {"device": device.name}
 
     @hookimpl
-    def dra_destroy_partition(self, record):
+    def dra_destroy_partition(self, record):  # also for a pending {"device", "pending": True}
         (self.ctx.state_dir / "partitions" / record["device"]).unlink(missing_ok=True)
 
     @hookimpl
