@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from dra_framework.api import DeviceStatus, Health, HealthReport, PreparedDeviceEdits, PrepareResult, hookimpl
 
