@@ -129,8 +129,8 @@ class BackendSpec:
         backend needs a journal of its own for half-created partitions. What a multi-step
         creation needs to undo its steps goes into ``await ctx.record(key, value)`` *before*
         each side effect; entries recorded while this hook runs are kept in the pending entry.
-        Write state files with :func:`dra_framework.fsutil.write_state_file` (atomic, refuses
-        symbolic links). See docs/backends.md "Partitions".
+        Write state files with :func:`dra_framework.api.write_state_file` (atomic, refuses
+        symbolic links). See docs/backends.md "Crash safety of partitions".
         """
 
     @hookspec(firstresult=True)

@@ -121,6 +121,13 @@ class NvidiaBackend:
 
     @hookimpl
     async def dra_destroy_partition(self, record):
+        if record.get("recovered") and not record.get("journal"):
+            # The checkpoint was lost; the claim's CDI spec named this MIG device, so the instance
+            # at the placement its name encodes was this claim's.
+            sysinfo = await asyncio.to_thread(self.nvml.system)
+            bus = {normalize_bus_id(g.pci_bus_id): g.uuid for g in sysinfo.gpus}
+            found = owned_mig_records([record], bus)
+            record = {**found[0], "device": record["device"], "step": "creating"} if found else {}
         await self.mig.destroy(record)
 
     # ------------------------------------------------------------------ prepare

@@ -1085,7 +1085,7 @@ def partition_record(part: Mapping[str, Any]) -> dict[str, Any]:
     hook had not returned: crash, error, or the device is no partition) ``{"device": name,
     "pending": True, "journal": {key: value recorded through ctx.record during that create}}``,
     plus ``"recovered": True`` when the checkpoint was lost and the claim recovered from its CDI
-    spec (nothing recorded is left then). See docs/backends.md "Partitions"."""
+    spec (nothing recorded is left then). See docs/backends.md "Crash safety of partitions"."""
     if part.get("state") != PARTITION_PENDING and isinstance(part.get("record"), Mapping):
         return dict(part["record"])
     out = {"device": str(part.get("device", "")), "pending": True, "journal": dict(part.get("journal") or {})}

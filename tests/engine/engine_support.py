@@ -208,11 +208,18 @@ class CrashBackend:
 
     @hookimpl
     async def dra_create_partition(self, ctx, device):
+        import os
         if device.name != "part-0":
             return None
-        await ctx.record("partition/part-0", {"name": "part-0"})
+        if not os.environ.get("DRA_TEST_NO_RECORD"):
+            await ctx.record("partition/part-0", {"name": "part-0"})
         (self.dir / "partitions").mkdir(exist_ok=True)
         (self.dir / "partitions" / "part-0").write_text(ctx.claim.uid)
+        if os.environ.get("DRA_TEST_HANG_IN_CREATE"):  # the side effect is done, the record not stored
+            (self.dir / "ready").write_text(ctx.claim.uid)
+            await asyncio.sleep(3600)
+        if os.environ.get("DRA_TEST_FAIL_IN_CREATE"):
+            raise RuntimeError("step 2 of the partition failed")
         return {"name": "part-0"}
 
     @hookimpl
@@ -237,8 +244,9 @@ class CrashBackend:
 
     @hookimpl
     def dra_destroy_partition(self, record):
-        self.log(f"destroy {record['name']}")
-        (self.dir / "partitions" / record["name"]).unlink(missing_ok=True)
+        name = record.get("name") or record["device"]  # a pending record names the device
+        self.log(f"destroy {name}" + (" (pending)" if record.get("pending") else ""))
+        (self.dir / "partitions" / name).unlink(missing_ok=True)
 
 
 def crash_factories():

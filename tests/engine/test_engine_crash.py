@@ -20,8 +20,9 @@ from dra_framework.kubelet.types import ClaimRef
 HERE = Path(__file__).parent
 
 
-async def crash_mid_prepare(root: Path, devices=("dev-0", "part-0")) -> ClaimRef:
-    """Run crash_driver.py, wait until the backend has done its side effects, SIGKILL it."""
+async def crash_mid_prepare(root: Path, devices=("dev-0", "part-0"), env=None) -> ClaimRef:
+    """Run crash_driver.py, wait until the backend has done its side effects, SIGKILL it.
+    ``env``: where it hangs (default ``DRA_TEST_HANG``: in dra_prepare)."""
     uid = new_uid()
     obj = claim_obj("victim", uid, [{"request": f"r{i}", "device": d} for i, d in enumerate(devices)])
     claim_file = root / "claim.json"
@@ -30,7 +31,7 @@ async def crash_mid_prepare(root: Path, devices=("dev-0", "part-0")) -> ClaimRef
     ready = root / "state" / "crash" / "ready"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(HERE / "crash_driver.py"), str(root), str(claim_file),
-        env={**os.environ, "DRA_TEST_HANG": "1"}, cwd=str(HERE))
+        env={**os.environ, **(env or {"DRA_TEST_HANG": "1"})}, cwd=str(HERE))
     try:
         await wait_for(lambda: ready.exists() or proc.returncode is not None, timeout=30)
         assert proc.returncode is None, "driver process exited early"

@@ -362,3 +362,18 @@ async def test_ready_instance_no_checkpoint_owns_is_unowned_after_lost_checkpoin
     drv2 = driver_factory(host, migStrategy="dynamic", unownedMigPolicy="destroy")
     await drv2.hooks.call("dra_reconcile_partitions", owned=[])   # the checkpoint knows nothing
     assert drv2.backend.nvml.snapshot()[GPU0]["gis"] == {}
+
+
+async def test_recovered_claim_keeps_its_mig_instance_after_lost_checkpoint(driver_factory, host):
+    """The checkpoint was lost but the claim's CDI spec names the MIG device: the framework passes
+    a recovered pending record; the instance under the still running pod is owned, not torn down."""
+    drv = driver_factory(host, migStrategy="dynamic", unownedMigPolicy="destroy")
+    pool = await drv.discover()
+    claim = Claim(drv, "kept", [allocated(drv.device(pool, MIG_1G))])
+    await claim.prepare()
+    drv2 = driver_factory(host, migStrategy="dynamic", unownedMigPolicy="destroy")
+    recovered = {"device": MIG_1G, "pending": True, "journal": {}, "recovered": True}
+    await drv2.hooks.call("dra_reconcile_partitions", owned=[recovered])
+    assert drv2.backend.nvml.snapshot()[GPU0]["gis"] != {}
+    await drv2.hooks.call("dra_destroy_partition", record=recovered)  # the claim's unprepare
+    assert drv2.backend.nvml.snapshot()[GPU0]["gis"] == {}
