@@ -10,7 +10,6 @@ import contextlib
 import time
 
 import grpc
-import pytest
 from engine_support import FakeBackend, queued, wait_for
 
 from dra_framework.kube import TokenBucket
