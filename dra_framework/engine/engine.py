@@ -752,7 +752,13 @@ class PrepareEngine:
             partitions: dict[str, Mapping[str, Any]] = {}
             creating: list[str | None] = [None]  # the device whose dra_create_partition runs
 
-            async def record(key: str, value: Any, _b: str = b.key, _c: list[str | None] = creating) -> None:
+            admin_only = all(d.admin_access for d in devs)
+
+            async def record(key: str, value: Any, _b: str = b.key, _c: list[str | None] = creating,
+                             _admin: bool = admin_only) -> None:
+                if _admin:  # a journal entry announces a side effect: admin access may make none
+                    raise ClaimError("backend", f"claim {label}: backend {_b}: ctx.record({key!r}) for admin-access "
+                                                "devices: admin access must not change a device (docs/backends.md)")
                 await self._record(uid, _b, key, value, _c[0])
             ctx = PrepareContext(claim=info, backend_name=b.key, journal={}, partitions=partitions,
                                  on_record=record, locks=self.device_locks)

@@ -20,3 +20,17 @@ async def test_admin_access_on_a_prepared_partition(example_env):
     assert "already prepared for claim default/work" in (await engine.prepare([other]))[other.uid].error
     assert await engine.unprepare([work]) == {work.uid: ""}
     assert not marker.exists()
+
+
+async def test_backend_changing_an_admin_device_fails_the_claim_clearly(tmp_path):
+    """A backend that would change a device for an admin-access-only call (it announces a side
+    effect with ctx.record) fails that claim before the change; nothing is left behind."""
+    from engine_support import Env, crash_factories
+
+    env = Env(tmp_path, crash_factories())
+    engine = await env.make_engine()
+    mon = env.add_claim("mon", [{"request": "m", "device": "dev-0", "adminAccess": True}], namespace="monitoring")
+    err = (await engine.prepare([mon]))[mon.uid].error
+    assert "ctx.record('bound') for admin-access devices" in err and "must not change a device" in err
+    assert not (env.state_root / "crash" / "bound" / "dev-0").exists()
+    assert engine.checkpoint.get(mon.uid) is None and env.cdi_files() == []
