@@ -969,6 +969,15 @@ class PrepareEngine:
             if not _spec_gone(self.cdi, uid):
                 raise
 
+    def _held_elsewhere(self, uid: str, part: Mapping[str, Any]) -> bool:
+        """A partition recovered from CDI specs (owner unknown) that another claim of this boot
+        also lists, e.g. a workload and an admin-access claim watching it: not destroyed under
+        the other claim. Partitions a claim created itself are its own and always destroyed."""
+        if not part.get("recovered"):
+            return False
+        return any(_same_partition(p, part) for u, e in self.checkpoint.claims.items()
+                   if u != uid and self.physically_prepared(e) for p in e.get("partitions", []))
+
     async def _teardown(self, entry: Mapping[str, Any]) -> None:
         """Undo ``entry`` from the checkpoint alone, then delete it. Keeps going through all
         backends and partitions, gathering errors; on any error the entry stays (minus the
@@ -1013,6 +1022,9 @@ class PrepareEngine:
             if not physical:
                 continue
             for part in reversed([p for p in parts if p.get("backend") == key]):
+                if self._held_elsewhere(uid, part):
+                    destroyed.append(part)  # released; the last claim listing it destroys it
+                    continue
                 try:
                     await b.hooks.destroy_partition(partition_record(part))
                     destroyed.append(part)
@@ -1050,6 +1062,10 @@ class PrepareEngine:
         if isinstance(removed, BaseException):
             raise ClaimError("cdi", f"claim {label}: removing the CDI spec failed (removed later by the "
                                     f"janitor): {removed}")
+
+
+def _same_partition(a: Any, b: Mapping[str, Any]) -> bool:
+    return isinstance(a, Mapping) and a.get("backend") == b.get("backend") and a.get("device") == b.get("device")
 
 
 def _spec_gone(cdi: Any, uid: str) -> bool:
