@@ -111,7 +111,7 @@ class NullMetrics:
 class ClaimError(Exception):
     """A per-claim failure: ``reason`` is a short metric label (fetch, not_found, uid_mismatch,
     not_allocated, unknown_device, config, device_in_use, backend, cdi, status, checkpoint,
-    rollback, unprepare); the message names the claim."""
+    rollback, unprepare, deadline, shutdown); the message names the claim."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
