@@ -19,7 +19,8 @@ What is here, grouped:
   :class:`OpaqueConfig`, :class:`PrepareResult`, :class:`PreparedDeviceEdits`,
   :class:`DeviceStatus`, :class:`NetworkData`, :class:`StoredClaim`.
 - **Container edits (CDI)**: :class:`ContainerEdits`, :class:`DeviceNode`, :class:`Mount`,
-  :class:`Hook`, :class:`NetDevice`, :class:`IntelRdt`, :func:`merge_edits`.
+  :class:`Hook`, :class:`NetDevice`, :class:`IntelRdt`, :func:`merge_edits`; :class:`CdiPolicy`
+  (what a backend's edits may do; ``BaseOptions.default_cdi_policy``, docs/cdi.md).
 - **Health**: :class:`Health`, :class:`HealthReport`.
 - **Helpers**: :func:`write_state_file`, :func:`write_json_atomic`, :func:`read_json_object`,
   :func:`atomic_write_file` (crash-safe state files; ``write_state_file`` refuses symbolic
@@ -44,6 +45,7 @@ from .cdi.edits import ContainerEdits, DeviceNode, Hook, IntelRdt, Mount, NetDev
 from .cdi.edits import merge as merge_edits
 from .cdi.errors import CdiConflictError, CdiError
 from .cdi.hostroot import apply_host_root, map_host_path
+from .cdi.policy import CdiPolicy
 from .devnodes import device_node, device_numbers, proc_device_majors
 from .errors import ConfigError, DraFrameworkError, HookError, PluginError
 from .fsutil import atomic_write_file, read_json_object, write_json_atomic, write_state_file
@@ -107,7 +109,7 @@ __all__ = [
     "PrepareContext", "ClaimInfo", "AllocatedDevice", "OpaqueConfig", "PrepareResult",
     "PreparedDeviceEdits", "DeviceStatus", "NetworkData", "StoredClaim",
     # container edits
-    "ContainerEdits", "DeviceNode", "Mount", "Hook", "NetDevice", "IntelRdt", "merge_edits",
+    "ContainerEdits", "DeviceNode", "Mount", "Hook", "NetDevice", "IntelRdt", "merge_edits", "CdiPolicy",
     # health
     "Health", "HealthReport",
     # helpers

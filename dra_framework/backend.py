@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .cdi.policy import CdiPolicy
 from .model import ClaimInfo
 
 
@@ -27,6 +28,18 @@ class BaseOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     host_root: str = Field("/", alias="hostRoot", description="Where /sys, /dev and /proc of the host are found.")
+
+    def default_cdi_policy(self) -> CdiPolicy:
+        """What this backend's CDI edits may do unless the admin sets ``cdiPolicy`` (docs/cdi.md).
+        The framework default: character devices under ``/dev``, no host mounts, no hooks, no
+        ``LD_*`` env. Override to declare what the backend really needs, as narrowly as it can."""
+        return CdiPolicy()
+
+    def static_host_paths(self) -> dict[str, str]:
+        """Host paths the backend's CDI edits will name whatever the claim, by option name
+        (``{"nvidiaCdiHookPath": "/usr/bin/nvidia-cdi-hook"}``): checked under ``hostRoot`` at
+        start-up and by ``dra-framework validate``. Default: none."""
+        return {}
 
 
 @dataclass

@@ -114,7 +114,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
         from .slices import desired_slices
 
         objs = []
-        for d, _b, inv in results:
+        for d, backends, inv in results:
             slices, report = desired_slices(inv, driver=d.name, node_name=settings.node_name)
             objs.extend(slices)
             for issue in report.issues:
@@ -130,7 +130,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from .slices import build_pools
 
     rows = [["DRIVER", "POOL", "DEVICE", "ATTRIBUTES", "CAPACITY"]]
-    for d, _b, inv in results:
+    for d, backends, inv in results:
         _desired, report = build_pools(inv, driver=d.name, node_name=settings.node_name)
         invalid = {(pool, dev) for pool, devs in report.invalid_devices.items() for dev in devs}
         for row in _device_rows(d.name, settings.node_name, inv):
@@ -153,7 +153,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if not settings.drivers:
         problems.append("drivers: no driver configured (`run` needs at least one)")
-    for d, _b, inv in results:
+    for d, backends, inv in results:
         n = sum(len(p.devices) for p in inv.pools.values())
         _desired, report = build_pools(inv, driver=d.name, node_name=settings.node_name)
         problems.extend(f"driver {d.name}: {issue}" for issue in report.errors)
@@ -164,6 +164,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for what, path in (("registration", paths.registration), ("dra", paths.dra)):
             note = ", short fallback name" if what in paths.fallback else ""
             print(f"driver {d.name}: {what} socket {path} ({len(path.encode())} bytes{note})")
+        for b in backends:  # build_backends checked that they exist
+            for opt, path in b.static_host_paths.items():
+                print(f"driver {d.name}: backend {b.key}: options.{opt} {path} exists under hostRoot {b.context.host_root}")
     if args.cdi_dir:
         problems.extend(_cdi_dir_problems(args.cdi_dir))
     for p in problems:

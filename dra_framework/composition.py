@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from .admin_attributes import apply_admin_attributes
+from .cdi.policy import CdiPolicy
 from .backend import BackendContext
 from .config import DriverConfig, Settings, format_validation_error
 from .errors import ConfigError, HookError, PluginError
@@ -27,6 +29,11 @@ class BackendInstance:
     hooks: BackendHooks
     context: BackendContext
     device_attributes: list = field(default_factory=list)
+    #: What its CDI edits may do (``cdi.policy``): the backend's default with the config's
+    #: ``cdiPolicy`` fields applied.
+    cdi_policy: CdiPolicy = field(default_factory=CdiPolicy)
+    #: Option name -> host path its CDI edits always name, checked to exist at build time.
+    static_host_paths: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +71,12 @@ def build_backends(settings: Settings, index: int, driver: DriverConfig, registr
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, prefix=f"drivers[{index}].backends[{j}].options",
                                                       source=src)) from None
+        # Host paths every CDI spec of this backend will name (docs/cdi.md): checked once here.
+        missing = [f"{where}.options.{name}: {path} does not exist under hostRoot {options.host_root}"
+                   for name, path in options.static_host_paths().items()
+                   if not os.path.lexists(Path(options.host_root) / path.lstrip("/"))]
+        if missing:
+            raise ConfigError("\n".join(missing))
         key = bc.name if names.count(bc.name) == 1 else f"{bc.name}-{j}"
         ctx = BackendContext(
             driver_name=driver.name,
@@ -85,7 +98,9 @@ def build_backends(settings: Settings, index: int, driver: DriverConfig, registr
             raise PluginError(f"{where}: {exc}") from None
         if problems:
             raise PluginError(f"{where}: backend {bc.name!r}: " + "; ".join(problems))
-        out.append(BackendInstance(key, bc.name, hooks, ctx, device_attributes=list(bc.device_attributes)))
+        out.append(BackendInstance(key, bc.name, hooks, ctx, device_attributes=list(bc.device_attributes),
+                                   cdi_policy=options.default_cdi_policy().overlay(bc.cdi_policy),
+                                   static_host_paths=dict(options.static_host_paths())))
     return out
 
 

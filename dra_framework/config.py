@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from .cdi.policy import CdiPolicy
 from .errors import ConfigError
 
 # Driver names are DNS subdomains of at most 63 characters (ResourceSlice.spec.driver).
@@ -50,6 +51,8 @@ class BackendConfig(_Strict):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
     device_attributes: list[DeviceAttributeRule] = Field(default_factory=list, alias="deviceAttributes")
+    cdi_policy: CdiPolicy | None = Field(None, alias="cdiPolicy", description="What the backend's CDI edits may "
+                                         "do; fields set here replace the backend's default (docs/cdi.md).")
 
 
 class DriverConfig(_Strict):

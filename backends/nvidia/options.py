@@ -1,11 +1,12 @@
 """Options of the ``nvidia`` backend (``drivers[].backends[].options`` in the config)."""
 from __future__ import annotations
 
+import posixpath
 from typing import Literal
 
 from pydantic import Field
 
-from dra_framework.api import BaseOptions
+from dra_framework.api import BaseOptions, CdiPolicy
 
 
 class NvidiaOptions(BaseOptions):
@@ -45,3 +46,17 @@ class NvidiaOptions(BaseOptions):
     @property
     def host_driver_root_path(self) -> str:
         return self.host_driver_root or self.driver_root
+
+    def default_cdi_policy(self) -> CdiPolicy:
+        """The edits :mod:`backends.nvidia.cdi_edits` writes: NVIDIA device nodes, read-only mounts
+        of the driver's libraries, binaries, firmware and persistenced socket from hostDriverRoot,
+        the nvidia-cdi-hook when configured, ``NVIDIA_*`` env."""
+        root = self.host_driver_root_path if self.host_driver_root_path.startswith("/") else "/"
+        dirs = ("usr/lib", "usr/lib64", "lib", "lib64", "usr/bin", "bin", "run/nvidia-persistenced")
+        return CdiPolicy(device_nodes=("/dev/nvidia*",),
+                         mounts=tuple(posixpath.join(root, d) for d in dirs),
+                         hooks=(self.nvidia_cdi_hook_path,) if self.nvidia_cdi_hook_path else (),
+                         env=("NVIDIA_*",))
+
+    def static_host_paths(self) -> dict[str, str]:
+        return {"nvidiaCdiHookPath": self.nvidia_cdi_hook_path} if self.nvidia_cdi_hook_path else {}

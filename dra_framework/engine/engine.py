@@ -58,6 +58,7 @@ from ..backend import DeviceLocks, KeyedLocks, PrepareContext
 from ..cdi.edits import ContainerEdits, merge
 from ..cdi.errors import CdiError
 from ..cdi.names import claim_device_name, parse_claim_device_name
+from ..cdi.policy import CdiPolicy, check_edits
 from ..fsutil import remove_stale_temp_files
 from ..slices.convert import model_pool_name
 from ..killpoints import killpoint
@@ -169,6 +170,7 @@ class PrepareEngine:
         self.driver_name = driver_name
         self.backends = list(backends)
         self._by_key = {b.key: b for b in self.backends}
+        self._cdi_notes: set[tuple[str, str]] = set()
         self._inventory = inventory
         self.checkpoint = checkpoint
         self.cdi = cdi
@@ -803,6 +805,7 @@ class PrepareEngine:
             seen_cdi.add(k)
             pd = results[p.backend].devices.get(p.allocated.name)
             cdi_devices.append((k[0], k[1], pd.edits if pd is not None and pd.edits is not None else ContainerEdits()))
+        self._check_edits(plan, results, label)
         claim_edits_list = [(f"backend {k}", r.claim_edits) for k, r in results.items() if r.claim_edits is not None]
         try:
             claim_edits = merge(claim_edits_list) if claim_edits_list else None
@@ -846,6 +849,28 @@ class PrepareEngine:
         if exc is not None:
             raise ClaimError("cdi", f"claim {label}: writing the CDI spec failed: {exc}") from None
         return _outcome(prepared)
+
+    def _check_edits(self, plan: list[_Planned], results: dict[str, PrepareResult], label: str) -> None:
+        """Every backend's edits against its CDI policy and its host root (docs/cdi.md), before
+        anything is written: a refused edit or a missing host path fails the claim (retriable:
+        the kubelet retries, and a path may appear), naming backend, device and edit."""
+        problems: list[str] = []
+        for key, r in results.items():
+            b = self._by_key[key]
+            policy = getattr(b, "cdi_policy", None) or CdiPolicy()
+            edits = [(f"device {name}", pd.edits) for name, pd in r.devices.items() if pd.edits is not None]
+            if r.claim_edits is not None:
+                edits.append(("claim-wide edits", r.claim_edits))
+            notes: list[str] = []
+            for what, e in edits:
+                problems += [f"backend {key}, {what}: CDI {p}" for p in check_edits(e, policy, b.context.host_root, notes)]
+            for n in notes:
+                if (key, n) not in self._cdi_notes:  # once per backend and path, not per claim
+                    self._cdi_notes.add((key, n))
+                    self.log.warning("backend %s: CDI %s", key, n)
+        if problems:
+            raise ClaimError("cdi", f"claim {label}: the CDI spec would not be usable (retriable): "
+                                    + "; ".join(problems))
 
     async def _backend_call(self, b: BackendInstance, hook: str, label: str, call: Awaitable[Any]) -> Any:
         try:

@@ -111,13 +111,14 @@ class Env:
     """A node for one driver: directories, claims in a fake API server, backends, engine."""
 
     def __init__(self, root: Path, factories: list[tuple[str, Callable[[BackendContext], object]]],
-                 *, boot_id: str = "boot-1") -> None:
+                 *, boot_id: str = "boot-1", policies: dict[str, Any] | None = None) -> None:
         self.root = Path(root)
         self.kubelet_root = self.root / "kubelet"
         self.cdi_root = self.root / "cdi"
         self.state_root = self.root / "state"
         self.host_root = self.root / "host"
         self.factories = factories
+        self.policies = policies or {}  # backend key -> CdiPolicy (default: the framework's)
         self.boot_id = boot_id
         self.claims: dict[tuple[str, str], dict[str, Any]] = {}
         self.fetches = 0
@@ -153,7 +154,10 @@ class Env:
             ctx = self.context(key)
             inst = factory(ctx)
             self.instances[key] = inst
-            self.backends.append(BackendInstance(key, key, BackendHooks(f"{DRIVER}/{key}", inst), ctx))
+            inst_ = BackendInstance(key, key, BackendHooks(f"{DRIVER}/{key}", inst), ctx)
+            if key in self.policies:
+                inst_.cdi_policy = self.policies[key]
+            self.backends.append(inst_)
         inventory = await discover(self.backends)
         cp = Checkpoint(self.cp_path, boot_id=self.boot_id, on_problem=self.problems.append)
         self.engine = PrepareEngine(DRIVER, backends=self.backends, inventory=inventory, checkpoint=cp,

@@ -264,6 +264,9 @@ async def test_claim_level_edits_of_two_groups_are_merged_exactly(tmp_path):
 
     env = Env(tmp_path, [("a", lambda ctx: Group(ctx, ("a-0",), "/dev/vfio/vfio", "GROUP_A")),
                          ("b", lambda ctx: Group(ctx, ("b-0",), "/dev/vfio/12", "GROUP_B"))])
+    for node in ("dev/vfio/vfio", "dev/vfio/12"):  # host paths a spec names must exist under the host root
+        (env.host_root / node).parent.mkdir(parents=True, exist_ok=True)
+        (env.host_root / node).touch()
     engine = await env.make_engine()
     ref = env.add_claim("c", [{"request": "a", "device": "a-0"}, {"request": "b", "device": "b-0"}])
     assert (await engine.prepare([ref]))[ref.uid].error == ""

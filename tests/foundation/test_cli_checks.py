@@ -73,3 +73,43 @@ def test_validate_refuses_cdi_spec_file_names_that_collide(tmp_path):
     ok = write(tmp_path, {"nodeName": "n", "stateDir": str(tmp_path), "drivers": [
         example_driver("one.dra.dev"), example_driver("two.dra.dev")]}, "ok.yaml")
     assert run("validate", "-c", ok).returncode == 0
+
+
+ROOT = Path(__file__).resolve().parents[2]
+DGX = ROOT / "examples" / "hosts" / "dgx-h100"
+
+
+def nvidia_driver(host: Path, **options) -> dict:
+    return {"name": "gpu.nvidia.com", "backends": [{"name": "nvidia", "options": {
+        "nvml": "fake", "hostRoot": str(host), "driverRoot": str(host), "hostDriverRoot": "/",
+        "executor": "record", **options}}]}
+
+
+def test_validate_checks_static_host_paths(tmp_path):
+    import shutil
+
+    hook = "/usr/local/bin/nvidia-cdi-hook"
+    cfg = write(tmp_path, {"nodeName": "n", "stateDir": str(tmp_path / "state"),
+                           "drivers": [nvidia_driver(DGX, nvidiaCdiHookPath=hook)]})
+    r = run("validate", "-c", cfg)
+    assert r.returncode == 1
+    assert (f"drivers[0].backends[0].options.nvidiaCdiHookPath: {hook} does not exist under hostRoot {DGX}"
+            in r.stderr) and "Traceback" not in r.stderr
+    host = tmp_path / "host"
+    shutil.copytree(DGX, host, symlinks=True)
+    (host / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+    (host / "usr/local/bin/nvidia-cdi-hook").touch(mode=0o755)
+    cfg = write(tmp_path, {"nodeName": "n", "stateDir": str(tmp_path / "state"),
+                           "drivers": [nvidia_driver(host, nvidiaCdiHookPath=hook)]}, "ok.yaml")
+    r = run("validate", "-c", cfg)
+    assert r.returncode == 0, r.stderr
+    assert f"backend nvidia: options.nvidiaCdiHookPath {hook} exists under hostRoot {host}" in r.stdout
+
+
+def test_cdi_policy_errors_name_the_field(tmp_path):
+    d = example_driver("one.dra.dev")
+    d["backends"][0]["cdiPolicy"] = {"mounts": ["usr/lib"], "hooksAllowed": True}
+    r = run("validate", "-c", write(tmp_path, {"nodeName": "n", "drivers": [d]}))
+    assert r.returncode == 1
+    assert "drivers[0].backends[0].cdiPolicy.mounts: Value error, 'usr/lib': path patterns must be absolute" in r.stderr
+    assert "drivers[0].backends[0].cdiPolicy.hooksAllowed: unknown field" in r.stderr

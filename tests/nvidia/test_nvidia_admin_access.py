@@ -30,7 +30,8 @@ async def make_env(tmp_path):
     shutil.copytree(SAMPLE_HOST, host, symlinks=True)
     opts = NvidiaOptions.model_validate({"nvml": "fake", "hostRoot": str(host), "driverRoot": str(host),
                                          "hostDriverRoot": "/", "migStrategy": "dynamic", "executor": "record"})
-    env = engine_support.Env(tmp_path, [("nvidia", lambda ctx: NvidiaBackend(opts, ctx))])
+    env = engine_support.Env(tmp_path, [("nvidia", lambda ctx: NvidiaBackend(opts, ctx))],
+                             policies={"nvidia": opts.default_cdi_policy()})
     await env.make_engine()
     return env
 

@@ -27,7 +27,8 @@ async def test_full_gpu_and_dynamic_mig_through_the_engine(tmp_path):
     shutil.copytree(SAMPLE_HOST, host, symlinks=True)
     opts = NvidiaOptions.model_validate({"nvml": "fake", "hostRoot": str(host), "driverRoot": str(host),
                                          "hostDriverRoot": "/", "migStrategy": "dynamic"})
-    env = engine_support.Env(tmp_path, [("nvidia", lambda ctx: NvidiaBackend(opts, ctx))])
+    env = engine_support.Env(tmp_path, [("nvidia", lambda ctx: NvidiaBackend(opts, ctx))],
+                             policies={"nvidia": opts.default_cdi_policy()})
     engine = await env.make_engine()
     backend = env.instances["nvidia"]
     ts = {"apiVersion": "resource.nvidia.com/v1beta1", "kind": "GpuConfig",
@@ -59,7 +60,8 @@ async def test_wrong_config_kind_fails_claim_without_side_effects(tmp_path):
     shutil.copytree(SAMPLE_HOST, host, symlinks=True)
     opts = NvidiaOptions.model_validate({"nvml": "fake", "hostRoot": str(host), "driverRoot": str(host),
                                          "migStrategy": "dynamic"})
-    env = engine_support.Env(tmp_path, [("nvidia", lambda ctx: NvidiaBackend(opts, ctx))])
+    env = engine_support.Env(tmp_path, [("nvidia", lambda ctx: NvidiaBackend(opts, ctx))],
+                             policies={"nvidia": opts.default_cdi_policy()})
     engine = await env.make_engine()
     cfg = {"apiVersion": "resource.nvidia.com/v1beta1", "kind": "GpuConfig"}
     ref = env.add_claim("c1", [{"request": "mig", "device": "gpu-0000-1b-00-0-mig-1g10gb-19-0"}],
@@ -75,8 +77,9 @@ async def test_claim_wide_gpu_config_skips_mig_devices(tmp_path):
     host = tmp_path / "host"
     shutil.copytree(SAMPLE_HOST, host, symlinks=True)
     opts = NvidiaOptions.model_validate({"nvml": "fake", "hostRoot": str(host), "driverRoot": str(host),
-                                         "migStrategy": "dynamic", "executor": "record"})
-    env = engine_support.Env(tmp_path, [("nvidia", lambda ctx: NvidiaBackend(opts, ctx))])
+                                         "hostDriverRoot": "/", "migStrategy": "dynamic", "executor": "record"})
+    env = engine_support.Env(tmp_path, [("nvidia", lambda ctx: NvidiaBackend(opts, ctx))],
+                             policies={"nvidia": opts.default_cdi_policy()})
     engine = await env.make_engine()
     cfg = {"apiVersion": "resource.nvidia.com/v1beta1", "kind": "GpuConfig",
            "sharing": {"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Long"}}}
