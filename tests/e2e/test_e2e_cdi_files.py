@@ -34,21 +34,26 @@ def test_startup_cleanup_keeps_other_drivers_specs(kube_apiserver, kubelet_shim,
     node = "cdi-files"
     shim = kubelet_shim(node)
     cdi = tmp_path / "cdi"
-    cdi.mkdir()
-    stale = "11111111-0000-0000-0000-000000000001"
-    foreign = "11111111-0000-0000-0000-000000000002"
-    other = "11111111-0000-0000-0000-000000000003"
-    # Ours (k8s.shared/b-cd) but no claim in our checkpoint: removed.
-    (cdi / f"k8s.shared-b-cd_{stale}.json").write_text(_spec("k8s.shared/b-cd", stale))
-    # Same file name pattern, another kind (another process's driver): kept.
-    (cdi / f"k8s.shared-b-cd_{foreign}.json").write_text(_spec("k8s.shared-b/cd", foreign))
-    # Another driver's default-named spec: kept.
-    (cdi / f"k8s.other.dev-claim_{other}.json").write_text(_spec("k8s.other.dev/claim", other))
     daemon = Daemon({"nodeName": node, "kubeletRootDir": str(shim.root), "cdiRoot": str(cdi),
                      "stateDir": str(tmp_path / "state"), "kubeconfig": str(kube_apiserver.kubeconfig),
                      "drivers": [{"name": "one.dra.dev", "cdiVendor": "k8s.shared", "cdiClass": "b-cd",
                                   "backends": [{"name": "example", "options": {"count": 1}}]}]}, tmp_path)
     try:
+        # An (empty) checkpoint: without one, specs are kept as possibly in use by the kubelet.
+        from dra_framework.engine.checkpoint import checkpoint_path, encode, read_boot_id
+        cp = checkpoint_path(shim.root, "one.dra.dev")
+        cp.parent.mkdir(parents=True)
+        cp.write_bytes(encode({}, read_boot_id()))
+        cdi.mkdir()
+        stale = "11111111-0000-0000-0000-000000000001"
+        foreign = "11111111-0000-0000-0000-000000000002"
+        other = "11111111-0000-0000-0000-000000000003"
+        # Ours (k8s.shared/b-cd) but no claim in our checkpoint: removed.
+        (cdi / f"k8s.shared-b-cd_{stale}.json").write_text(_spec("k8s.shared/b-cd", stale))
+        # Same file name pattern, another kind (another process's driver): kept.
+        (cdi / f"k8s.shared-b-cd_{foreign}.json").write_text(_spec("k8s.shared-b/cd", foreign))
+        # Another driver's default-named spec: kept.
+        (cdi / f"k8s.other.dev-claim_{other}.json").write_text(_spec("k8s.other.dev/claim", other))
         daemon.start()
         shim.wait_registered("one.dra.dev", timeout=60)
         daemon.wait_running()
