@@ -86,6 +86,12 @@ class Settings(_Strict):
     api_burst: int = Field(100, alias="apiBurst", gt=0)
     metrics_port: int = Field(0, alias="metricsPort", ge=0, le=65535, description="0 disables.")
     healthz_port: int = Field(0, alias="healthzPort", ge=0, le=65535, description="0 disables.")
+    bind_address: str = Field("0.0.0.0", alias="bindAddress",
+                              description="IP address the metrics and probe ports listen on.")
+    http_max_connections: int = Field(32, alias="httpMaxConnections", ge=1, le=1024,
+                                      description="Connections served at once per port; more are closed.")
+    http_timeout_seconds: float = Field(5.0, alias="httpTimeoutSeconds", gt=0, le=60,
+                                        description="Idle timeout of a metrics/probe connection.")
     health_resend_seconds: float = Field(10.0, alias="healthResendSeconds", gt=0, le=25)
     janitor_interval_seconds: float = Field(600.0, alias="janitorIntervalSeconds", gt=0)
     slice_resync_seconds: float = Field(600.0, alias="sliceResyncSeconds", gt=0)
@@ -100,6 +106,17 @@ class Settings(_Strict):
             if d.name in seen:
                 raise ValueError(f"driver {d.name!r} listed twice")
             seen.add(d.name)
+        return v
+
+    @field_validator("bind_address")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IPv4 or IPv6 address") from None
         return v
 
     @property
@@ -123,6 +140,9 @@ FLAGS: list[tuple[str, str, str]] = [
     ("--api-burst", "api_burst", "DRA_FRAMEWORK_API_BURST"),
     ("--metrics-port", "metrics_port", "DRA_FRAMEWORK_METRICS_PORT"),
     ("--healthz-port", "healthz_port", "DRA_FRAMEWORK_HEALTHZ_PORT"),
+    ("--bind-address", "bind_address", "DRA_FRAMEWORK_BIND_ADDRESS"),
+    ("--http-max-connections", "http_max_connections", "DRA_FRAMEWORK_HTTP_MAX_CONNECTIONS"),
+    ("--http-timeout-seconds", "http_timeout_seconds", "DRA_FRAMEWORK_HTTP_TIMEOUT_SECONDS"),
     ("--health-resend-seconds", "health_resend_seconds", "DRA_FRAMEWORK_HEALTH_RESEND_SECONDS"),
     ("--janitor-interval-seconds", "janitor_interval_seconds", "DRA_FRAMEWORK_JANITOR_INTERVAL_SECONDS"),
     ("--slice-resync-seconds", "slice_resync_seconds", "DRA_FRAMEWORK_SLICE_RESYNC_SECONDS"),

@@ -102,7 +102,6 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
 
     def node_known(uid: str) -> None:
         events.node_uid = uid
-    owner.start(node_known)
 
     drivers: list[DriverRuntime] = []
     failed: dict[str, str] = {}
@@ -139,17 +138,14 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
                 return
             delay = min(delay * 2, 300.0)
 
-    for i, cfg in enumerate(settings.drivers):
-        if not await start_driver(i, cfg):
-            retries.append(asyncio.create_task(retry_driver(i, cfg), name=f"retry-{cfg.name}"))
-    if progress:
-        progress.done()
-
     async def live() -> list[str]:
         return []
 
     async def ready() -> list[str]:
         problems = [f"driver {n}: did not start: {e}" for n, e in failed.items()]
+        running = {rt.name for rt in drivers}
+        problems.extend(f"driver {d.name}: starting" for d in settings.drivers
+                        if d.name not in running and d.name not in failed)
         if client.health.problem:
             problems.append(client.health.problem)
         elif owner.uid is None and owner.task is not None and not owner.task.done():
@@ -158,7 +154,14 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
             problems.extend(await rt.readiness())
         return problems
 
-    servers = _start_http_servers(settings, loop, live, ready)
+    servers = _start_http_servers(settings, loop, live, ready)  # a busy port: exit before any work
+    owner.start(node_known)
+
+    for i, cfg in enumerate(settings.drivers):
+        if not await start_driver(i, cfg):
+            retries.append(asyncio.create_task(retry_driver(i, cfg), name=f"retry-{cfg.name}"))
+    if progress:
+        progress.done()
 
     if not drivers:
         log.error("no driver started; retrying with back-off and serving probes so the failure is "
@@ -178,20 +181,28 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
 
 
 def _start_http_servers(settings: Settings, loop: asyncio.AbstractEventLoop, live: Any, ready: Any) -> list[Any]:
-    """The metrics and probe servers that ``settings`` enables; returns their stop functions."""
+    """The metrics and probe servers that ``settings`` enables; returns their stop functions.
+    Raises ConfigError when a port cannot be bound."""
     from .metrics import REGISTRY
-    from .probes import ProbeServer
+    from .probes import ProbeServer, metrics_server
 
+    host, limits = settings.bind_address, {"timeout": settings.http_timeout_seconds,
+                                           "max_connections": settings.http_max_connections}
     servers = []
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        httpd, _thread = start_http_server(settings.metrics_port, registry=REGISTRY)
-        servers.append(httpd.shutdown)
-        log.info("metrics on :%d/metrics", settings.metrics_port)
-    if settings.healthz_port:
-        probe = ProbeServer(settings.healthz_port, loop, live, ready)
-        probe.start()
-        servers.append(probe.stop)
-        log.info("probes on :%d/healthz and /readyz", probe.port)
+    try:
+        if settings.metrics_port:
+            httpd = metrics_server(settings.metrics_port, REGISTRY, host, **limits)
+            httpd.start()
+            servers.append(httpd.stop)
+            log.info("metrics on %s:%d/metrics", host, httpd.port)
+        if settings.healthz_port:
+            probe = ProbeServer(settings.healthz_port, loop, live, ready, host=host, **limits)
+            probe.start()
+            servers.append(probe.stop)
+            log.info("probes on %s:%d/healthz and /readyz", host, probe.port)
+    except OSError as exc:
+        for stop in servers:
+            stop()
+        raise ConfigError(f"cannot listen on {host} (metricsPort {settings.metrics_port}, healthzPort "
+                          f"{settings.healthz_port}): {exc.strerror or exc}") from None
     return servers

@@ -24,13 +24,16 @@ class HealthHub:
 
     def __init__(self, state: HealthState, pool_name: Callable[[str | None], str],
                  on_change: Callable[[], None], max_backoff: float = 60.0,
-                 on_problem: Callable[[str, str | None], None] | None = None) -> None:
+                 on_problem: Callable[[str, str | None], None] | None = None,
+                 on_unhealthy: Callable[[int], None] | None = None) -> None:
         self.state = state
         # (source, message) while a source fails; (source, None) once it reports again. The
         # daemon shows it in /readyz and as a Node Event (bug log B39: "shown in a condition").
         self.on_problem = on_problem or (lambda source, message: None)
         self.pool_name = pool_name
         self.on_change = on_change
+        # Called with the number of devices whose health is not Healthy after each change.
+        self.on_unhealthy = on_unhealthy or (lambda n: None)
         self.max_backoff = max_backoff
         self.taints: dict[tuple[str, str], tuple[Taint, ...]] = {}
         self._tasks: list[asyncio.Task] = []
@@ -44,6 +47,7 @@ class HealthHub:
             return
         pool = self.pool_name(r.pool)
         self.state.set(pool, r.device, r.health, r.message)
+        self._count_unhealthy()
         key = (pool, r.device)
         new = tuple(r.taints)
         if self.taints.get(key, ()) != new:
@@ -55,6 +59,10 @@ class HealthHub:
 
     def mark_unknown(self, devices: Iterable[tuple[str | None, str]], message: str) -> None:
         self.state.set_many([DeviceHealth(self.pool_name(p), d, "Unknown", message, 0, 0) for p, d in devices])
+        self._count_unhealthy()
+
+    def _count_unhealthy(self) -> None:
+        self.on_unhealthy(sum(1 for d in self.state.snapshot() if str(getattr(d.health, "value", d.health)) != "Healthy"))
 
     def start(self, backends: list[BackendInstance], devices_of: Callable[[str], list[tuple[str | None, str]]]) -> None:
         self._loop = asyncio.get_running_loop()

@@ -119,7 +119,9 @@ class DriverRuntime:
 
         if any(b.hooks.implements("dra_watch_health") for b in self.backends):
             self.health_state = HealthState(self.name)
-            self.hub = HealthHub(self.health_state, self.pool_name, self.publish, on_problem=self._problem)
+            self.hub = HealthHub(self.health_state, self.pool_name, self.publish, on_problem=self._problem,
+                                 on_unhealthy=self.metrics.set_unhealthy)
+            self.metrics.set_unhealthy(0)
 
         step(f"{self.name}: loading checkpoint")
         vendor, class_ = cdi_kind(self.config)
@@ -164,7 +166,7 @@ class DriverRuntime:
             resync_seconds=self.settings.slice_resync_seconds, on_report=self._slice_report,
             # Health taints may appear at any time: split at the taint limit from the start so
             # the first taint does not re-split the pool.
-            taints_possible=self.hub is not None, field_manager=self.name)
+            taints_possible=self.hub is not None, field_manager=self.name, on_write=self.metrics.slice_write)
         ctl.update(self.effective_pools())
         self.slices = ctl
         delay = 1.0

@@ -199,7 +199,8 @@ class SliceController:
                  resync_seconds: float = 600.0, sync_delay: float = 5.0, debounce_seconds: float = 0.2,
                  max_debounce_seconds: float = 2.0, on_report: Callable[[Report], Any] | None = None,
                  taints_possible: bool = False, api: Any = None, field_manager: str = "dra-framework",
-                 retry_seconds: float = 1.0, max_retry_seconds: float = 30.0):
+                 retry_seconds: float = 1.0, max_retry_seconds: float = 30.0,
+                 on_write: Callable[[str], Any] | None = None):
         self.driver = driver
         self.node_name = node_name
         self.node_uid = node_uid
@@ -211,6 +212,7 @@ class SliceController:
         self.retry_seconds = retry_seconds
         self.max_retry_seconds = max_retry_seconds
         self._on_report = on_report
+        self._on_write = on_write or (lambda verb: None)  # "create" | "update" | "delete", after success
         self._api = api if api is not None else KubeAPI(client, field_manager)
         self.server: ServerInfo | None = None
         self.limits: Limits | None = None
@@ -617,6 +619,7 @@ class SliceController:
         got = await self._write(self._api.create_slice, obj, pool)
         spec = obj["spec"]
         self.stats["creates"] += 1
+        self._on_write("create")
         self._stored(got)
         self._check_dropped(spec, got, pool)
 
@@ -644,6 +647,7 @@ class SliceController:
         got = await self._write(self._api.update_slice, obj, pool)
         spec = {k: v for k, v in obj["spec"].items() if k in spec}
         self.stats["updates"] += 1
+        self._on_write("update")
         self._stored(got)
         self._check_dropped(spec, got, pool)
 
@@ -656,6 +660,7 @@ class SliceController:
             self._deleted_by_us.discard(name)
             raise
         self.stats["deletes"] += 1
+        self._on_write("delete")
         self._slices.pop(name, None)
 
     def _stored(self, got: dict) -> None:
