@@ -59,4 +59,8 @@ class NvidiaOptions(BaseOptions):
                          env=("NVIDIA_*",))
 
     def static_host_paths(self) -> dict[str, str]:
-        return {"nvidiaCdiHookPath": self.nvidia_cdi_hook_path} if self.nvidia_cdi_hook_path else {}
+        """The hook and (when set) hostDriverRoot, which every claim's mounts are under."""
+        out = {"nvidiaCdiHookPath": self.nvidia_cdi_hook_path} if self.nvidia_cdi_hook_path else {}
+        if self.host_driver_root:
+            out["hostDriverRoot"] = self.host_driver_root
+        return out

@@ -51,6 +51,7 @@ async def test_prepare_full_gpu_edits_and_timeslice(driver_factory, host):
 async def test_host_driver_root_rewrites_mounts_and_hooks(driver_factory, host):
     (host / "usr/local/bin").mkdir(parents=True, exist_ok=True)  # a host with the hook installed
     (host / "usr/local/bin/nvidia-cdi-hook").touch(mode=0o755)
+    (host / "run/nvidia/driver").mkdir(parents=True, exist_ok=True)  # the driver container's root
     drv = driver_factory(host, hostDriverRoot="/run/nvidia/driver", nvidiaCdiHookPath="/usr/local/bin/nvidia-cdi-hook")
     pool = await drv.discover()
     result = await Claim(drv, "u", [allocated(pool.devices[0])]).prepare()
