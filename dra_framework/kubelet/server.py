@@ -36,7 +36,8 @@ from .servicers import (
     RegistrationServicer,
     RegistrationStatus,
 )
-from .sockets import DEFAULT_KUBELET_ROOT, SocketPaths, remove_socket, remove_stale_sockets, socket_paths
+from .sockets import (DEFAULT_KUBELET_ROOT, SocketPaths, forget_sockets, record_sockets, remove_socket,
+                      remove_stale_sockets, socket_paths)
 from .types import DRAEngine
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class PluginServer:
         self._dra_server: grpc.aio.Server | None = None
         self._health_servicers: list[HealthServicer] = []
         self._owned: dict[str, tuple[int, int] | None] = {}  # socket path -> (dev, inode) we bound
+        self._recorded = False  # our sockets-*.txt record exists
         self._registration = RegistrationServicer(reg_pb2.PluginInfo(
             type=PLUGIN_TYPE, name=driver, endpoint=self.paths.dra,
             supported_versions=self.supported_versions))
@@ -185,6 +187,11 @@ class PluginServer:
             raise
         self._reg_server = reg
         self._owned[self.paths.registration] = _inode(self.paths.registration)
+        try:
+            record_sockets(self.paths)
+            self._recorded = True
+        except OSError as exc:  # only the cleanup after a crash needs it
+            log.warning("cannot record the socket paths in %s: %s", self.paths.plugin_dir, exc)
         log.info("DRA driver %s: registration %s, service %s, advertising %s", self.driver,
                  self.paths.registration, self.paths.dra, self.supported_versions)
 
@@ -209,6 +216,9 @@ class PluginServer:
             await reg.stop(None)
         self._remove_own(self.paths.registration)
         await self._stop_dra()
+        if self._recorded and not self._owned:
+            self._recorded = False
+            forget_sockets(self.paths)
 
     async def _stop_dra(self) -> None:
         if self._dra_server is not None:

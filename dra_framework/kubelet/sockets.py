@@ -20,6 +20,7 @@ pkg/kubelet/cm/dra/plugin).
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import hashlib
 import logging
@@ -29,6 +30,7 @@ import stat
 from dataclasses import dataclass
 
 from ..errors import DraFrameworkError
+from ..fsutil import atomic_write_file
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +227,10 @@ def remove_stale_sockets(paths: SocketPaths, driver: str) -> list[str]:
     (`<driver>-reg.sock`, `<driver>-*-reg.sock` in the registry dir,
     `dra*.sock` in the plugin dir) are removed only when nobody accepts
     connections on them, because during a rolling update the other pod is
-    still alive. Hashed form-3 names carry no driver name and are not
-    touched. Returns the removed paths.
+    still alive. Hashed names carry no driver name: they are found through
+    the ``sockets-*.txt`` records each instance leaves in the plugin dir
+    (`record_sockets`), so a crashed pod's hashed sockets are removed too.
+    Returns the removed paths.
     """
     for own in (paths.registration, paths.dra):
         # Our own paths are only ours to replace when nobody serves them: a second instance
@@ -250,6 +254,8 @@ def remove_stale_sockets(paths: SocketPaths, driver: str) -> list[str]:
         except FileNotFoundError:
             continue
         candidates += [os.path.join(directory, n) for n in sorted(names) if match(n)]
+    records = _other_records(paths)
+    candidates += [p for _, listed in records for p in listed]
     for path in candidates:
         if path in (paths.registration, paths.dra):
             continue
@@ -259,6 +265,50 @@ def remove_stale_sockets(paths: SocketPaths, driver: str) -> list[str]:
                 removed.append(path)
         except FileNotFoundError:
             pass
+    for record, listed in records:
+        if not any(os.path.lexists(p) for p in listed):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(record)
     for p in removed:
         log.info("removed stale socket %s", p)
     return removed
+
+
+def _record_path(paths: SocketPaths) -> str:
+    return os.path.join(paths.plugin_dir, f"sockets-{_b32(paths.registration)[:16]}.txt")
+
+
+def record_sockets(paths: SocketPaths) -> None:
+    """Leave a record of this instance's two socket paths in the plugin dir, so that a later
+    instance can remove them if this one dies without cleaning up (hashed names do not say
+    which driver they belong to)."""
+    atomic_write_file(_record_path(paths), f"{paths.registration}\n{paths.dra}\n".encode(), 0o600)
+
+
+def forget_sockets(paths: SocketPaths) -> None:
+    """Remove this instance's record (clean stop)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_record_path(paths))
+
+
+def _other_records(paths: SocketPaths) -> list[tuple[str, list[str]]]:
+    """Other instances' records and the socket paths they list. Only paths in this driver's
+    socket directories count, whatever a record says."""
+    dirs = {paths.registry_dir, paths.plugin_dir, os.path.dirname(paths.dra)}
+    own = _record_path(paths)
+    out = []
+    try:
+        names = sorted(os.listdir(paths.plugin_dir))
+    except FileNotFoundError:
+        return []
+    for n in names:
+        record = os.path.join(paths.plugin_dir, n)
+        if not (n.startswith("sockets-") and n.endswith(".txt")) or record == own:
+            continue
+        try:
+            with open(record, encoding="utf-8", errors="replace") as f:
+                listed = [ln.strip() for ln in f.read(4096).splitlines()]
+        except OSError:
+            continue
+        out.append((record, [p for p in listed if os.path.isabs(p) and os.path.dirname(os.path.normpath(p)) in dirs]))
+    return out

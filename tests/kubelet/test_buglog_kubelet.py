@@ -187,7 +187,7 @@ async def test_new_pod_instance_after_sigkill_leaves_one_registration(kroot, eng
     async with PluginServer(DRIVER, engine, kubelet_root=kroot, pod_uid="pod-new") as srv:
         regs = [n for n in os.listdir(srv.paths.registry_dir) if n.startswith(DRIVER)]
         assert regs == [os.path.basename(srv.paths.registration)]
-        assert os.listdir(srv.paths.plugin_dir) == [os.path.basename(srv.paths.dra)]
+        assert [n for n in os.listdir(srv.paths.plugin_dir) if n.endswith(".sock")] == [os.path.basename(srv.paths.dra)]
         info = await client.get_info(srv.paths.registration)
         assert isinstance(info, reg_pb2.PluginInfo) and info.endpoint == srv.paths.dra
     assert [n for n in os.listdir(srv.paths.registry_dir) if n.startswith(DRIVER)] == []

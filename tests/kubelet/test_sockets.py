@@ -117,3 +117,33 @@ def test_remove_socket_refuses_regular_file(kroot):
     with pytest.raises(FileExistsError):
         remove_socket(path)
     assert not remove_socket(os.path.join(kroot, "missing.sock"))
+
+
+def test_crashed_instances_hashed_sockets_are_removed(kroot):
+    """Fallback names carry no driver name: the record each instance leaves in the plugin dir
+    lets the next one remove a crashed pod's dead sockets, never a live pod's."""
+    from dra_framework.kubelet.sockets import record_sockets
+
+    root = os.path.join(kroot, "r" * (KUBELET_ROOT_MAX - len(kroot) - 1))
+    os.makedirs(os.path.join(root, "plugins_registry"))
+    driver = "a" * 20 + "." + "b" * 20 + "." + "c" * 21
+    dead, live, new = (socket_paths(driver, root, pod_uid=u) for u in ("dead-pod", "live-pod", "new-pod"))
+    assert dead.fallback == ("registration", "dra")
+    os.makedirs(dead.plugin_dir)
+    for p in (dead.registration, dead.dra):
+        _dead_socket(p)
+    record_sockets(dead)
+    servers = []
+    for p in (live.registration, live.dra):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(p)
+        s.listen(1)
+        servers.append(s)
+    record_sockets(live)
+    removed = remove_stale_sockets(new, driver)
+    assert sorted(removed) == sorted([dead.registration, dead.dra])
+    assert os.path.exists(live.registration) and os.path.exists(live.dra)
+    records = sorted(n for n in os.listdir(new.plugin_dir) if n.startswith("sockets-"))
+    assert len(records) == 1  # the dead pod's record went with its sockets
+    for s in servers:
+        s.close()
