@@ -14,7 +14,8 @@ says what the device was bound to and how far the change got. :func:`restore` pu
 from that entry alone, whatever step it stopped at, and is idempotent: a device already back, or
 gone from the bus (VFs removed, node rebooted), needs nothing. :func:`restore_journal` restores
 every entry of a claim and raises one error listing all failures only after trying them all, so
-one stuck device never blocks the rollback of the others.
+one stuck device never blocks the rollback of the others. Rebinding under one host root is done
+one device at a time within the process (claims prepared concurrently wait for each other).
 
 A device already bound to the target is left alone (no writes, nothing to restore), so a prepare
 retried after a crash, or a device bound to ``vfio-pci`` at boot, needs no change.
@@ -26,6 +27,7 @@ import errno
 import logging
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
@@ -37,6 +39,16 @@ log = logging.getLogger(__name__)
 JOURNAL_PREFIX = "pci.rebind/"
 #: Steps in the order :func:`bind_driver` performs them (``step`` in the journal = about to do).
 STEPS = ("unbind", "override", "bind", "clear", "done")
+
+
+#: One rebinding at a time per host root (and event loop): the kernel serializes driver binding
+#: anyway, and functions of one IOMMU group must not be half-moved by two claims at once.
+_LOCKS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]]" = weakref.WeakKeyDictionary()
+
+
+def _host_lock(root: Path) -> asyncio.Lock:
+    per_loop = _LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return per_loop.setdefault(str(root.resolve()), asyncio.Lock())
 
 
 class Recorder(Protocol):
@@ -98,6 +110,11 @@ async def bind_driver(ctx: Recorder, host_root: Path | str, bdf: str, target: st
     what = f"rebinding PCI device {fn.bdf} to {target}"
     if not fn.exists():
         raise RebindError(f"{what}: no such device under {root / 'sys/bus/pci/devices'}")
+    async with _host_lock(root):
+        return await _bind(ctx, root, fn, target, timeout, what)
+
+
+async def _bind(ctx: Recorder, root: Path, fn: PciFunction, target: str, timeout: float, what: str) -> bool:
     current = fn.driver
     key = journal_key(fn.bdf)
     prior = getattr(ctx, "journal", {}).get(key)
@@ -139,6 +156,12 @@ async def restore(host_root: Path | str, entry: Mapping[str, Any], *, timeout: f
     fn = PciFunction.at(root, entry["bdf"])
     original, target = entry.get("original"), entry.get("target")
     what = f"restoring PCI device {fn.bdf} to {original or 'no driver'}"
+    async with _host_lock(root):
+        return await _restore(root, fn, original, target, timeout, what)
+
+
+async def _restore(root: Path, fn: PciFunction, original: str | None, target: str | None, timeout: float,
+                   what: str) -> bool:
     if not fn.exists():
         log.info("PCI device %s is gone; nothing to restore", fn.bdf)
         return False

@@ -10,8 +10,8 @@ Everything a backend's own tests need, importable from here:
 - :class:`PausableProxy`: holds API-server requests while paused (a slow server, on demand);
 - :func:`killpoint` / :data:`KILL_AT` / :data:`KILL_LOG`: crash-test fault injection;
 - fake hosts (docs/pci.md): :class:`HostTree` (sample-host trees), :class:`FakePciKernel` (plays
-  the kernel for driver rebinding writes), :class:`FakeUdevSource` (hot-plug events); loaded
-  lazily.
+  the kernel for driver rebinding writes), :class:`FakeUdevSource` (hot-plug events),
+  :func:`pci_bindings` (a leftovers probe for PCI backends); loaded lazily.
 
 The pytest fixtures (``kube_apiserver``, ``kubelet_shim``, ``allocator``, ``cdi_check``,
 ``dra_driver``, ...) and the conformance suite option ``--dra-conformance`` come from
@@ -25,7 +25,7 @@ from ..killpoints import KILL_AT, KILL_LOG, killpoint, read_log as read_kill_log
 from .objects import Objects
 from .proxy import PausableProxy
 
-_HOSTTREE = ("HostTree", "FakePciKernel", "FakeUdevSource")
+_HOSTTREE = ("HostTree", "FakePciKernel", "FakeUdevSource", "pci_bindings")
 
 
 def __getattr__(name: str):
@@ -36,7 +36,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "FakePciKernel", "FakeUdevSource", "HostTree",
+    "FakePciKernel", "FakeUdevSource", "HostTree", "pci_bindings",
     "AllocationFailed", "Allocator", "ControlPlane", "DriverProcess", "HarnessUnavailable", "KILL_AT", "KILL_LOG",
     "KubeletShim", "Objects", "PausableProxy", "PreparedPod", "ShimError", "cdi_check", "find_bins", "k8s_version", "killpoint",
     "read_kill_log", "wait_for",

@@ -298,6 +298,24 @@ class FakePciKernel:
                     (char / k).unlink()
 
 
+def pci_bindings(driver_process) -> dict[str, dict[str, list[str | None]]]:
+    """A leftovers probe for the conformance suite (``--dra-leftovers``): for every backend
+    ``hostRoot`` of the daemon's config (a :class:`~dra_framework.testing.DriverProcess`),
+    each PCI function's ``[driver, driver_override]`` and the ``/dev/vfio`` nodes. A claim's
+    unprepare must leave all of it as it found it."""
+    from ..pci.sysfs import walk
+
+    out: dict[str, dict[str, list[str | None]]] = {}
+    for d in driver_process.config.get("drivers", []):
+        for b in d.get("backends", []):
+            root = Path((b.get("options") or {}).get("hostRoot", "/"))
+            funcs: dict[str, list[str | None]] = {f.bdf: [f.driver, f.driver_override] for f in walk(root)}
+            vfio = root / "dev/vfio"
+            funcs["/dev/vfio"] = sorted(os.listdir(vfio)) if vfio.is_dir() else []
+            out[str(root)] = funcs
+    return out
+
+
 class FakeUdevSource:
     """An event source for :class:`dra_framework.pci.events.HotplugWatcher` in tests:
     :meth:`emit` delivers an event as the netlink monitor would (from the calling thread)."""

@@ -125,3 +125,16 @@ async def test_restore_to_no_driver(e810):
         assert ctx.journal[journal_key(VF)]["original"] is None
         await restore_journal(e810, ctx.journal)
     assert PciFunction.at(e810, VF).driver is None
+
+
+async def test_concurrent_rebinding_of_different_devices(e810):
+    """Claims prepared concurrently: every VF ends up on vfio-pci and back (rebinding under one
+    host root is serialized, as the kernel does; no write overtakes another)."""
+    import asyncio
+    vfs = ["0000:17:01.0", "0000:17:01.1", "0000:17:01.2"]
+    ctxs = [Journal() for _ in vfs]
+    with FakePciKernel(e810):
+        assert await asyncio.gather(*(bind_driver(c, e810, v, "vfio-pci") for c, v in zip(ctxs, vfs))) == [True] * 3
+        assert [PciFunction.at(e810, v).driver for v in vfs] == ["vfio-pci"] * 3
+        await asyncio.gather(*(restore_journal(e810, c.journal) for c in ctxs))
+        assert [PciFunction.at(e810, v).driver for v in vfs] == ["iavf"] * 3
