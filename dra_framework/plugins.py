@@ -141,6 +141,15 @@ class Registry:
             opts = options or BaseOptions
             if not (isinstance(opts, type) and issubclass(opts, BaseOptions)):
                 raise PluginError(f"backend {name!r}: options must subclass dra_framework.api.BaseOptions")
+            if not callable(factory):
+                raise PluginError(f"backend {name!r}: factory {factory!r} is not callable")
+            try:
+                inspect.signature(factory).bind(None, None)
+            except TypeError:
+                raise PluginError(f"backend {name!r}: factory {getattr(factory, '__qualname__', factory)}"
+                                  f"{inspect.signature(factory)} cannot be called as factory(options, context)") from None
+            except ValueError:
+                pass  # no introspectable signature (a builtin): called as it is
             if inspect.isclass(factory):  # a factory function is checked on its instance at start-up
                 problems = backend_problems(factory)
                 if problems:

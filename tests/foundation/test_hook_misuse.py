@@ -196,3 +196,12 @@ def test_discover_returning_devices_instead_of_adding_them(tmp_path):
     install(site, "ret", backend_module("ret", methods))
     line = one_error_line(discover(site, tmp_path, "ret"))
     assert "backend ret.example.com/ret: dra_discover returned list" in line and "inventory.add_device" in line
+
+
+def test_factory_that_cannot_take_options_and_context(tmp_path):
+    site = tmp_path / "site"
+    install(site, "init", backend_module("init", GOOD_HOOKS).replace("def __init__(self, options, context)",
+                                                                     "def __init__(self, options)"))
+    line = one_error_line(discover(site, tmp_path, "init"))
+    assert "factory Backend(options) cannot be called as factory(options, context)" in line, line
+    assert "package init-backend 1.0" in line
