@@ -2,14 +2,27 @@
 and a damaged checkpoint that is moved aside and reported without a crash loop."""
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+
 import pytest
 
 from dra_framework.testing import wait_for
+from dra_framework.testing.k8s import free_port  # noqa: F401 - shared with other e2e modules
 from test_e2e_example import config
 
 pytestmark = pytest.mark.k8s
 
 DRIVER = "ops.dra.dev"
+
+
+def http(url: str) -> tuple[int, str]:
+    """GET ``url``: (status, body), also for error statuses (other e2e modules import it)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def test_metrics_probes_and_damaged_checkpoint(kube_apiserver, k8s_objects, kubelet_shim, allocator, dra_driver):

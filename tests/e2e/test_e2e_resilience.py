@@ -123,7 +123,7 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
     cfg["healthzPort"], cfg["metricsPort"] = free_port(), free_port()
     daemon = daemons(cfg)
     shim.wait_registered(driver, timeout=60)
-    wait_for(lambda: slices_of(k8s_objects, driver, node), 60, "slices", daemon)
+    wait_for(lambda: slices_of(k8s_objects, driver, node), 60, "slices", proc=daemon)
     k8s_objects.device_class("noapi-acc", driver)
     for name in ("c1", "c2"):
         k8s_objects.resource_claim("default", name, {"devices": {"requests": [{"name": "a", "exactly": {
@@ -164,8 +164,8 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
         k8s_objects.client.delete(RS, s["metadata"]["name"])
     proxy = TcpForwarder(dead_port, (real.hostname, real.port))
     try:
-        wait_for(lambda: slices_of(k8s_objects, driver, node), 90, "slices after the API server is back", daemon)
-        wait_for(lambda: http(base + "/readyz") == (200, "ok\n"), 60, "/readyz ok", daemon)
+        wait_for(lambda: slices_of(k8s_objects, driver, node), 90, "slices after the API server is back", proc=daemon)
+        wait_for(lambda: http(base + "/readyz") == (200, "ok\n"), 60, "/readyz ok", proc=daemon)
         assert "dra_framework_api_server_reachable 1.0" in http(f"http://127.0.0.1:{cfg['metricsPort']}/metrics")[1]
         assert shim.prepare_pod("default", "p-c2")["c2"]
     finally:
