@@ -1,11 +1,11 @@
 """PluginServer: the kubelet-facing sockets of one DRA driver instance.
 
-Two grpc.aio servers on unix sockets (fact sheet section 1):
+Two grpc.aio servers on unix sockets (docs/operations.md):
   * registration socket (pluginregistration.Registration), watched by the
     kubelet's plugin watcher;
   * DRA socket: DRAPlugin v1 + v1beta1 and DRAResourceHealth v1 + v1alpha1.
 The DRA socket listens before the registration socket appears, so the
-endpoint that GetInfo advertises is always reachable (bug log B02).
+endpoint that GetInfo advertises is always reachable.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ DEFAULT_HEALTH_RESEND_INTERVAL = 10.0  # s; well under the kubelet's 30 s timeou
 
 
 class RegistrationError(RuntimeError):
-    """Registration did not succeed in time; the message says why (bug log B03)."""
+    """Registration did not succeed in time; the message says why."""
 
 
 class PluginServer:
@@ -55,7 +55,7 @@ class PluginServer:
     driver: DRA driver name (ResourceSlice.spec.driver).
     engine: DRAEngine for NodePrepareResources/NodeUnprepareResources.
     health: HealthState, or None when the driver has no health source; then
-        no health service is advertised and streams get UNIMPLEMENTED (B05).
+        no health service is advertised and streams get UNIMPLEMENTED.
     kubelet_root / registry_dir / plugin_dir / pod_uid: see sockets.socket_paths.
     health_resend_interval: seconds between full health resends.
     """
@@ -114,7 +114,7 @@ class PluginServer:
 
         Raises RegistrationError after `timeout` seconds, telling apart: never
         contacted (naming the watched directory), rejected with the kubelet's
-        reason, rejected without one (bug log B03). A rejection is not final,
+        reason, rejected without one. A rejection is not final,
         so it keeps waiting until the timeout (section 1).
         """
         loop = asyncio.get_running_loop()
@@ -147,9 +147,9 @@ class PluginServer:
     async def start(self) -> None:
         """Listen on the DRA socket, then on the registration socket.
 
-        Removes stale sockets first (section 1, bug log B01). The registry
+        Removes stale sockets first. The registry
         directory must exist (the kubelet creates it; creating it ourselves
-        would hide a wrong kubelet root, B03); the plugin directory is created.
+        would hide a wrong kubelet root); the plugin directory is created.
         Raises FileNotFoundError, ValueError or RuntimeError (bind failure).
         """
         if self._dra_server is not None:
@@ -165,7 +165,7 @@ class PluginServer:
         dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(DRAServicer(self.engine, "v1"), dra)
         dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(DRAServicer(self.engine, "v1beta1"), dra)
         # Health is served even without a source: older kubelets (1.34-1.36)
-        # open streams regardless, and get a clean UNIMPLEMENTED (B05).
+        # open streams regardless, and get a clean UNIMPLEMENTED.
         self._health_servicers = [
             HealthServicer(self.health, v, self.health_resend_interval, self._closing)
             for v in ("v1", "v1alpha1")
@@ -199,14 +199,14 @@ class PluginServer:
         """Stop serving and remove both sockets.
 
         Order: end health streams (an instance going away must stop its
-        stream before it deregisters, bug log B40), remove the registration
+        stream before it deregisters), remove the registration
         socket (deregisters), then let in-flight DRA calls finish within
         `stop_grace` seconds and remove the DRA socket. Idempotent.
         """
         self._closing.set()
         for h in self._health_servicers:
             h.wake_all()
-        # Wait (briefly) until the streams have really ended, not only been asked to (B40).
+        # Wait (briefly) until the streams have really ended, not only been asked to.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 1.0
         while any(h.open_streams for h in self._health_servicers) and loop.time() < deadline:

@@ -198,8 +198,8 @@ def _is_live(path: str) -> bool:
 def remove_socket(path: str) -> bool:
     """Remove the socket file at `path` if present; returns whether removed.
 
-    The Go helper removes the file before listening and on Close (fact sheet
-    section 1). A non-socket file is left alone and raises FileExistsError,
+    The Go helper removes the file before listening and on Close (k8s.io/dynamic-resource-allocation
+    kubeletplugin). A non-socket file is left alone and raises FileExistsError,
     so a typo in a path option cannot delete a regular file.
     """
     try:
@@ -220,7 +220,7 @@ class SocketInUseError(DraFrameworkError):
 
 
 def remove_stale_sockets(paths: SocketPaths, driver: str) -> list[str]:
-    """Remove dead sockets of this driver left by earlier instances (bug log B01).
+    """Remove dead sockets of this driver left by earlier instances.
 
     Our own two paths are replaced only when nothing answers on them;
     otherwise SocketInUseError is raised (another instance serves them). Other files matching this driver's name patterns
