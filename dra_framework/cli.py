@@ -165,6 +165,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             note = ", short fallback name" if what in paths.fallback else ""
             print(f"driver {d.name}: {what} socket {path} ({len(path.encode())} bytes{note})")
         for b in backends:  # build_backends checked that they exist
+            pol = b.cdi_policy.model_dump(by_alias=True)
+            print(f"driver {d.name}: backend {b.key}: CDI policy " + " ".join(
+                f"{k}={list(v) if isinstance(v, tuple) else str(v).lower()}" for k, v in pol.items()))
             for opt, path in b.static_host_paths.items():
                 print(f"driver {d.name}: backend {b.key}: options.{opt} {path} exists under hostRoot {b.context.host_root}")
     if args.cdi_dir:
