@@ -16,22 +16,100 @@ from typing import Any
 
 from . import __version__
 from .config import FLAGS, Settings, driver_socket_paths, load_settings
-from .errors import DraFrameworkError
+from .errors import ConfigError, DraFrameworkError
 from .logs import setup_logging
 
 log = logging.getLogger("dra_framework.cli")
 
 
+CONFIG_ENV = "DRA_FRAMEWORK_CONFIG"
+LOG_FORMAT_ENV = "DRA_FRAMEWORK_LOG_FORMAT"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to flags whose help does not state its default already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default:" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _default_text(field: str) -> str:
+    value = Settings.model_fields[field].default
+    return "none" if value in ("", None) else str(value)
+
+
 def _add_setting_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", help="composed-driver config file (YAML)")
+    p.add_argument("--config", "-c", help="composed-driver config file (YAML); relative paths in it are "
+                                          f"resolved against its folder (default: none; env {CONFIG_ENV})")
     for flag, field, env in FLAGS:
-        desc = Settings.model_fields[field].description or ""
-        p.add_argument(flag, dest=field, default=None, help=f"{desc} (env {env})".strip())
+        desc = (Settings.model_fields[field].description or "").rstrip(".")
+        p.add_argument(flag, dest=field, default=None,
+                       help=f"{desc} (default: {_default_text(field)}; env {env}; config key "
+                            f"{Settings.model_fields[field].alias or field})")
+
+
+def _add_global_flags(p: argparse.ArgumentParser, top: bool) -> None:
+    """--log-format and -v, accepted before and after the subcommand: subcommands default to
+    SUPPRESS so that a value given before the subcommand is kept."""
+    fmt = os.environ.get(LOG_FORMAT_ENV) or "text"
+    p.add_argument("--log-format", choices=("text", "json"), default=fmt if top else argparse.SUPPRESS,
+                   help=f"log lines on stderr as text or JSON lines (default: text; env {LOG_FORMAT_ENV})")
+    p.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
+                   help="more log detail: -v debug logs of dra-framework, -vv of every library (default: 0)")
+
+
+def _subparsers(p: argparse.ArgumentParser):
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in dict.fromkeys(action.choices.values()):
+                yield sp
+                yield from _subparsers(sp)
+
+
+def _k8s_version(text: str):
+    """``1.34``, ``v1.34.4`` → ServerInfo; refuses versions without resource.k8s.io/v1."""
+    import re
+
+    from .slices.apiversions import ServerInfo
+
+    m = re.fullmatch(r"v?(\d+)\.(\d+)(\.\d+)?", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected a Kubernetes version like 1.34 or v1.34.4, got {text!r}")
+    major, minor = int(m.group(1)), int(m.group(2))
+    if (major, minor) < (1, 34):
+        raise argparse.ArgumentTypeError(f"{text}: dra-framework publishes resource.k8s.io/v1 ResourceSlices, "
+                                         "which need Kubernetes 1.34 or newer")
+    return ServerInfo(major=major, minor=minor, git_version=text)
+
+
+def _add_k8s_version(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--k8s-version", type=_k8s_version, default=None, metavar="VERSION",
+                   help="apply the ResourceSlice validation rules and limits of this Kubernetes version "
+                        "(1.34 or newer; `run` asks the API server) (default: 1.37, the newest known)")
+
+
+def _rules(args: argparse.Namespace) -> str:
+    info = getattr(args, "k8s_version", None)
+    return f"1.{info.minor}" if info is not None else "1.37"
 
 
 def _settings(args: argparse.Namespace, require_node_name: bool) -> Settings:
     overrides = {field: getattr(args, field) for _f, field, _e in FLAGS}
-    return load_settings(args.config, overrides, require_node_name=require_node_name)
+    return load_settings(args.config or os.environ.get(CONFIG_ENV) or None, overrides,
+                         require_node_name=require_node_name)
+
+
+def _need_drivers(settings: Settings, args: argparse.Namespace, command: str) -> None:
+    if settings.drivers:
+        return
+    if not (args.config or os.environ.get(CONFIG_ENV)):
+        raise ConfigError(f"{command} needs a config file with drivers: pass --config FILE "
+                          f"(or set {CONFIG_ENV}); see docs/config.md")
+    raise ConfigError(f"{settings._source}: drivers: no driver configured; {command} needs at least one")
 
 
 class Progress:
@@ -109,13 +187,15 @@ def _device_rows(driver: str, node: str, inv) -> list[list[str]]:
 
 def cmd_discover(args: argparse.Namespace) -> int:
     settings = _settings(args, require_node_name=False)
+    _need_drivers(settings, args, "discover")
     results = asyncio.run(_discover_all(settings, Progress()))
     if args.output in ("yaml", "json"):
         from .slices import desired_slices
 
         objs = []
         for d, backends, inv in results:
-            slices, report = desired_slices(inv, driver=d.name, node_name=settings.node_name)
+            slices, report = desired_slices(inv, driver=d.name, node_name=settings.node_name,
+                                            server=args.k8s_version)
             objs.extend(slices)
             for issue in report.issues:
                 print(f"{issue.severity}: driver {d.name}: {issue}", file=sys.stderr)
@@ -131,7 +211,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
     rows = [["DRIVER", "POOL", "DEVICE", "ATTRIBUTES", "CAPACITY"]]
     for d, backends, inv in results:
-        _desired, report = build_pools(inv, driver=d.name, node_name=settings.node_name)
+        _desired, report = build_pools(inv, driver=d.name, node_name=settings.node_name, server=args.k8s_version)
         invalid = {(pool, dev) for pool, devs in report.invalid_devices.items() for dev in devs}
         for row in _device_rows(d.name, settings.node_name, inv):
             if (row[1], row[2]) in invalid:
@@ -139,6 +219,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
             rows.append(row)
         for issue in report.issues:
             print(f"{issue.severity}: driver {d.name}: {issue}", file=sys.stderr)
+    print(f"ResourceSlice rules of Kubernetes {_rules(args)}", file=sys.stderr)
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] + ("  " + r[4] if r[4] else ""))
@@ -147,6 +228,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     settings = _settings(args, require_node_name=False)
+    if not (args.config or os.environ.get(CONFIG_ENV)):
+        _need_drivers(settings, args, "validate")
     problems: list[str] = []
     results = asyncio.run(_discover_all(settings, Progress()))
     from .slices import build_pools
@@ -155,7 +238,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         problems.append("drivers: no driver configured (`run` needs at least one)")
     for d, backends, inv in results:
         n = sum(len(p.devices) for p in inv.pools.values())
-        _desired, report = build_pools(inv, driver=d.name, node_name=settings.node_name)
+        _desired, report = build_pools(inv, driver=d.name, node_name=settings.node_name, server=args.k8s_version)
         problems.extend(f"driver {d.name}: {issue}" for issue in report.errors)
         for issue in report.warnings:
             print(f"warning: driver {d.name}: {issue}", file=sys.stderr)
@@ -176,7 +259,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"invalid: {p}", file=sys.stderr)
     if problems:
         return 1
-    print("config valid")
+    print(f"config valid (ResourceSlice rules of Kubernetes {_rules(args)})")
     return 0
 
 
@@ -214,31 +297,37 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dra-framework", description="Run and inspect DRA drivers built with dra-framework.")
+    p = argparse.ArgumentParser(prog="dra-framework", formatter_class=_HelpFormatter,
+                                description="Run and inspect DRA drivers built with dra-framework. "
+                                            "Flags: command line, then env var, then config file, then default.")
     p.add_argument("--version", action="version", version=f"dra-framework {__version__}")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    _add_global_flags(p, top=True)
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run the node daemon until SIGTERM")
+    r = sub.add_parser("run", help="run the node daemon until SIGTERM", formatter_class=_HelpFormatter)
     _add_setting_flags(r)
     r.add_argument("--uninstall", action="store_true",
-                   help="on exit, delete this node's ResourceSlices of every driver (a plain stop keeps them)")
+                   help="on exit, delete this node's ResourceSlices of every driver; a plain stop keeps "
+                        "them (default: off)")
     r.set_defaults(func=cmd_run)
 
-    d = sub.add_parser("discover", help="show the devices each driver would publish")
+    d = sub.add_parser("discover", help="show the devices each driver would publish", formatter_class=_HelpFormatter)
     _add_setting_flags(d)
     d.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table",
-                   help="yaml/json print the ResourceSlice objects")
+                   help="table of devices, or the ResourceSlice objects as yaml/json")
+    _add_k8s_version(d)
     d.set_defaults(func=cmd_discover)
 
-    pl = sub.add_parser("plugins", help="list backends with their distribution and version")
-    pl.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    pl = sub.add_parser("plugins", help="list backends with their distribution and version",
+                        formatter_class=_HelpFormatter)
+    pl.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
     pl.set_defaults(func=cmd_plugins)
 
-    v = sub.add_parser("validate", help="check a config, the devices it discovers and optionally a CDI dir")
+    v = sub.add_parser("validate", help="check a config, the devices it discovers and optionally a CDI dir",
+                       formatter_class=_HelpFormatter)
     _add_setting_flags(v)
-    v.add_argument("--cdi-dir", help="also validate every CDI spec in this directory")
+    v.add_argument("--cdi-dir", help="also validate every CDI spec in this directory (default: none)")
+    _add_k8s_version(v)
     v.set_defaults(func=cmd_validate)
 
     try:
@@ -246,8 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:
         pass
     else:
-        k = sub.add_parser("kubelet", help="speak to a running driver as the kubelet does")
+        k = sub.add_parser("kubelet", help="speak to a running driver as the kubelet does",
+                           formatter_class=_HelpFormatter)
         add_kubelet_subcommands(k.add_subparsers(dest="kubelet_command", required=True))
+    for sp in _subparsers(p):
+        sp.formatter_class = _HelpFormatter
+        _add_global_flags(sp, top=False)
     return p
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -54,6 +55,20 @@ class DriverInventory:
         return None
 
 
+def _resolve_relative_paths(options: Any, base: Path | None) -> Any:
+    """Options read from a config file: a relative ``hostRoot`` or ``Path`` option is resolved
+    against the file's folder (``base``), so a config works from any working directory."""
+    if base is None:
+        return options
+    update = {}
+    for name, f in type(options).model_fields.items():
+        value = getattr(options, name)
+        is_path = name == "host_root" or f.annotation in (Path, Path | None)
+        if is_path and isinstance(value, (str, Path)) and str(value) and not os.path.isabs(value):
+            update[name] = type(value)(base / value)
+    return options.model_copy(update=update) if update else options
+
+
 def build_backends(settings: Settings, index: int, driver: DriverConfig, registry: Registry) -> list[BackendInstance]:
     """Instantiate the backends of ``drivers[index]``. Raises ConfigError naming the field for bad
     options, PluginError for an unknown backend or an invalid backend object."""
@@ -70,7 +85,8 @@ def build_backends(settings: Settings, index: int, driver: DriverConfig, registr
             options = btype.options.model_validate(bc.options)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, prefix=f"drivers[{index}].backends[{j}].options",
-                                                      source=src)) from None
+                                                      source=src, model=btype.options)) from None
+        options = _resolve_relative_paths(options, settings._config_dir)
         # Host paths every CDI spec of this backend will name (docs/cdi.md): checked once here.
         missing = [f"{where}.options.{name}: {path} does not exist under hostRoot {options.host_root}"
                    for name, path in options.static_host_paths().items()
@@ -131,7 +147,8 @@ async def discover(backends: list[BackendInstance]) -> DriverInventory:
             # a code path that drops its devices): say so instead of publishing empty slices
             # silently (bug log B30).
             log.warning("backend %s discovered no devices: its pools are published without devices; "
-                        "check its options (host root, driver root) and the node's hardware", b.key)
+                        "check its options (hostRoot %s, driver root) and the node's hardware", b.key,
+                        b.context.host_root)
         for pool in inv.pools:
             target = merged.pools.setdefault(pool.name, Pool(name=pool.name, selection=pool.selection))
             for dev in pool.devices:

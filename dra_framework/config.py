@@ -74,29 +74,41 @@ class DriverConfig(_Strict):
 class Settings(_Strict):
     """The node daemon's settings. Field aliases are the YAML keys."""
 
-    node_name: str = Field("", alias="nodeName")
-    kubelet_root_dir: Path = Field(Path("/var/lib/kubelet"), alias="kubeletRootDir")
-    cdi_root: Path = Field(Path("/var/run/cdi"), alias="cdiRoot")
-    state_dir: Path = Field(Path("/var/lib/dra-framework"), alias="stateDir")
-    kubeconfig: str = Field("", description="Empty: in-cluster config.")
-    pod_uid: str = Field("", alias="podUID", description="Enables rolling-update socket names.")
+    node_name: str = Field("", alias="nodeName", description="The Kubernetes node this daemon serves "
+                           "(discover/validate default to the host name).")
+    kubelet_root_dir: Path = Field(Path("/var/lib/kubelet"), alias="kubeletRootDir",
+                                   description="The kubelet's --root-dir (sockets, checkpoints).")
+    cdi_root: Path = Field(Path("/var/run/cdi"), alias="cdiRoot", description="Directory of the CDI spec files.")
+    state_dir: Path = Field(Path("/var/lib/dra-framework"), alias="stateDir",
+                            description="Backends' private state (<stateDir>/<driver>/<backend>).")
+    kubeconfig: str = Field("", description="Kubeconfig file of the API server; empty: in-cluster config.")
+    pod_uid: str = Field("", alias="podUID", description="This pod's UID; enables rolling-update socket names.")
     # The kubelet's own client defaults: 200 claims of pods starting at once are fetched in ~2 s,
     # well inside the kubelet's 45 s call deadline (docs/config.md).
-    api_qps: float = Field(50.0, alias="apiQPS", gt=0)
-    api_burst: int = Field(100, alias="apiBurst", gt=0)
-    metrics_port: int = Field(0, alias="metricsPort", ge=0, le=65535, description="0 disables.")
-    healthz_port: int = Field(0, alias="healthzPort", ge=0, le=65535, description="0 disables.")
+    api_qps: float = Field(50.0, alias="apiQPS", gt=0, description="API requests per second (client-side limit).")
+    api_burst: int = Field(100, alias="apiBurst", gt=0, description="API requests allowed at once above apiQPS.")
+    metrics_port: int = Field(0, alias="metricsPort", ge=0, le=65535,
+                              description="Port of Prometheus /metrics; 0 disables.")
+    healthz_port: int = Field(0, alias="healthzPort", ge=0, le=65535,
+                              description="Port of /healthz and /readyz; 0 disables.")
     bind_address: str = Field("0.0.0.0", alias="bindAddress",
                               description="IP address the metrics and probe ports listen on.")
     http_max_connections: int = Field(32, alias="httpMaxConnections", ge=1, le=1024,
                                       description="Connections served at once per port; more are closed.")
     http_timeout_seconds: float = Field(5.0, alias="httpTimeoutSeconds", gt=0, le=60,
                                         description="Idle timeout of a metrics/probe connection.")
-    health_resend_seconds: float = Field(10.0, alias="healthResendSeconds", gt=0, le=25)
-    janitor_interval_seconds: float = Field(600.0, alias="janitorIntervalSeconds", gt=0)
-    slice_resync_seconds: float = Field(600.0, alias="sliceResyncSeconds", gt=0)
+    health_resend_seconds: float = Field(10.0, alias="healthResendSeconds", gt=0, le=25,
+                                         description="Resend interval of the kubelet health stream (kubelet "
+                                                     "times out at 30 s).")
+    janitor_interval_seconds: float = Field(600.0, alias="janitorIntervalSeconds", gt=0,
+                                            description="Seconds between rollbacks of interrupted prepares of "
+                                                        "deleted claims.")
+    slice_resync_seconds: float = Field(600.0, alias="sliceResyncSeconds", gt=0,
+                                        description="Seconds between full ResourceSlice resyncs.")
     drivers: list[DriverConfig] = Field(default_factory=list)
     _source: str = PrivateAttr("settings")  # the config file, for error messages
+    #: The config file's directory: relative paths in the file are resolved against it.
+    _config_dir: Path | None = PrivateAttr(None)
 
     @field_validator("drivers")
     @classmethod
@@ -159,8 +171,46 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out or "<root>"
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "", source: str = "") -> str:
-    """One line per error: ``<source>: <field path>: <message>``."""
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at ``loc`` (list indexes skipped), or None."""
+    import typing
+
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return None
+        current = field.annotation
+        for _ in range(3):  # list[X], X | None, dict values are not models: stop there
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            if typing.get_origin(current) in (list, typing.Union, getattr(__import__("types"), "UnionType", None)) \
+                    and len(args) == 1:
+                current = args[0]
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _did_you_mean(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    """`` (did you mean 'x'?)`` for an unknown key close to a known one of its model, else ''."""
+    import difflib
+
+    if model is None or not loc or not isinstance(loc[-1], str):
+        return ""
+    holder = _model_at(model, loc[:-1])
+    if holder is None:
+        return ""
+    keys = [f.alias or n for n, f in holder.model_fields.items()]
+    close = difflib.get_close_matches(loc[-1], keys, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "", source: str = "",
+                            model: type[BaseModel] | None = None) -> str:
+    """One line per error: ``<source>: <field path>: <message>``. With ``model`` (the validated
+    class), an unknown key close to a known one gets `` (did you mean 'key'?)``."""
     lines = []
     for err in exc.errors():
         path = _field_path(tuple(err["loc"]))
@@ -168,10 +218,14 @@ def format_validation_error(exc: ValidationError, prefix: str = "", source: str 
             path = prefix + ("" if path.startswith("[") else ".") + path if path != "<root>" else prefix
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field"
+            msg = "unknown field" + _did_you_mean(model, tuple(err["loc"]))
         lines.append(f"{source + ': ' if source else ''}{path}: {msg}")
     return "\n".join(lines)
 
+
+#: Settings keys holding paths: relative values are resolved against the config file's folder
+#: (from the file) or the working directory (from a flag or env var).
+PATH_KEYS = ("kubeletRootDir", "cdiRoot", "stateDir", "kubeconfig")
 
 #: Deepest nesting accepted in a config file: real configs use < 10 levels; deeper input only
 #: makes every later consumer (validation, JSON encoding, checkpoints) recurse.
@@ -220,6 +274,11 @@ def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | No
         if deep is not None:
             raise ConfigError(f"{config_file}: {deep}: nested more than {MAX_DEPTH} levels deep")
         data = dict(raw)
+    base = Path(config_file).resolve().parent if config_file else None
+    for key in PATH_KEYS:  # relative paths in the file: against the file's folder
+        value = data.get(key)
+        if base is not None and isinstance(value, str) and value and not os.path.isabs(value):
+            data[key] = str(base / value)
     aliases = {name: f.alias or name for name, f in Settings.model_fields.items()}
     flag_of = {field: flag for flag, field, _var in FLAGS}
     origin: dict[str, str] = {}  # YAML key -> where a value from outside the file came from
@@ -231,6 +290,9 @@ def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | No
         if value is not None:
             data[aliases[field]] = value
             origin[aliases[field]] = f"flag {flag_of.get(field, field)}"
+    for key in PATH_KEYS:  # from flags and env: against the working directory, shown absolute
+        if key in origin and isinstance(data.get(key), str) and data[key]:
+            data[key] = os.path.abspath(data[key])
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
@@ -238,9 +300,11 @@ def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | No
         for err in exc.errors():
             top = str(err["loc"][0]) if err["loc"] else ""
             where = origin.get(top, source)
-            lines.append(format_validation_error(ValidationError.from_exception_data(exc.title, [err]), source=where))
+            lines.append(format_validation_error(ValidationError.from_exception_data(exc.title, [err]), source=where,
+                                                 model=Settings))
         raise ConfigError("\n".join(lines)) from None
     settings._source = source
+    settings._config_dir = base
     check_drivers(settings, origin.get("kubeletRootDir", source))
     if not settings.node_name and not require_node_name:
         settings.node_name = socket.gethostname()

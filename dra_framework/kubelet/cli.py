@@ -43,11 +43,12 @@ def _claim(text: str) -> ClaimRef:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--driver", required=True, help="DRA driver name")
-    p.add_argument("--kubelet-root-dir", "--kubelet-root", dest="kubelet_root", default=os.environ.get("DRA_FRAMEWORK_KUBELET_ROOT_DIR", DEFAULT_KUBELET_ROOT), help="kubelet --root-dir (env DRA_FRAMEWORK_KUBELET_ROOT_DIR)")
-    p.add_argument("--registry-dir", help="override <kubelet-root>/plugins_registry")
-    p.add_argument("--pod-uid", help="driver pod UID (rolling-update socket names)")
-    p.add_argument("--endpoint", help="DRA socket path; default: from GetInfo")
+    p.add_argument("--driver", required=True, help="DRA driver name (required)")
+    p.add_argument("--kubelet-root-dir", "--kubelet-root", dest="kubelet_root", default=os.environ.get("DRA_FRAMEWORK_KUBELET_ROOT_DIR", DEFAULT_KUBELET_ROOT), help="kubelet --root-dir (default: %(default)s; env DRA_FRAMEWORK_KUBELET_ROOT_DIR)")
+    p.add_argument("--registry-dir", help="registration socket directory (default: "
+                                          "<kubelet-root-dir>/plugins_registry)")
+    p.add_argument("--pod-uid", help="driver pod UID, for rolling-update socket names (default: none)")
+    p.add_argument("--endpoint", help="DRA socket path (default: the endpoint GetInfo reports)")
 
 
 async def _resolve(args: argparse.Namespace, kind: str) -> tuple[str, str]:
@@ -122,21 +123,24 @@ def add_kubelet_subcommands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("register-check", help="GetInfo, validate like the kubelet, dial the endpoint")
     _common(p)
-    p.add_argument("--notify", action="store_true", help="send NotifyRegistrationStatus afterwards")
+    p.add_argument("--notify", action="store_true", help="send NotifyRegistrationStatus afterwards (default: off)")
     p.set_defaults(func=_runner(_register_check))
 
     for name, fn, helptext in (("prepare", _prepare, "NodePrepareResources"),
                                ("unprepare", _unprepare, "NodeUnprepareResources")):
         p = sub.add_parser(name, help=helptext)
         _common(p)
-        p.add_argument("--claim", type=_claim, action="append", required=True, metavar="NAMESPACE/NAME/UID")
-        p.add_argument("--api-version", choices=("auto", "v1", "v1beta1"), default="auto")
+        p.add_argument("--claim", type=_claim, action="append", required=True, metavar="NAMESPACE/NAME/UID",
+                       help="a claim to send; repeat for several (required)")
+        p.add_argument("--api-version", choices=("auto", "v1", "v1beta1"), default="auto",
+                       help="DRA gRPC API version; auto: what the kubelet would pick from GetInfo")
         p.add_argument("--timeout", type=float, default=client.CALL_TIMEOUT, help="seconds (kubelet: 45)")
         p.set_defaults(func=_runner(fn))
 
     p = sub.add_parser("watch-health", help="NodeWatchResources; one JSON line per message")
     _common(p)
-    p.add_argument("--api-version", choices=("auto", "v1", "v1alpha1"), default="auto")
+    p.add_argument("--api-version", choices=("auto", "v1", "v1alpha1"), default="auto",
+                   help="health gRPC API version; auto: what the kubelet would pick from GetInfo")
     p.add_argument("--count", type=int, default=1, help="stop after N messages (0 = no limit)")
     p.add_argument("--timeout", type=float, default=0.0, help="stop after N seconds (0 = no limit)")
     p.set_defaults(func=_runner(_watch_health))

@@ -47,7 +47,7 @@ def test_misspelled_config_key_is_one_line_error(tmp_path):
     r = run("validate", "--config", str(cfg))
     assert r.returncode == 1
     lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert lines == [f"error: {cfg}: kubeletRootDri: unknown field"]
+    assert lines == [f"error: {cfg}: kubeletRootDri: unknown field (did you mean 'kubeletRootDir'?)"]
 
 
 def test_misspelled_hook_in_installed_plugin_is_one_line_error(tmp_path):
@@ -152,3 +152,122 @@ def test_discover_into_a_closed_pipe_is_quiet():
     p = subprocess.run(f"{EXE} discover --config {EXAMPLE} | head -1", shell=True, capture_output=True,
                        text=True, timeout=60)
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+def test_unknown_keys_get_a_did_you_mean_at_every_level(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("nodeName: n\nmetricPort: 1\ndrivers:\n- name: a.example.com\n  cdiVendr: x\n"
+                   "  backends:\n  - name: example\n    deviceAtributes: []\n    options: {cuont: 1}\n"
+                   "  - name: example\n    zzz: 1\n")
+    r = run("validate", "--config", str(cfg))
+    lines = sorted(ln.removeprefix("error: ") for ln in r.stderr.splitlines() if ln.strip())
+    assert r.returncode == 1
+    assert lines == sorted([
+        f"{cfg}: metricPort: unknown field (did you mean 'metricsPort'?)",
+        f"{cfg}: drivers[0].cdiVendr: unknown field (did you mean 'cdiVendor'?)",
+        f"{cfg}: drivers[0].backends[0].deviceAtributes: unknown field (did you mean 'deviceAttributes'?)",
+        f"{cfg}: drivers[0].backends[1].zzz: unknown field",
+    ]), r.stderr
+    cfg.write_text("drivers:\n- name: a.example.com\n  backends:\n  - name: example\n    options: {cuont: 1}\n")
+    r = run("validate", "--config", str(cfg))
+    assert r.stderr.strip() == (f"error: {cfg}: drivers[0].backends[0].options.cuont: unknown field "
+                                "(did you mean 'count'?)"), r.stderr
+
+
+def test_global_flags_before_or_after_the_subcommand():
+    for args in (["--log-format", "json", "-v", "validate", "--config", str(EXAMPLE)],
+                 ["validate", "--config", str(EXAMPLE), "--log-format", "json", "-v"],
+                 ["-v", "validate", "--log-format", "json", "--config", str(EXAMPLE)]):
+        r = run(*args)
+        assert r.returncode == 0, (args, r.stderr)
+        lines = r.stderr.splitlines()
+        assert lines and all(json.loads(ln)["level"] for ln in lines), (args, r.stderr)
+        assert any(json.loads(ln)["level"] == "debug" for ln in lines), args
+    r = run("validate", "--config", str(EXAMPLE), env={"DRA_FRAMEWORK_LOG_FORMAT": "json"})
+    assert r.returncode == 0 and all(json.loads(ln) for ln in r.stderr.splitlines()), r.stderr
+    r = run("--log-format", "json", "kubelet", "register-check", "--driver", "x.example.com",
+            "--kubelet-root-dir", "/nonexistent", "-v")
+    assert r.returncode == 1 and "does not exist" in json.loads(r.stdout)["error"]
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """``{'--flag': 'its help text'}`` from argparse ``--help`` output (entries start at two
+    spaces and a dash; continuation lines are indented deeper)."""
+    import re
+
+    out: dict[str, str] = {}
+    current = None
+    for line in text.split("options:", 1)[1].splitlines():
+        m = re.match(r"^  (-[^ ,]+)(?:[ ,][^ ]*)*?(?:  +(.*))?$", line)
+        if m and not line.startswith("   "):
+            flags = re.findall(r"(?:^|, )(--?[\w-]+)", line.strip())
+            current = max(flags, key=len)
+            out[current] = ""
+            rest = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+            if len(rest) == 2:
+                out[current] = rest[1]
+        elif current and line.strip():
+            out[current] += " " + line.strip()
+    return {k: " ".join(v.split()) for k, v in out.items()}
+
+
+def test_help_gives_meaning_default_and_env_of_every_flag():
+    from dra_framework.config import FLAGS
+
+    for cmd in ("run", "discover", "validate"):
+        entries = help_entries(run(cmd, "--help").stdout)
+        for flag, _field, env in FLAGS + [("--config", "", "DRA_FRAMEWORK_CONFIG"),
+                                          ("--log-format", "", "DRA_FRAMEWORK_LOG_FORMAT")]:
+            text = entries[flag]
+            assert "default:" in text and f"env {env}" in text, (cmd, flag, text)
+            assert len(text.split("(default:")[0].strip()) > 10, (cmd, flag, "no meaning given")
+        for flag, text in entries.items():
+            assert flag == "--help" or "default:" in text, (cmd, flag, text)
+    for cmd in (["plugins"], ["kubelet", "prepare"], ["kubelet", "watch-health"], ["kubelet", "register-check"]):
+        for flag, text in help_entries(run(*cmd, "--help").stdout).items():
+            assert flag == "--help" or "default:" in text or "(required)" in text, (cmd, flag, text)
+
+
+def test_discover_and_validate_without_a_config_say_what_they_need():
+    for cmd in ("discover", "validate"):
+        r = run(cmd)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 1 and len(lines) == 1, r.stderr
+        assert "needs a config file with drivers: pass --config FILE (or set DRA_FRAMEWORK_CONFIG)" in lines[0]
+    r = run("discover", env={"DRA_FRAMEWORK_CONFIG": str(EXAMPLE)})
+    assert r.returncode == 0 and "acc-0" in r.stdout, r.stderr
+
+
+def test_k8s_version_selects_the_slice_rules():
+    """1.34 keeps counter sets in the devices' slice; 1.35+ publishes them in a slice of their own."""
+    def slices(version):
+        r = run("discover", "--config", str(EXAMPLE), "-o", "json", "--k8s-version", version)
+        assert r.returncode == 0, r.stderr
+        return [("sharedCounters" in i["spec"], len(i["spec"].get("devices", []))) for i in json.loads(r.stdout)["items"]]
+
+    assert slices("1.34") == [(True, 12)]
+    assert slices("v1.37.2") == [(True, 0), (False, 12)]
+    r = run("validate", "--config", str(EXAMPLE), "--k8s-version", "1.34")
+    assert r.returncode == 0 and "ResourceSlice rules of Kubernetes 1.34" in r.stdout
+    r = run("discover", "--config", str(EXAMPLE), "--k8s-version", "1.33")
+    assert r.returncode == 2 and "need Kubernetes 1.34 or newer" in r.stderr
+    assert "ResourceSlice rules of Kubernetes 1.37" in run("discover", "--config", str(EXAMPLE)).stderr
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    (sub / "c.yaml").write_text("nodeName: n\nkubeletRootDir: kubelet\ndrivers:\n- name: ex.example.com\n"
+                                "  backends:\n  - name: example\n    options: {count: 0, hostRoot: host}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = subprocess.run([str(EXE), "validate", "--config", "../conf/c.yaml"], capture_output=True, text=True,
+                       cwd=elsewhere, timeout=60, env={k: v for k, v in os.environ.items() if k != "NODE_NAME"})
+    assert r.returncode == 0, r.stderr
+    assert f"hostRoot {sub / 'host'}" in r.stderr                   # the no-devices warning, resolved
+    assert f"registration socket {sub / 'kubelet'}/plugins_registry/" in r.stdout
+    from dra_framework.config import load_settings
+
+    s = load_settings(sub / "c.yaml", {"cdi_root": "cdi"})
+    assert s.kubelet_root_dir == sub / "kubelet"
+    assert s.cdi_root == Path(os.getcwd()) / "cdi"                  # flags: against the working directory
