@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from daemon_proc import wait_for
+from dra_framework.testing import wait_for
+from dra_framework.testing.k8s import free_port
 from test_e2e_example import config, slices_of
-from test_e2e_operations import free_port, http
 
 pytestmark = pytest.mark.k8s
 
@@ -72,10 +72,10 @@ def dra_register_backends(register):
 '''
 
 
-def scrape(port: int) -> dict[str, float]:
+def scrape(daemon) -> dict[str, float]:
     """``{'name{labels}': value}`` of one scrape (comments and ``_created`` series left out)."""
     out = {}
-    for line in http(f"http://127.0.0.1:{port}/metrics")[1].splitlines():
+    for line in daemon.metrics().splitlines():
         if line.startswith("#") or not line.strip():
             continue
         key, value = line.rsplit(" ", 1)
@@ -84,13 +84,12 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-def family_names(port: int) -> set[str]:
-    text = http(f"http://127.0.0.1:{port}/metrics")[1]
+def family_names(daemon) -> set[str]:
+    text = daemon.metrics()
     return {n for n in re.findall(r"^# TYPE (dra_framework_\w+) ", text, re.M) if not n.endswith("_created")}
 
 
-def test_every_exported_metric_moves(kube_apiserver, k8s_objects, kubelet_shim, allocator, daemons, tmp_path,
-                                     monkeypatch):
+def test_every_exported_metric_moves(kube_apiserver, k8s_objects, kubelet_shim, allocator, dra_driver, tmp_path):
     plugin = tmp_path / "plugin"
     plugin.mkdir()
     (plugin / "metricsprobe_backend.py").write_text(BACKEND)
@@ -98,28 +97,26 @@ def test_every_exported_metric_moves(kube_apiserver, k8s_objects, kubelet_shim, 
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: metricsprobe-backend\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[dra_framework.backends]\nmetricsprobe = metricsprobe_backend\n")
-    monkeypatch.setenv("PYTHONPATH", str(plugin))
 
     node = "e2e-metrics"
     shim = kubelet_shim(node)
-    cfg = config(shim, kube_apiserver, tmp_path, node, [{"name": "metricsprobe"}], driver=DRIVER)
-    port = free_port()
-    cfg["metricsPort"] = port
-    daemon = daemons(cfg)
+    daemon = dra_driver(config([{"name": "metricsprobe"}], driver=DRIVER), shim, env={"PYTHONPATH": str(plugin)})
     shim.wait_registered(DRIVER, timeout=60)
-    state = tmp_path / "state" / DRIVER / "metricsprobe"
+    state = daemon.state_dir / DRIVER / "metricsprobe"
     state.mkdir(parents=True, exist_ok=True)
     d = f'driver="{DRIVER}"'
     checked: set[str] = set()
+    current = [daemon]
 
     def moved(family: str, series: str, pred, what: str) -> float:
-        value = wait_for(lambda: (lambda v: (v,) if v is not None and pred(v) else None)(scrape(port).get(series)),
-                         30, f"{series} ({what})", daemon)
+        proc = current[0]
+        value = wait_for(lambda: (lambda v: (v,) if v is not None and pred(v) else None)(scrape(proc).get(series)),
+                         30, f"{series} ({what})", proc=proc)
         checked.add(family)
         return value[0]
 
     # Publishing: slices written, the invalid device counted, the health source's first reports.
-    wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "slices", daemon)
+    wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "slices", proc=daemon)
     moved("dra_framework_resourceslice_writes_total", f'dra_framework_resourceslice_writes_total{{{d},verb="create"}}',
           lambda v: v >= 1, "a slice was created")
     moved("dra_framework_invalid_devices", f'dra_framework_invalid_devices{{{d},pool="{node}"}}',
@@ -144,7 +141,7 @@ def test_every_exported_metric_moves(kube_apiserver, k8s_objects, kubelet_shim, 
     moved("dra_framework_prepared_claims", f"dra_framework_prepared_claims{{{d}}}", lambda v: v == 1, "c1 prepared")
     moved("dra_framework_operation_duration_seconds",
           f'dra_framework_operation_duration_seconds_count{{{d},operation="prepare"}}', lambda v: v >= 1, "latency")
-    scrape_now = scrape(port)
+    scrape_now = scrape(daemon)
     assert scrape_now[f'dra_framework_inflight_operations{{{d},operation="prepare"}}'] == 0
 
     # A failing prepare, counted by reason.
@@ -161,7 +158,7 @@ def test_every_exported_metric_moves(kube_apiserver, k8s_objects, kubelet_shim, 
     moved("dra_framework_unhealthy_devices", f"dra_framework_unhealthy_devices{{{d}}}", lambda v: v == 1, "m-0 unhealthy")
     shim.unprepare_pod("default", "p-c1")
     moved("dra_framework_prepared_claims", f"dra_framework_prepared_claims{{{d}}}", lambda v: v == 0, "c1 unprepared")
-    families = family_names(port)
+    families = family_names(daemon)
 
     # Restart with a damaged checkpoint and the API server unreachable.
     assert daemon.stop() == 0, daemon.logs()
@@ -170,16 +167,13 @@ def test_every_exported_metric_moves(kube_apiserver, k8s_objects, kubelet_shim, 
         "clusters": [{"name": "x", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
         "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
         "users": [{"name": "x", "user": {"token": "x"}}]}))
-    cp = shim.root / "plugins" / DRIVER / "checkpoint.json"
+    cp = daemon.checkpoint_path()
     cp.write_bytes(cp.read_bytes()[:20])
-    import yaml
-
-    daemon.config_path.write_text(yaml.safe_dump({**cfg, "kubeconfig": str(tmp_path / "dead.kubeconfig")}))
-    daemon.start()
+    current[0] = daemon.clone("restarted", kubeconfig=str(tmp_path / "dead.kubeconfig")).start()
     moved("dra_framework_checkpoint_problems_total", f"dra_framework_checkpoint_problems_total{{{d}}}",
           lambda v: v == 1, "the checkpoint moved aside")
     moved("dra_framework_api_server_reachable", "dra_framework_api_server_reachable", lambda v: v == 0, "API down")
     moved("dra_framework_api_unreachable_total", "dra_framework_api_unreachable_total", lambda v: v >= 1,
           "failed requests")
-    families |= family_names(port)
+    families |= family_names(current[0])
     assert families - checked == set(), f"metrics without a test of their event: {sorted(families - checked)}"

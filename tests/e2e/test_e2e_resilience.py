@@ -102,7 +102,7 @@ class TcpForwarder:
 
 
 def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
-        kube_apiserver, k8s_objects, kubelet_shim, allocator, daemons, tmp_path):
+        kube_apiserver, k8s_objects, kubelet_shim, allocator, dra_driver, tmp_path):
     """The daemon restarts while the API server is unreachable: the kubelet sockets come up from
     the checkpoint, a checkpointed claim unprepares, a new prepare fails naming the API server,
     /readyz and the reachability metric show it; once the server answers again on the same
@@ -114,14 +114,12 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
     import yaml
     from lightkube.generic_resource import create_global_resource
 
-    from dra_framework.testing.k8s import ShimError
-    from test_e2e_operations import free_port, http
+    from dra_framework.testing import ShimError
+    from dra_framework.testing.k8s import free_port
 
     driver, node = "noapi.dra.dev", "e2e-noapi"
     shim = kubelet_shim(node)
-    cfg = config(shim, kube_apiserver, tmp_path, node, [{"name": "example", "options": {"count": 2}}], driver=driver)
-    cfg["healthzPort"], cfg["metricsPort"] = free_port(), free_port()
-    daemon = daemons(cfg)
+    daemon = dra_driver(config([{"name": "example", "options": {"count": 2}}], driver=driver), shim)
     shim.wait_registered(driver, timeout=60)
     wait_for(lambda: slices_of(k8s_objects, driver, node), 60, "slices", proc=daemon)
     k8s_objects.device_class("noapi-acc", driver)
@@ -131,7 +129,7 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
         k8s_objects.pod("default", f"p-{name}", claims=[name], node=node)
         allocator.allocate("default", name, node, pod=("default", f"p-{name}"))
     uid = shim.prepare_pod("default", "p-c1").claims["c1"]["uid"]
-    assert [f for f in os.listdir(tmp_path / "cdi") if uid in f]
+    assert [f for f in os.listdir(daemon.cdi_dir) if uid in f]
 
     assert daemon.stop() == 0, daemon.logs()
     wait_for(lambda: driver not in shim.registered()["drivers"], 30, "the kubelet to notice the stop")
@@ -141,33 +139,31 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
     kc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{dead_port}"
     dead = tmp_path / "dead.kubeconfig"
     dead.write_text(json.dumps(kc))
-    daemon.config_path.write_text(yaml.safe_dump({**cfg, "kubeconfig": str(dead)}))
-    daemon.start()
+    cut_off = daemon.clone("dead-api", kubeconfig=str(dead)).start()
 
     shim.wait_registered(driver, timeout=60)
-    daemon.wait_running(30)
-    base = f"http://127.0.0.1:{cfg['healthzPort']}"
-    code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(http(base + "/readyz")), 30,
-                          "/readyz to report the API server", daemon)
+    cut_off.wait_running(30)
+    code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(cut_off.probe("/readyz")), 30,
+                          "/readyz to report the API server", proc=cut_off)
     assert "API server" in body, body
-    metrics = http(f"http://127.0.0.1:{cfg['metricsPort']}/metrics")[1]
-    assert "dra_framework_api_server_reachable 0.0" in metrics
+    assert "dra_framework_api_server_reachable 0.0" in cut_off.metrics()
     with pytest.raises(ShimError) as failed:
         shim.prepare_pod("default", "p-c2")
     assert f"127.0.0.1:{dead_port}" in str(failed.value)
     shim.unprepare_pod("default", "p-c1")                 # needs no API server
-    assert not [f for f in os.listdir(tmp_path / "cdi") if uid in f]
-    assert "Traceback" not in daemon.logs()
+    assert not [f for f in os.listdir(daemon.cdi_dir) if uid in f]
+    assert "Traceback" not in cut_off.logs()
 
     RS = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
     for s in slices_of(k8s_objects, driver, node):
         k8s_objects.client.delete(RS, s["metadata"]["name"])
     proxy = TcpForwarder(dead_port, (real.hostname, real.port))
     try:
-        wait_for(lambda: slices_of(k8s_objects, driver, node), 90, "slices after the API server is back", proc=daemon)
-        wait_for(lambda: http(base + "/readyz") == (200, "ok\n"), 60, "/readyz ok", proc=daemon)
-        assert "dra_framework_api_server_reachable 1.0" in http(f"http://127.0.0.1:{cfg['metricsPort']}/metrics")[1]
+        wait_for(lambda: slices_of(k8s_objects, driver, node), 90, "slices after the API server is back",
+                 proc=cut_off)
+        wait_for(lambda: cut_off.probe("/readyz") == (200, "ok\n"), 60, "/readyz ok", proc=cut_off)
+        assert "dra_framework_api_server_reachable 1.0" in cut_off.metrics()
         assert shim.prepare_pod("default", "p-c2")["c2"]
     finally:
         proxy.close()
-    assert daemon.alive()
+    assert cut_off.alive()
