@@ -36,9 +36,36 @@ from pathlib import Path
 import pytest
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dra-framework", "dra-framework backend conformance (docs/testing.md)")
+    group.addoption("--dra-conformance", metavar="BACKEND", default=None,
+                    help="run the backend conformance suite shipped in dra_framework.testing.conformance "
+                         "for this backend (needs --dra-config)")
+    group.addoption("--dra-config", metavar="FILE", default=None,
+                    help="composed-driver config (YAML) with a driver that uses the --dra-conformance backend")
+    group.addoption("--dra-leftovers", metavar="MODULE:FUNCTION", default=None,
+                    help="the backend's leftovers probe: called with the DriverProcess, returns JSON-able "
+                         "state that must be the same before a claim and after its unprepare")
+    group.addoption("--dra-host", metavar="MODULE:CALLABLE", default=None,
+                    help="simulated hardware: called with each copied hostRoot, returns a context manager "
+                         "held while the daemons run (e.g. dra_framework.testing.hosttree:FakePciKernel)")
+    group.addoption("--dra-kill-sample", metavar="N", type=int, default=6,
+                    help="kill -9 at this many kill points per sampled claim (0: every point; default 6)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "k8s: needs the Go-built Kubernetes harness (etcd, kube-apiserver, kubelet shim, allocator)")
+    if config.getoption("dra_conformance", None):
+        if not config.getoption("dra_config"):
+            raise pytest.UsageError("--dra-conformance needs --dra-config=<composed-driver config.yaml>")
+        from .conformance import SUITE_DIR
+
+        # Collect the shipped suite: instead of testpaths/the current dir, or next to explicit args.
+        if config.args_source == pytest.Config.ArgsSource.ARGS:
+            config.args.append(str(SUITE_DIR))
+        else:
+            config.args[:] = [str(SUITE_DIR)]
 
 
 @pytest.hookimpl(hookwrapper=True)
