@@ -182,6 +182,8 @@ class MigManager:
             raise RuntimeError(f"destroying MIG device {device!r}: {exc}") from None
         gi = next((g for g in gis if g.profile_id == rec["profileId"] and g.start == rec["start"]), None)
         if gi is None:
+            if rec.get("enabledMig"):  # killed after enabling MIG mode, before the GI existed
+                await self._maybe_disable_mig(uuid)
             return
         if rec.get("giId") is not None and gi.id != rec["giId"]:
             self.log.warning("MIG device %s: GI at placement has id %d, record says %s; not destroying", device, gi.id, rec["giId"])
