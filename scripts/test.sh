@@ -28,10 +28,9 @@ conformance() {
   echo "==> conformance: nvidia, example, sriov-minimal (Kubernetes ${DRA_HARNESS_K8S_VERSION:-default})"
   .venv/bin/python -m pytest -q --dra-conformance=nvidia --dra-config=examples/configs/nvidia-dgx-h100.yaml
   .venv/bin/python -m pytest -q --dra-conformance=example --dra-config=examples/configs/example.yaml
-  # FakePciKernel plays the kernel for the rebinding writes; it polls plain files, so two writes
-  # racing into one sysfs file (overlapping prepares) can lose one: the concurrency check is left out.
+  # FakePciKernel plays the kernel for the rebinding writes; pci_bindings compares every VF's driver.
   .venv/bin/python -m pytest -q --dra-conformance=sriov-minimal --dra-config=examples/configs/sriov-minimal.yaml \
-    --dra-host=dra_framework.testing.hosttree:FakePciKernel -k "not concurrent"
+    --dra-host=dra_framework.testing.hosttree:FakePciKernel --dra-leftovers=dra_framework.testing:pci_bindings
 }
 .venv/bin/python -m pytest
 if [ "$have_go" = 1 ]; then
