@@ -34,7 +34,9 @@ def executable() -> str:
 
 
 def load_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
-    """A composed-driver config as a dict: a mapping (copied) or a YAML file."""
+    """A composed-driver config as a dict: a mapping (copied) or a YAML file. Relative paths in
+    a file are made absolute against its folder, as ``dra-framework`` reads them (docs/config.md),
+    so the config still means the same when written elsewhere."""
     if isinstance(config, Mapping):
         return copy.deepcopy(dict(config))
     import yaml
@@ -43,7 +45,39 @@ def load_config(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str,
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{config}: a composed-driver config must be a mapping")
+    _absolute_paths(data, Path(config).resolve().parent)
     return data
+
+
+def _absolute_paths(data: dict[str, Any], base: Path) -> None:
+    """Settings paths (``PATH_KEYS``) and each backend's ``hostRoot`` and Path-typed options."""
+    from ..config import PATH_KEYS
+
+    def fix(holder: dict[str, Any], key: str) -> None:
+        value = holder.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            holder[key] = str(base / value)
+
+    for key in PATH_KEYS:
+        fix(data, key)
+    registry = None
+    for d in data.get("drivers") or []:
+        for b in d.get("backends") or []:
+            opts = b.get("options")
+            if not isinstance(opts, dict):
+                continue
+            fix(opts, "hostRoot")
+            try:
+                if registry is None:
+                    from ..plugins import Registry
+
+                    registry = Registry()
+                fields = registry.get(b.get("name")).options.model_fields
+            except Exception:  # noqa: BLE001 - not installed here: the daemon will say so
+                continue
+            for name, f in fields.items():
+                if f.annotation in (Path, Path | None):
+                    fix(opts, f.alias or name)
 
 
 class DriverProcess:
