@@ -45,6 +45,13 @@ def lightkube_status_writer(client: Any, driver: str) -> StatusWriter:
 
     async def write_status(claim: ClaimInfo, devices: list[dict[str, Any]]) -> None:
         check_claim_ref(claim.namespace, claim.name)
+        problem = getattr(getattr(client, "health", None), "problem", None)
+        if not devices and isinstance(problem, str):
+            # Clearing during unprepare is best effort: with the API server known to be down,
+            # fail at once instead of holding the kubelet's unprepare for a connect timeout.
+            from ..kube import ApiUnavailableError
+
+            raise ApiUnavailableError(problem)
         body = {"apiVersion": API_VERSION, "kind": "ResourceClaim",
                 "metadata": {"name": claim.name, "namespace": claim.namespace, "uid": claim.uid},
                 "status": {"devices": devices}}

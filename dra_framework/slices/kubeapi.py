@@ -106,7 +106,14 @@ class KubeAPI:
                   "timeoutSeconds": self._watch_timeout_params}
         req = self._http.build_request("GET", SLICES, params={k: v for k, v in params.items() if v is not None},
                                        timeout=self._gc._watch_timeout)
-        resp = await self._http.send(req, stream=True)
+        try:
+            resp = await self._http.send(req, stream=True)
+        except self._transport as exc:
+            if self._health is None:
+                raise
+            raise self._health.failed(exc) from None
+        if self._health is not None:
+            self._health.ok()  # a (re)connected watch is how a recovered API server is noticed
         try:
             if resp.status_code == 410:
                 raise Gone()

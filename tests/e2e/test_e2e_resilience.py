@@ -65,6 +65,7 @@ class TcpForwarder:
         self.target = target
         self.sock = socket.create_server(("127.0.0.1", port), reuse_port=False)
         self.closed = False
+        self.conns: list = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -77,6 +78,7 @@ class TcpForwarder:
                 upstream = socket.create_connection(self.target)
             except OSError:
                 continue
+            self.conns += [conn, upstream]
             for a, b in ((conn, upstream), (upstream, conn)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
@@ -97,8 +99,20 @@ class TcpForwarder:
                     pass
 
     def close(self) -> None:
+        """Stop listening and cut every forwarded connection (the API server "goes away")."""
+        import socket
+
         self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone may not
+        except OSError:
+            pass
         self.sock.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
@@ -167,3 +181,41 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
     finally:
         proxy.close()
     assert cut_off.alive()
+
+
+def test_api_server_outage_while_running_shows_and_clears(kube_apiserver, k8s_objects, kubelet_shim, dra_driver,
+                                                          tmp_path):
+    """The API server goes away under a running daemon and comes back on the same address: /readyz
+    and the metric report it while it is away and clear once it answers (the slice watch's
+    reconnect notices), without a restart; the kubelet is served throughout."""
+    import json
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    from dra_framework.testing.k8s import free_port
+
+    driver, node = "blip.dra.dev", "e2e-blip"
+    shim = kubelet_shim(node)
+    port = free_port()
+    kc = yaml.safe_load(kube_apiserver.kubeconfig.read_text())
+    real = urlsplit(kc["clusters"][0]["cluster"]["server"])
+    kc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    (tmp_path / "via-proxy.kubeconfig").write_text(json.dumps(kc))
+    proxy = TcpForwarder(port, (real.hostname, real.port))
+    unused = dra_driver(config([{"name": "example", "options": {"count": 1}}], driver=driver), shim, start=False)
+    daemon = unused.clone("via-proxy", kubeconfig=str(tmp_path / "via-proxy.kubeconfig")).start().wait_running()
+    try:
+        shim.wait_registered(driver, timeout=60)
+        wait_for(lambda: daemon.probe("/readyz") == (200, "ok\n"), 60, "/readyz ok", proc=daemon)
+        proxy.close()
+        body = wait_for(lambda: (lambda r: r[1] if r[0] == 503 else None)(daemon.probe("/readyz")), 60,
+                        "/readyz to report the outage", proc=daemon)
+        assert f"API server https://127.0.0.1:{port} unreachable" in body, body
+        assert "dra_framework_api_server_reachable 0.0" in daemon.metrics()
+        assert driver in shim.registered()["drivers"]
+        proxy = TcpForwarder(port, (real.hostname, real.port))
+        wait_for(lambda: daemon.probe("/readyz") == (200, "ok\n"), 90, "/readyz ok again", proc=daemon)
+        assert "dra_framework_api_server_reachable 1.0" in daemon.metrics()
+    finally:
+        proxy.close()

@@ -235,3 +235,31 @@ async def test_api_timeout_message_names_the_failure_and_the_server():
     assert client.health.problem == str(exc.value)
     with pytest.raises(ValueError, match="claim namespace 'a/b' is invalid"):
         await get("a/b", "c")
+
+
+async def test_clearing_claim_status_fails_at_once_while_the_api_server_is_down():
+    """Unprepare clears ``status.devices`` best effort: with the server known to be unreachable
+    the writer fails at once (no connect timeout inside the kubelet's unprepare call); writing
+    devices during prepare still tries."""
+    import httpx2
+
+    from dra_framework.engine.claims_api import lightkube_status_writer
+    from dra_framework.kube import ApiHealth, ApiUnavailableError, RateLimitedClient, TokenBucket
+    from dra_framework.model import ClaimInfo
+
+    calls = []
+
+    class Down:
+        async def patch(self, *a, **kw):
+            calls.append(a)
+            raise httpx2.ConnectError("All connection attempts failed")
+
+    client = RateLimitedClient(Down(), TokenBucket(100, 100), ApiHealth("https://api.example:6443"))
+    write = lightkube_status_writer(client, "d.example.com")
+    info = ClaimInfo("uid-1", "default", "c")
+    with pytest.raises(ApiUnavailableError):
+        await write(info, [{"driver": "d.example.com", "pool": "p", "device": "x"}])
+    assert len(calls) == 1 and client.health.problem
+    with pytest.raises(ApiUnavailableError, match="https://api.example:6443 unreachable"):
+        await write(info, [])
+    assert len(calls) == 1        # no request
