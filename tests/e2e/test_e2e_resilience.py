@@ -126,7 +126,7 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
     from urllib.parse import urlsplit
 
     import yaml
-    from lightkube.generic_resource import create_global_resource
+    from lightkube.resources.resource_v1 import ResourceSlice as RS
 
     from dra_framework.testing import ShimError
     from dra_framework.testing.k8s import free_port
@@ -168,7 +168,6 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
     assert not [f for f in os.listdir(daemon.cdi_dir) if uid in f]
     assert "Traceback" not in cut_off.logs()
 
-    RS = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
     for s in slices_of(k8s_objects, driver, node):
         k8s_objects.client.delete(RS, s["metadata"]["name"])
     proxy = TcpForwarder(dead_port, (real.hostname, real.port))
