@@ -380,3 +380,24 @@ async def test_recovered_claim_keeps_its_mig_instance_after_lost_checkpoint(driv
     assert drv2.backend.nvml.snapshot()[GPU0]["gis"] != {}
     await drv2.hooks.call("dra_destroy_partition", record=recovered)  # the claim's unprepare
     assert drv2.backend.nvml.snapshot()[GPU0]["gis"] == {}
+
+
+async def test_rollback_turns_mig_mode_off_when_crash_hit_before_the_gi(driver_factory, host):
+    """Killed after enabling MIG mode for the claim and before its GI existed: the rollback from
+    the pending partition's journal turns MIG mode off again (the conformance suite's kill -9
+    test found it left on)."""
+    drv = driver_factory(host, migStrategy="dynamic")
+    pool = await drv.discover()
+    claim = Claim(drv, "p", [allocated(drv.device(pool, MIG_1G))])
+    data = drv.device(pool, MIG_1G).data
+    entry = {"device": MIG_1G, "parent": GPU0, "bus": data["bus"], "parentMinor": 0, "profile": "1g.10gb",
+             "profileId": 19, "start": 0, "size": 1, "step": "creating", "enabledMig": True}
+    claim.journal[f"mig/{MIG_1G}"] = entry
+    claim.pending[MIG_1G] = {f"mig/{MIG_1G}": entry}
+    fake = drv.backend.nvml
+    fake.set_mig_mode(GPU0, True)
+    assert fake.snapshot()[GPU0]["mig"] is True
+    drv2 = driver_factory(host, migStrategy="dynamic")  # the restarted daemon's backend
+    await drv2.discover()
+    await claim.unprepare(drv2)
+    assert drv2.backend.nvml.snapshot()[GPU0] == {"mig": False, "gis": {}}
