@@ -38,12 +38,12 @@ EXAMPLE, NVIDIA = "example.dra.dev", "gpu.nvidia.com"
 NODE = "kill-loop-node"
 
 
-def config() -> dict[str, Any]:
+def config(mig_policy: str = "refuse") -> dict[str, Any]:
     return {"janitorIntervalSeconds": 3600, "drivers": [
         {"name": EXAMPLE, "backends": [{"name": "example", "options": {"count": 2}}]},
         {"name": NVIDIA, "backends": [{"name": "nvidia", "options": {
             "nvml": "fake", "hostRoot": str(HOST), "driverRoot": str(HOST), "hostDriverRoot": "/",
-            "migStrategy": "dynamic", "executor": "record", "unownedMigPolicy": "refuse",
+            "migStrategy": "dynamic", "executor": "record", "unownedMigPolicy": mig_policy,
             "healthCheck": False}}]}]}
 
 
@@ -60,7 +60,8 @@ class KillLoop:
     """``kubeconfig``: of a running kube-apiserver; ``workdir``: an empty directory;
     ``client``: a lightkube Client for it."""
 
-    def __init__(self, kubeconfig: Path, client: Any, workdir: Path, log: Callable[[str], None] = print) -> None:
+    def __init__(self, kubeconfig: Path, client: Any, workdir: Path, log: Callable[[str], None] = print,
+                 mig_policy: str = "refuse") -> None:
         from dra_framework.testing import DriverProcess
 
         self.client, self.workdir, self.log = client, Path(workdir), log
@@ -72,7 +73,7 @@ class KillLoop:
         self.gen = 0
         env = {"DRA_KILL_ARM": str(self.arm_file),
                "PYTHONPATH": os.pathsep.join([str(SITE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-        self.daemon = DriverProcess(config(), workdir=self.workdir, node_name=NODE,
+        self.daemon = DriverProcess(config(mig_policy), workdir=self.workdir, node_name=NODE,
                                     kubelet_root=self.workdir / "kubelet", kubeconfig=kubeconfig,
                                     env=env, ports=False)
         self.stats = Stats()
