@@ -119,10 +119,9 @@ class KillLoop:
 
     def nvidia_devices(self) -> tuple[list[str], str]:
         """Two 1g MIG placements on the first GPU and a full second GPU, from the slices."""
-        from dra_framework.testing.k8s import wait_for
-        from lightkube.generic_resource import create_global_resource
+        from lightkube.resources.resource_v1 import ResourceSlice as rs
 
-        rs = create_global_resource("resource.k8s.io", "v1", "ResourceSlice", "resourceslices")
+        from dra_framework.testing.k8s import wait_for
 
         def names() -> list[str]:
             out = []
