@@ -90,6 +90,7 @@ class KillLoop:
             if exc.status.code != 409:
                 raise
         self.daemon.start().wait_running(120)
+        self.mig_baseline = self.mig_modes()  # before any claim: the sample host's own MIG modes
 
     def stop(self) -> None:
         self.daemon.stop()
@@ -146,12 +147,17 @@ class KillLoop:
         d = self.daemon.state_dir / EXAMPLE / "example" / "partitions"
         return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
 
-    def gpu_instances(self) -> list[tuple[str, int, int]]:
+    def _nvml(self) -> dict[str, Any]:
         p = self.daemon.state_dir / NVIDIA / "nvidia" / "fake-nvml" / "state.json"
-        if not p.exists():
-            return []
-        data = json.loads(p.read_text())
-        return sorted((u, int(gi["profileId"]), int(gi["start"])) for u, g in data.items() for gi in g["gis"].values())
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def gpu_instances(self) -> list[tuple[str, int, int]]:
+        return sorted((u, int(gi["profileId"]), int(gi["start"])) for u, g in self._nvml().items()
+                      for gi in g["gis"].values())
+
+    def mig_modes(self) -> dict[str, bool]:
+        """GPU uuid → MIG mode on (only GPUs whose state the fake NVML has saved)."""
+        return {u: bool(g.get("mig")) for u, g in self._nvml().items()}
 
     def temp_files(self) -> list[str]:
         roots = [self.daemon.state_dir, self.daemon.cdi_dir, self.daemon.kubelet_root / "plugins"]
@@ -192,6 +198,8 @@ class KillLoop:
         out += [f"CDI spec {s}" for s in self.claim_specs()]
         out += [f"partition marker {m}" for m in self.markers()]
         out += [f"MIG instance {gi}" for gi in self.gpu_instances()]
+        out += [f"MIG mode of {u} left {'on' if on else 'off'}" for u, on in self.mig_modes().items()
+                if on != self.mig_baseline.get(u, False)]
         out += [f"temp file {t}" for t in self.temp_files()]
         return out
 
