@@ -92,6 +92,10 @@ class HealthHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broken source must not stop the driver
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # The source turned our cancellation into an error: stop anyway, or shutdown hangs.
+                    raise asyncio.CancelledError from exc
                 if reported[0]:  # it worked for a while: a new failure streak, fast retry again
                     failing, delay = False, 1.0
                 # Once per failure streak: a source that cannot connect (bug log B39) must not

@@ -297,6 +297,9 @@ class DriverRuntime:
         out = [f"driver {self.name}: {p}" for p in self.problems.values()]
         if self.server is None:
             return out + [f"driver {self.name}: not started"]
+        if self.client is not None and (self.slices is None or not self.slices.published_once):
+            # The scheduler cannot allocate from this driver before its pools are published.
+            out.append(f"driver {self.name}: ResourceSlices not published yet")
         status = self.server.registration_status
         if status is not None and not status.registered:
             out.append(f"driver {self.name}: registration rejected by the kubelet: {status.error or 'no reason given'}")

@@ -237,6 +237,7 @@ class SliceController:
         self._next_resync = 0.0
         self._wake = asyncio.Event()
         self._synced = asyncio.Event()
+        self._published_once = False
         self._tasks: list[asyncio.Task] = []
         self._scope_rv: dict[str, str] = {}
         self._started = False
@@ -310,6 +311,12 @@ class SliceController:
     @property
     def synced(self) -> bool:
         return self._synced.is_set()
+
+    @property
+    def published_once(self) -> bool:
+        """True once every pool has been published at least once (later updates do not reset it:
+        readiness must not flap on each taint change)."""
+        return self._published_once
 
     async def stop(self, delete: bool = False) -> None:
         """Stop watching. ``delete=True`` (uninstall) deletes the driver's own slices on this node;
@@ -478,6 +485,7 @@ class SliceController:
                 self._due[pool] = time.monotonic() + delay
         if not self._due and self._update_due is None and self._built_seq == self._input_seq:
             self._synced.set()
+            self._published_once = True
 
     def _all_pools(self) -> set[str]:
         pools = {s["spec"]["pool"]["name"] for s in self._slices.values()}

@@ -94,3 +94,23 @@ async def test_reports_from_another_thread_land_on_the_loop():
     await asyncio.sleep(0.1)
     assert hub.taints == {("n1", "dev-9"): (Taint("k", "v"),)}
     await hub.stop()
+
+
+async def test_stop_ends_a_source_that_turns_cancellation_into_an_error():
+    # A source that catches CancelledError and raises its own error must not keep the hub (and
+    # so the daemon's shutdown) running: the hub would otherwise retry it forever.
+    hub = HealthHub(HealthState("d.example.com"), lambda p: p or "n1", lambda: None, max_backoff=0)
+    started = asyncio.Event()
+
+    class Swallows:
+        @hookimpl
+        async def dra_watch_health(self, report):
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise ConnectionError("socket closed") from None
+
+    hub.start([instance("src", Swallows())], lambda key: [(None, "dev-0")])
+    await started.wait()
+    await asyncio.wait_for(hub.stop(), 2)
