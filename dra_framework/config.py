@@ -120,6 +120,17 @@ class Settings(_Strict):
             seen.add(d.name)
         return v
 
+    @field_validator("node_name")
+    @classmethod
+    def _node_name(cls, v: str) -> str:
+        # Node names are DNS-1123 subdomains; a wrong one would never match a Node or a slice.
+        from .kubenames import dns_subdomain_problem
+
+        problem = dns_subdomain_problem(v) if v else None
+        if problem:
+            raise ValueError(f"{v!r} {problem}")
+        return v
+
     @field_validator("bind_address")
     @classmethod
     def _ip(cls, v: str) -> str:
@@ -246,6 +257,27 @@ def _too_deep(value: Any) -> str | None:
     return None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently,
+    so a second ``drivers:`` would drop the first list)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _value in node.value:
+                try:
+                    key = self.construct_object(key_node, deep=True)
+                    hash(key)
+                except (TypeError, yaml.YAMLError):
+                    continue  # the base class reports unhashable keys
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"found duplicate key {key!r} (first at line {seen[key].line + 1})", key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | None = None,
                   environ: dict[str, str] | None = None, require_node_name: bool = True) -> Settings:
     """Read the YAML file, apply env vars then flag ``overrides`` (field name → value, None = not
@@ -256,7 +288,7 @@ def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | No
     if config_file:
         try:
             with open(config_file, encoding="utf-8") as f:
-                raw = yaml.safe_load(f)  # a stream, so YAML errors name the file
+                raw = yaml.load(f, Loader=_UniqueKeyLoader)  # a stream, so YAML errors name the file
         except OSError as exc:
             raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
@@ -307,7 +339,7 @@ def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | No
     settings._config_dir = base
     check_drivers(settings, origin.get("kubeletRootDir", source))
     if not settings.node_name and not require_node_name:
-        settings.node_name = socket.gethostname()
+        settings.node_name = socket.gethostname().lower()  # as the kubelet names its Node
     if not settings.node_name:
         raise ConfigError(f"{source}: nodeName: required (set --node-name, NODE_NAME or nodeName)")
     return settings

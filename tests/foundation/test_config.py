@@ -68,3 +68,46 @@ def test_invalid_yaml_and_wrong_type(tmp_path):
         load_settings(write(tmp_path, "a: [\n"), environ={})
     with pytest.raises(ConfigError, match="apiQPS"):
         load_settings(write(tmp_path, "nodeName: n\napiQPS: fast\n"), environ={})
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ("drivers:\n- name: a.example.com\n  backends: [{name: example}]\ndrivers: []\n", "drivers", 4),
+    ("nodeName: a\ndrivers:\n- name: a.example.com\n  backends:\n  - name: example\n    options: {count: 1, count: 2}\n",
+     "count", 6),
+])
+def test_duplicate_key_is_refused_with_its_line(tmp_path, text, key, line):
+    """YAML parsers keep the last of two equal keys: a second ``drivers:`` would drop the first list."""
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_settings(p, environ={})
+    msg = str(exc.value)
+    assert msg.startswith(f"{p}: invalid YAML: ") and f"duplicate key '{key}'" in msg and f"line {line}," in msg, msg
+
+
+def test_yaml_merge_keys_still_work(tmp_path):
+    p = write(tmp_path, "nodeName: n\nx-opts: &o {count: 1}\n")
+    with pytest.raises(ConfigError, match="x-opts: unknown field"):  # parsed, then refused as a key
+        load_settings(p, environ={})
+    p = write(tmp_path, "nodeName: n\ndrivers:\n- name: a.example.com\n  backends:\n  - name: example\n"
+                        "    options: &o {count: 1}\n- name: b.example.com\n  backends:\n  - name: example\n"
+                        "    options: {<<: *o, count: 2}\n")
+    s = load_settings(p, environ={})
+    assert [b.options for d in s.drivers for b in d.backends] == [{"count": 1}, {"count": 2}]
+
+
+@pytest.mark.parametrize("name", ["Node_1", "node 1", "-node", "a" * 254])
+def test_node_name_must_be_a_dns_subdomain(tmp_path, name):
+    p = write(tmp_path, "drivers: []\n")
+    with pytest.raises(ConfigError, match="nodeName: .*DNS-1123 subdomain"):
+        load_settings(p, environ={"NODE_NAME": name})
+    with pytest.raises(ConfigError, match=f"^{p}: nodeName: "):
+        load_settings(write(tmp_path, f"nodeName: '{name}'\n"), environ={})
+
+
+def test_host_name_default_is_lower_case(tmp_path, monkeypatch):
+    """The kubelet lower-cases the host name for its Node; discover/validate do the same."""
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "Worker-1.Example")
+    s = load_settings(write(tmp_path, "drivers: []\n"), environ={}, require_node_name=False)
+    assert s.node_name == "worker-1.example"
