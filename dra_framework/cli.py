@@ -347,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.log_format not in ("text", "json"):  # argparse checks choices of flags, not of defaults
+        parser.error(f"env {LOG_FORMAT_ENV}: invalid choice: {args.log_format!r} (choose from 'text', 'json')")
     setup_logging(args.log_format, args.verbose)
     try:
         return int(args.func(args) or 0)
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         from .kube import describe
 
         log.debug("unexpected failure", exc_info=exc)
-        print(f"error: {describe(exc)}" + ("" if args.verbose else " (-v shows the traceback)"),
+        print(f"error: {' '.join(describe(exc).split())}" + ("" if args.verbose else " (-v shows the traceback)"),
               file=sys.stderr)
         return 1
 

@@ -161,6 +161,7 @@ def make_client(settings: Settings) -> Any:
     """A rate-limited lightkube AsyncClient from ``settings.kubeconfig`` (in-cluster when empty).
     Raises ConfigError when no configuration can be loaded. Loading makes no request: the API
     server need not be up."""
+    import yaml
     from lightkube import AsyncClient, KubeConfig
     from lightkube.core.exceptions import ConfigError as LkConfigError
 
@@ -171,8 +172,8 @@ def make_client(settings: Settings) -> Any:
         else:
             config = KubeConfig.from_service_account()
         client = AsyncClient(config, field_manager="dra-framework")
-    except (LkConfigError, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ConfigError(f"kubeconfig: cannot load {where}: {describe(exc)}") from None
+    except (LkConfigError, OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"kubeconfig: cannot load {where}: {' '.join(describe(exc).split())}") from None
     try:
         server = config.get().cluster.server
     except Exception:  # noqa: BLE001 - only used in messages

@@ -156,6 +156,7 @@ def _closed_pipe_run(*args: str, cwd: Path | None = None) -> subprocess.Complete
 def _sweep_cases(tmp: Path) -> list[tuple[str, list[str]]]:
     (tmp / "dead.kubeconfig").write_text(DEAD_KUBECONFIG)
     (tmp / "garbage.kubeconfig").write_text("- just\n- a list\n")
+    (tmp / "invalid.kubeconfig").write_text("clusters: [unclosed\n")
     (tmp / "binary.yaml").write_bytes(b"\xff\xfe\x00")
     (tmp / "deep.yaml").write_text("a: " + "[" * 600 + "]" * 600 + "\n")
     (tmp / "deep-map.yaml").write_text("drivers: " + "{b: " * 120 + "1" + "}" * 120 + "\n")
@@ -169,6 +170,8 @@ def _sweep_cases(tmp: Path) -> list[tuple[str, list[str]]]:
             cases.append((f"{cmd} --config {bad}", [cmd, "--config", str(tmp / bad), *extra]))
         cases.append((f"{cmd} --kubeconfig garbage", [cmd, "--config", str(EXAMPLE), "--kubeconfig",
                                                       str(tmp / "garbage.kubeconfig"), *extra]))
+        cases.append((f"{cmd} --kubeconfig invalid YAML", [cmd, "--config", str(EXAMPLE), "--kubeconfig",
+                                                           str(tmp / "invalid.kubeconfig"), *extra]))
         cases.append((f"{cmd} --kubeconfig missing", [cmd, "--config", str(EXAMPLE), "--kubeconfig",
                                                       str(tmp / "missing.kubeconfig"), *extra]))
     cases.append(("validate --cdi-dir deep", ["validate", "--config", str(EXAMPLE), "--cdi-dir", str(tmp)]))
@@ -204,6 +207,20 @@ def test_every_subcommand_fails_in_one_line_never_a_traceback(tmp_path):
 def test_run_with_unloadable_kubeconfig_is_one_line(tmp_path):
     r = run("run", "--config", str(EXAMPLE), "--node-name", "n", "--kubeconfig", str(tmp_path / "nope"))
     assert r.returncode == 1 and r.stderr.startswith("error: kubeconfig: cannot load"), r.stderr
+
+
+def test_run_with_invalid_yaml_kubeconfig_names_it_in_one_line(tmp_path):
+    kc = tmp_path / "kc"
+    kc.write_text("clusters: [unclosed\n")
+    r = run("run", "--config", str(EXAMPLE), "--node-name", "n", "--kubeconfig", str(kc))
+    assert r.returncode == 1 and r.stderr.startswith(f"error: kubeconfig: cannot load {kc}: "), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_invalid_log_format_env_is_a_usage_error():
+    r = run("plugins", env={"DRA_FRAMEWORK_LOG_FORMAT": "xml"})
+    assert r.returncode == 2 and "DRA_FRAMEWORK_LOG_FORMAT: invalid choice: 'xml'" in r.stderr, r.stderr
+    assert run("--log-format", "json", "plugins", env={"DRA_FRAMEWORK_LOG_FORMAT": "xml"}).returncode == 0
 
 
 @pytest.mark.parametrize("text", ["a: " + "[" * 600 + "]" * 600, "a: " + "{b: " * 100 + "1" + "}" * 100])
