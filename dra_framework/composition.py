@@ -69,6 +69,11 @@ def _resolve_relative_paths(options: Any, base: Path | None) -> Any:
     return options.model_copy(update=update) if update else options
 
 
+def _one_line(exc: BaseException) -> str:
+    """A backend's exception text with line breaks folded (errors are one line, docs/config.md)."""
+    return " ".join(str(exc).split())
+
+
 def build_backends(settings: Settings, index: int, driver: DriverConfig, registry: Registry) -> list[BackendInstance]:
     """Instantiate the backends of ``drivers[index]``. Raises ConfigError naming the field for bad
     options, PluginError for an unknown backend or an invalid backend object."""
@@ -106,7 +111,11 @@ def build_backends(settings: Settings, index: int, driver: DriverConfig, registr
         try:
             instance = btype.factory(options, ctx)
         except (ValueError, OSError) as exc:
-            raise ConfigError(f"{where}: backend {bc.name!r} cannot start: {exc}") from None
+            raise ConfigError(f"{where}: backend {bc.name!r} cannot start: {_one_line(exc)}") from None
+        except Exception as exc:  # a backend bug: still name the backend, in one line
+            log.debug("factory of backend %s failed", bc.name, exc_info=True)
+            raise PluginError(f"{where}: backend {bc.name!r} cannot start: {type(exc).__name__}: "
+                              f"{_one_line(exc)}") from None
         try:
             hooks = BackendHooks(f"{driver.name}/{key}", instance)
             problems = hooks.contract_problems()
@@ -140,7 +149,7 @@ async def discover(backends: list[BackendInstance]) -> DriverInventory:
         except Exception as exc:  # a backend bug or missing hardware: name it, keep one line
             log.debug("dra_discover of backend %s failed", b.key, exc_info=True)
             raise PluginError(f"driver {b.context.driver_name} backend {b.key}: dra_discover failed: "
-                              f"{type(exc).__name__}: {exc}") from None
+                              f"{type(exc).__name__}: {_one_line(exc)}") from None
         apply_admin_attributes(b.context.driver_name, b.key, inv, b.device_attributes)
         if not any(pool.devices for pool in inv.pools):
             # Success with nothing found is how a misconfigured backend looks (wrong driver root,

@@ -205,3 +205,25 @@ def test_factory_that_cannot_take_options_and_context(tmp_path):
     line = one_error_line(discover(site, tmp_path, "init"))
     assert "factory Backend(options) cannot be called as factory(options, context)" in line, line
     assert "package init-backend 1.0" in line
+
+
+@pytest.mark.parametrize("init, words", [
+    ("raise RuntimeError('no\\ncard')", "backend 'boom' cannot start: RuntimeError: no card"),
+    ("raise OSError(2, 'no /sys/class/boom')", "backend 'boom' cannot start: [Errno 2] no /sys/class/boom"),
+])
+def test_factory_that_raises_is_named_in_one_line(tmp_path, init, words):
+    """Any exception of the factory names the driver's backend entry (was a bare 'RuntimeError: ...')."""
+    site = tmp_path / "site"
+    install(site, "boom", backend_module("boom", GOOD_HOOKS).replace(
+        "def __init__(self, options, context):\n        pass", f"def __init__(self, options, context):\n        {init}"))
+    line = one_error_line(discover(site, tmp_path, "boom"))
+    assert "drivers[0].backends[0]" in line and words in line, line
+
+
+def test_discover_failure_with_a_multi_line_message_is_one_line(tmp_path):
+    site = tmp_path / "site"
+    methods = GOOD_HOOKS.replace("    def dra_discover(self, inventory):\n        pass",
+                                 "    def dra_discover(self, inventory):\n        raise RuntimeError('sysfs\\nbroken')")
+    install(site, "ml", backend_module("ml", methods))
+    line = one_error_line(discover(site, tmp_path, "ml"))
+    assert line.endswith("backend ml: dra_discover failed: RuntimeError: sysfs broken"), line
