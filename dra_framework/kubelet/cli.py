@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -40,6 +41,30 @@ def _claim(text: str) -> ClaimRef:
     if not (ns and name and uid):
         raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME/UID, got {text!r}")
     return ClaimRef(namespace=ns, name=name, uid=uid)
+
+
+def _seconds(zero_ok: bool):
+    """argparse type: a finite number of seconds, > 0 (or >= 0 where 0 means no limit)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            raise argparse.ArgumentTypeError(
+                f"expected a number of seconds {'>= 0' if zero_ok else '> 0'}, got {text!r}")
+        return value
+    return parse
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -134,15 +159,17 @@ def add_kubelet_subcommands(sub: argparse._SubParsersAction) -> None:
                        help="a claim to send; repeat for several (required)")
         p.add_argument("--api-version", choices=("auto", "v1", "v1beta1"), default="auto",
                        help="DRA gRPC API version; auto: what the kubelet would pick from GetInfo")
-        p.add_argument("--timeout", type=float, default=client.CALL_TIMEOUT, help="seconds (kubelet: 45)")
+        p.add_argument("--timeout", type=_seconds(zero_ok=False), default=client.CALL_TIMEOUT,
+                       help="seconds to wait for the answer (default: %(default)s, as the kubelet)")
         p.set_defaults(func=_runner(fn))
 
     p = sub.add_parser("watch-health", help="NodeWatchResources; one JSON line per message")
     _common(p)
     p.add_argument("--api-version", choices=("auto", "v1", "v1alpha1"), default="auto",
                    help="health gRPC API version; auto: what the kubelet would pick from GetInfo")
-    p.add_argument("--count", type=int, default=1, help="stop after N messages (0 = no limit)")
-    p.add_argument("--timeout", type=float, default=0.0, help="stop after N seconds (0 = no limit)")
+    p.add_argument("--count", type=_count, default=1, help="stop after N messages (0 = no limit; default: 1)")
+    p.add_argument("--timeout", type=_seconds(zero_ok=True), default=0.0,
+                   help="stop after N seconds (0 = no limit; default: 0)")
     p.set_defaults(func=_runner(_watch_health))
 
 

@@ -280,3 +280,14 @@ async def test_clearing_claim_status_fails_at_once_while_the_api_server_is_down(
     with pytest.raises(ApiUnavailableError, match="https://api.example:6443 unreachable"):
         await write(info, [])
     assert len(calls) == 1        # no request
+
+
+@pytest.mark.parametrize("args", [
+    ["prepare", "--claim", "a/b/c", "--timeout", "-1"], ["prepare", "--claim", "a/b/c", "--timeout", "0"],
+    ["unprepare", "--claim", "a/b/c", "--timeout", "nan"], ["watch-health", "--timeout", "-2"],
+    ["watch-health", "--count", "-1"],
+])
+def test_kubelet_timeouts_and_counts_out_of_range_are_usage_errors(tmp_path, args):
+    """A negative timeout reached the gRPC call as an instant DEADLINE_EXCEEDED."""
+    r = run("kubelet", args[0], "--driver", "x.example.com", "--kubelet-root-dir", str(tmp_path), *args[1:])
+    assert r.returncode == 2 and f"argument {args[-2]}: expected" in r.stderr, r.stderr
