@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from . import __version__
-from .config import FLAGS, Settings, driver_socket_paths, load_settings
+from .config import FLAGS, Settings, cdi_kind, driver_socket_paths, load_settings
 from .errors import ConfigError, DraFrameworkError
 from .logs import setup_logging
 
@@ -254,7 +254,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for opt, path in b.static_host_paths.items():
                 print(f"driver {d.name}: backend {b.key}: options.{opt} {path} exists under hostRoot {b.context.host_root}")
     if args.cdi_dir:
-        problems.extend(_cdi_dir_problems(args.cdi_dir))
+        own = {"/".join(cdi_kind(d)) for d in settings.drivers}
+        problems.extend(_cdi_dir_problems(args.cdi_dir, own))
     for p in problems:
         print(f"invalid: {p}", file=sys.stderr)
     if problems:
@@ -263,12 +264,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cdi_dir_problems(cdi_dir: str) -> list[str]:
-    """Validate every spec file of a CDI directory the way ``validate`` reports it."""
+def _cdi_dir_problems(cdi_dir: str, own_kinds: set[str]) -> list[str]:
+    """Validate every spec file of a CDI directory the way ``validate`` reports it: by the CDI
+    schema, Go library and SPEC rules, and the specs of ``own_kinds`` (``vendor/class`` of the
+    config's drivers) also by the framework's own policy (docs/cdi.md). Other tools' specs may
+    follow their own policy (nvidia-ctk writes a newer cdiVersion than a spec needs)."""
     from pathlib import Path
 
-    from .cdi.errors import CdiError
-    from .cdi.validate import validate_spec_file
+    from .cdi.errors import CdiError, CdiValidationError
+    from .cdi.validate import POLICY, spec_issues, validate_spec_file
 
     root = Path(cdi_dir)
     if not root.is_dir():
@@ -280,9 +284,12 @@ def _cdi_dir_problems(cdi_dir: str) -> list[str]:
             continue  # runtimes skip these too (temp files of atomic writes)
         n += 1
         try:
-            validate_spec_file(str(f))
+            spec = validate_spec_file(str(f), strict=False)  # parses; schema and Go library rules
+            issues = [i for i in spec_issues(spec) if spec.get("kind") in own_kinds or i.rule != POLICY]
+            if issues:
+                raise CdiValidationError(issues, source=str(f))
         except (CdiError, ValueError, OSError) as exc:
-            out.append(f"CDI spec {f}: {exc}")
+            out.append(str(exc) if str(f) in str(exc) else f"CDI spec {f}: {exc}")
         except RecursionError:
             out.append(f"CDI spec {f}: nested too deeply")
     print(f"CDI dir {cdi_dir}: {n} spec(s) checked")

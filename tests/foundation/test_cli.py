@@ -271,3 +271,18 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     s = load_settings(sub / "c.yaml", {"cdi_root": "cdi"})
     assert s.kubelet_root_dir == sub / "kubelet"
     assert s.cdi_root == Path(os.getcwd()) / "cdi"                  # flags: against the working directory
+
+
+def test_validate_cdi_dir_judges_other_tools_specs_as_a_runtime_does(tmp_path):
+    """/var/run/cdi also holds other tools' specs (nvidia-ctk writes cdiVersion 0.5.0+ for specs
+    that 0.3.0 could express): valid for the runtime, so not reported; this config's own kind
+    keeps the framework's rules."""
+    spec = {"cdiVersion": "0.6.0", "kind": "nvidia.com/gpu",
+            "devices": [{"name": "all", "containerEdits": {"deviceNodes": [{"path": "/dev/nvidia0"}]}}]}
+    (tmp_path / "nvidia.json").write_text(json.dumps(spec))
+    r = run("validate", "--config", str(EXAMPLE), "--cdi-dir", str(tmp_path))
+    assert r.returncode == 0 and "1 spec(s) checked" in r.stdout, r.stderr
+    (tmp_path / "own.json").write_text(json.dumps({**spec, "kind": "k8s.example.dra.dev/claim"}))
+    r = run("validate", "--config", str(EXAMPLE), "--cdi-dir", str(tmp_path))
+    assert r.returncode == 1 and "own.json" in r.stderr and "nvidia.json" not in r.stderr, r.stderr
+    assert "must be the minimum required version '0.3.0'" in r.stderr
