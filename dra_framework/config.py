@@ -338,6 +338,13 @@ def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | No
     settings._source = source
     settings._config_dir = base
     check_drivers(settings, origin.get("kubeletRootDir", source))
+    # A directory setting that names a file would only fail later, at every prepare or start-up.
+    not_dirs = [f"{origin.get(key, source)}: {key}: {path} is not a directory"
+                for key, path in (("kubeletRootDir", settings.kubelet_root_dir), ("cdiRoot", settings.cdi_root),
+                                  ("stateDir", settings.state_dir))
+                if os.path.lexists(path) and not os.path.isdir(path)]
+    if not_dirs:
+        raise ConfigError("\n".join(not_dirs))
     if not settings.node_name and not require_node_name:
         settings.node_name = socket.gethostname().lower()  # as the kubelet names its Node
     if not settings.node_name:

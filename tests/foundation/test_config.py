@@ -111,3 +111,18 @@ def test_host_name_default_is_lower_case(tmp_path, monkeypatch):
     monkeypatch.setattr(socket, "gethostname", lambda: "Worker-1.Example")
     s = load_settings(write(tmp_path, "drivers: []\n"), environ={}, require_node_name=False)
     assert s.node_name == "worker-1.example"
+
+
+def test_directory_settings_that_name_a_file_are_refused(tmp_path):
+    """cdiRoot naming a file let the daemon run and fail every prepare; now refused up front."""
+    f = tmp_path / "file"
+    f.write_text("")
+    p = write(tmp_path, "nodeName: n\ncdiRoot: file\ndrivers: []\n")
+    with pytest.raises(ConfigError, match=rf"^{p}: cdiRoot: {f} is not a directory$"):
+        load_settings(p, environ={})
+    with pytest.raises(ConfigError, match=rf"^env DRA_FRAMEWORK_STATE_DIR: stateDir: {f} is not a directory$"):
+        load_settings(write(tmp_path, "nodeName: n\n"), environ={"DRA_FRAMEWORK_STATE_DIR": str(f)})
+    with pytest.raises(ConfigError, match=r"^flag --kubelet-root-dir: kubeletRootDir: .* is not a directory$"):
+        load_settings(write(tmp_path, "nodeName: n\n"), overrides={"kubelet_root_dir": str(f)}, environ={})
+    s = load_settings(write(tmp_path, f"nodeName: n\ncdiRoot: {tmp_path / 'later'}\n"), environ={})
+    assert str(s.cdi_root).endswith("later")      # not there yet: created when first needed
