@@ -24,12 +24,12 @@ def junk(n: int, tag: str) -> list[ClaimRef]:
             for i in range(n)]
 
 
-def test_backlog_is_dropped_at_the_deadline_and_at_sigterm(kube_apiserver, kubelet_shim, daemons, tmp_path):
+def test_backlog_is_dropped_at_the_deadline_and_at_sigterm(kube_apiserver, kubelet_shim, dra_driver):
     node = "e2e-backlog"
     shim = kubelet_shim(node)
-    cfg = config(shim, kube_apiserver, tmp_path, node, [{"name": "example", "options": {"count": 1}}], driver=DRIVER)
+    cfg = config([{"name": "example", "options": {"count": 1}}], driver=DRIVER)
     cfg.update(apiQPS=5, apiBurst=10)                      # 1,500 GETs = 5 minutes of rate limit
-    daemon = daemons(cfg)
+    daemon = dra_driver(cfg, shim)
     endpoint = shim.wait_registered(DRIVER, timeout=60)["endpoint"]
 
     async def scenario() -> float:

@@ -12,7 +12,7 @@ import pytest
 from dra_framework.kubelet.sockets import KUBELET_ROOT_MAX, UNIX_PATH_MAX
 from dra_framework.testing import k8s
 
-from daemon_proc import wait_for
+from dra_framework.testing import wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -44,14 +44,11 @@ def long_root_shim(harness_bins, kube_apiserver, k8s_objects, tmp_path):
 
 @pytest.mark.parametrize("driver", ["abcdef.dra-example-driver.sigs.k8s.io", DRIVER63])
 def test_long_names_register_and_prepare(driver, long_root_shim, kube_apiserver, k8s_objects, allocator,
-                                         cdi_check, daemons, tmp_path):
+                                         cdi_check, dra_driver):
     node = f"sock-{len(driver)}"
     shim = long_root_shim(node)
-    daemon = daemons({
-        "nodeName": node, "kubeletRootDir": str(shim.root), "podUID": UID,
-        "cdiRoot": str(tmp_path / "cdi"), "stateDir": str(tmp_path / "state"),
-        "kubeconfig": str(kube_apiserver.kubeconfig),
-        "drivers": [{"name": driver, "backends": [{"name": "example", "options": {"count": 1}}]}]})
+    daemon = dra_driver({"podUID": UID, "drivers": [{"name": driver, "backends": [
+        {"name": "example", "options": {"count": 1}}]}]}, shim)
     entry = shim.wait_registered(driver, timeout=60)
     endpoint = entry["endpoint"]
     assert len(endpoint.encode()) <= UNIX_PATH_MAX and os.path.exists(endpoint)
@@ -63,11 +60,11 @@ def test_long_names_register_and_prepare(driver, long_root_shim, kube_apiserver,
         "name": "acc", "exactly": {"deviceClassName": f"c{len(driver)}"}}]}})
     k8s_objects.pod("default", f"p{len(driver)}", claims=[f"c{len(driver)}"], node=node)
     wait_for(lambda: allocator.allocate("default", f"c{len(driver)}", node, pod=("default", f"p{len(driver)}")),
-             60, "allocation", daemon)
+             60, "allocation", proc=daemon)
     prepared = shim.prepare_pod("default", f"p{len(driver)}")
     ids = prepared[f"c{len(driver)}"]
     assert len(ids) == 1
-    cdi_check(tmp_path / "cdi", ids)
+    cdi_check(daemon.cdi_dir, ids)
     shim.unprepare_pod("default", f"p{len(driver)}")
     assert daemon.stop() == 0, daemon.logs()
     # Both sockets are gone after a clean stop.
