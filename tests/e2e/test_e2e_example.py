@@ -48,9 +48,11 @@ def test_example_driver_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, al
     daemon = dra_driver(config([{"name": "example", "options": {"count": 2}}]), shim)
     shim.wait_registered(DRIVER, timeout=60)
 
-    published = wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", proc=daemon)
-    names = {d["name"] for s in published for d in s["spec"].get("devices", [])}
-    assert {"acc-0", "acc-1", "acc-1-half-0", "acc-1-half-1"} <= names
+    def names() -> set[str]:  # the pool's slices are written one after another (counters first)
+        return {d["name"] for s in slices_of(k8s_objects, DRIVER, node) for d in s["spec"].get("devices", [])}
+
+    assert wait_for(lambda: {"acc-0", "acc-1", "acc-1-half-0", "acc-1-half-1"} <= names(), 60, "ResourceSlices",
+                    proc=daemon)
 
     k8s_objects.device_class("example-acc", DRIVER)
     k8s_objects.resource_claim("default", "half", {"devices": {"requests": [{
