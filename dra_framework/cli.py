@@ -248,6 +248,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
             note = ", short fallback name" if what in paths.fallback else ""
             print(f"driver {d.name}: {what} socket {path} ({len(path.encode())} bytes{note})")
         for b in backends:  # build_backends checked that they exist
+            try:  # what the driver's start-up asks of the backend besides discovery
+                types = asyncio.run(b.hooks.config_types())
+            except DraFrameworkError as exc:
+                problems.append(f"driver {d.name}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a backend bug: name it, as start-up would
+                problems.append(f"driver {d.name}: backend {b.key}: dra_config_types failed: {type(exc).__name__}: "
+                                + " ".join(str(exc).split()))
+            else:
+                if types:
+                    print(f"driver {d.name}: backend {b.key}: opaque configs " + ", ".join(
+                        f"{t.api_version}/{t.kind}" for t in types))
             pol = b.cdi_policy.model_dump(by_alias=True)
             print(f"driver {d.name}: backend {b.key}: CDI policy " + " ".join(
                 f"{k}={list(v) if isinstance(v, tuple) else str(v).lower()}" for k, v in pol.items()))

@@ -227,3 +227,26 @@ def test_discover_failure_with_a_multi_line_message_is_one_line(tmp_path):
     install(site, "ml", backend_module("ml", methods))
     line = one_error_line(discover(site, tmp_path, "ml"))
     assert line.endswith("backend ml: dra_discover failed: RuntimeError: sysfs broken"), line
+
+
+@pytest.mark.parametrize("body, words", [
+    ("return dict", "dra_config_types returned type, expected a list of OpaqueConfig subclasses"),
+    ("return [dict]", "dra_config_types returned <class 'dict'>, which is not an OpaqueConfig subclass"),
+    ("raise RuntimeError('no\\nfirmware')", "backend ct: dra_config_types failed: RuntimeError: no firmware"),
+])
+def test_validate_runs_the_config_types_check_of_start_up(tmp_path, body, words):
+    """validate said 'config valid' for a backend whose driver could never start."""
+    site = tmp_path / "site"
+    methods = GOOD_HOOKS + f"\n    @hookimpl\n    def dra_config_types(self):\n        {body}\n"
+    install(site, "ct", backend_module("ct", methods))
+    cfg = tmp_path / "ct.yaml"
+    cfg.write_text("drivers:\n- name: ct.example.com\n  backends: [{name: ct}]\n")
+    r = run(site, "validate", "--config", str(cfg))
+    invalid = [line for line in r.stderr.splitlines() if line.startswith("invalid: ")]
+    assert r.returncode == 1 and len(invalid) == 1 and words in invalid[0], r.stderr
+
+
+def test_validate_lists_the_opaque_config_types(tmp_path):
+    r = run(tmp_path, "validate", "--config", str(ROOT / "examples/configs/nvidia-dgx-h100.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert "backend nvidia: opaque configs resource.nvidia.com/v1beta1/GpuConfig" in r.stdout
