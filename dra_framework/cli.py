@@ -368,26 +368,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_format not in ("text", "json"):  # argparse checks choices of flags, not of defaults
         parser.error(f"env {LOG_FORMAT_ENV}: invalid choice: {args.log_format!r} (choose from 'text', 'json')")
     setup_logging(args.log_format, args.verbose)
+    def fail(message: str) -> int:
+        if args.log_format == "json":  # a log collector reading JSON lines gets the reason too
+            log.error(message)
+        else:
+            print(f"error: {message}", file=sys.stderr)
+        return 1
+
     try:
         return int(args.func(args) or 0)
     except DraFrameworkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `dra-framework discover | head`: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except RecursionError:
-        print("error: input nested too deeply", file=sys.stderr)
-        return 1
+        return fail("input nested too deeply")
     except Exception as exc:  # noqa: BLE001 - never a traceback: one line, details with -v
         from .kube import describe
 
         log.debug("unexpected failure", exc_info=exc)
-        print(f"error: {' '.join(describe(exc).split())}" + ("" if args.verbose else " (-v shows the traceback)"),
-              file=sys.stderr)
-        return 1
+        return fail(" ".join(describe(exc).split()) + ("" if args.verbose else " (-v shows the traceback)"))
 
 
 if __name__ == "__main__":

@@ -286,3 +286,18 @@ def test_validate_cdi_dir_judges_other_tools_specs_as_a_runtime_does(tmp_path):
     r = run("validate", "--config", str(EXAMPLE), "--cdi-dir", str(tmp_path))
     assert r.returncode == 1 and "own.json" in r.stderr and "nvidia.json" not in r.stderr, r.stderr
     assert "must be the minimum required version '0.3.0'" in r.stderr
+
+
+def test_fatal_error_is_a_json_line_in_json_log_format(tmp_path):
+    """`run --log-format json` ended with a plain-text error line: the one a log collector most needs."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("drivers: [\n")
+    for args, env in ((["--log-format", "json", "run", "--config", str(bad), "--node-name", "n"], None),
+                      (["run", "--config", str(bad), "--node-name", "n"], {"DRA_FRAMEWORK_LOG_FORMAT": "json"})):
+        r = run(*args, env=env)
+        lines = r.stderr.splitlines()
+        assert r.returncode == 1 and len(lines) == 1, r.stderr
+        rec = json.loads(lines[0])
+        assert rec["level"] == "error" and rec["msg"].startswith(f"{bad}: invalid YAML"), rec
+    r = run("run", "--config", str(bad), "--node-name", "n")
+    assert r.returncode == 1 and r.stderr.startswith(f"error: {bad}: invalid YAML"), r.stderr
