@@ -16,6 +16,7 @@ from typing import Any
 from .composition import BackendInstance, DriverInventory, build_backends, discover
 from .config import DriverConfig, Settings
 from .fsutil import PRIVATE_DIR_MODE, make_dirs
+from .errors import ConfigError
 from .health_hub import HealthHub
 from .kubelet.health import HealthState
 from .kubelet.server import PluginServer
@@ -111,7 +112,11 @@ class DriverRuntime:
         self.backends = build_backends(self.settings, self.index, self.config, self.registry)
         for b in self.backends:
             b.context.on_rediscovery = self.request_rediscovery
-            make_dirs(b.context.state_dir, PRIVATE_DIR_MODE, own=True)  # backends' files: daemon only
+            try:
+                make_dirs(b.context.state_dir, PRIVATE_DIR_MODE, own=True)  # backends' files: daemon only
+            except OSError as exc:  # name the setting: the bare errno text names only a path
+                raise ConfigError(f"stateDir: cannot create {b.context.state_dir}: "
+                                  f"{exc.strerror or exc}") from None
         step(f"{self.name}: discovering devices")
         self.inventory = await discover(self.backends)
         ndev = sum(len(p.devices) for p in self.inventory.pools.values())

@@ -291,3 +291,19 @@ def test_kubelet_timeouts_and_counts_out_of_range_are_usage_errors(tmp_path, arg
     """A negative timeout reached the gRPC call as an instant DEADLINE_EXCEEDED."""
     r = run("kubelet", args[0], "--driver", "x.example.com", "--kubelet-root-dir", str(tmp_path), *args[1:])
     assert r.returncode == 2 and f"argument {args[-2]}: expected" in r.stderr, r.stderr
+
+
+def test_state_dir_that_cannot_be_created_names_the_setting(tmp_path):
+    (tmp_path / "file").write_text("")
+    cfg = dead_api_config(tmp_path, stateDir=str(tmp_path / "file" / "state"))
+    log = tmp_path / "run.log"
+    env = {k: v for k, v in os.environ.items() if k != "NODE_NAME"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(EXE), "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait(lambda: "did not start" in log.read_text(), 30, "the start-up failure", log)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert (f"driver noapi.dra.dev did not start: stateDir: cannot create {tmp_path}/file/state/noapi.dra.dev/"
+            f"example: Not a directory") in log.read_text()
