@@ -165,15 +165,18 @@ class DriverRuntime:
         from .slices import SliceController
 
         owner = self.node_uid
-        uid = owner if isinstance(owner, str) else (owner.uid or await owner.wait())
+        known = owner if isinstance(owner, str) else owner.uid
         ctl = SliceController(
-            self.client, self.name, self.settings.node_name, uid,
+            self.client, self.name, self.settings.node_name, known,
             resync_seconds=self.settings.slice_resync_seconds, on_report=self._slice_report,
             # Health taints may appear at any time: split at the taint limit from the start so
             # the first taint does not re-split the pool.
             taints_possible=self.hub is not None, field_manager=self.name, on_write=self.metrics.slice_write)
         ctl.update(self.effective_pools())
+        # Known before the Node UID is: a stop with --uninstall meanwhile still deletes the slices.
         self.slices = ctl
+        if not known:
+            ctl.node_uid = await owner.wait()
         delay = 1.0
         while True:
             try:

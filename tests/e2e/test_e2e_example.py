@@ -119,3 +119,21 @@ def test_deleted_slices_come_back_and_uninstall_removes_them(kube_apiserver, k8s
     uninstall.wait_ready()
     assert uninstall.stop() == 0, uninstall.logs()
     assert not slices_of(k8s_objects, "heal.dra.dev", node), uninstall.logs()
+
+
+def test_uninstall_before_the_node_lookup_finished_still_removes_the_slices(kube_apiserver, k8s_objects,
+                                                                            kubelet_shim, dra_driver):
+    """Slice publishing waits for the Node UID in the background; a ``--uninstall`` run stopped
+    while it waits (here: the Node object is gone) must still delete this driver's slices."""
+    from lightkube.resources.core_v1 import Node
+    node = "e2e-uninstall-early"
+    shim = kubelet_shim(node)
+    cfg = config([{"name": "example", "options": {"count": 1}}], driver="early.dra.dev")
+    daemon = dra_driver(cfg, shim)
+    wait_for(lambda: slices_of(k8s_objects, "early.dra.dev", node), 60, "slices", proc=daemon)
+    assert daemon.stop() == 0, daemon.logs()
+    k8s_objects.client.delete(Node, node)
+    uninstall = daemon.clone("uninstall", args=("--uninstall",)).start().wait_running()
+    wait_for(lambda: "not found" in uninstall.logs(), 30, "the Node lookup to fail", proc=uninstall)
+    assert uninstall.stop() == 0, uninstall.logs()
+    assert not slices_of(k8s_objects, "early.dra.dev", node), uninstall.logs()
