@@ -20,6 +20,7 @@ from .backend import BaseOptions
 from .backend_hooks import BackendHooks, await_maybe  # noqa: F401 - re-exported for callers and tests
 from .errors import PluginError
 from .hookcheck import backend_problems, registry_problems
+from .kubenames import dns_label_problem
 
 ENTRY_POINT_GROUP = "dra_framework.backends"
 
@@ -131,6 +132,11 @@ class Registry:
     def _registrar(self, plugin_name: str, dist: str, version: str) -> hookspecs.RegisterBackend:
         def register(name: str, factory: Callable[[Any, Any], object], options: type | None = None,
                      description: str = "") -> None:
+            # The name becomes a directory (<stateDir>/<driver>/<name>), a metrics label and a
+            # config value: '../x' or 'A B' would leave the driver's state directory.
+            problem = dns_label_problem(name) if isinstance(name, str) else "must be a string"
+            if problem:
+                raise PluginError(f"backend name {name!r} {problem}")
             if name in self.types or name in self.conflicts:
                 # Which one would win depends on install order: use neither, say why.
                 first = self.types.pop(name).plugin if name in self.types else self.conflicts[name][1]

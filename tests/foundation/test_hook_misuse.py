@@ -155,6 +155,8 @@ def test_misnamed_registry_hook_in_one_package_keeps_the_others_working(tmp_path
     ("X = 1\n", "has no dra_register_backends hook"),
     ("@hookimpl\ndef dra_register_backends(register):\n    raise RuntimeError('no sysfs')\n",
      "dra_register_backends raised RuntimeError: no sysfs"),
+    ("class B:\n    pass\n@hookimpl\ndef dra_register_backends(register):\n    register('../My Backend', B)\n",
+     "backend name '../My Backend' must be a DNS-1123 label"),
 ])
 def test_registry_level_misuse_is_one_line_per_plugin(tmp_path, body, words):
     site = tmp_path / "site"
