@@ -89,6 +89,11 @@ class BackendHooks:
             if isinstance(result, list):  # broadcast hook: await each implementation's result
                 return [await await_maybe(r) for r in result]
             return await await_maybe(result)
+        except SystemExit as exc:
+            # A backend must not end the daemon (or a CLI command) through sys.exit(): it is an
+            # error of this backend's hook like any other.
+            failed = f" (failed: SystemExit: {exc.code})"
+            raise HookError(f"backend {self.name}: {hook} called sys.exit({exc.code!r})") from None
         except BaseException as exc:
             failed = f" (failed: {type(exc).__name__}: {exc})"
             raise

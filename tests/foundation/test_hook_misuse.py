@@ -252,3 +252,15 @@ def test_validate_lists_the_opaque_config_types(tmp_path):
     r = run(tmp_path, "validate", "--config", str(ROOT / "examples/configs/nvidia-dgx-h100.yaml"))
     assert r.returncode == 0, r.stderr
     assert "backend nvidia: opaque configs resource.nvidia.com/v1beta1/GpuConfig" in r.stdout
+
+
+def test_sys_exit_in_a_hook_is_an_error_of_that_backend(tmp_path):
+    """A backend calling sys.exit() must not decide the exit status (or end the daemon) silently."""
+    site = tmp_path / "site"
+    methods = GOOD_HOOKS.replace("    def dra_discover(self, inventory):\n        pass",
+                                 "    def dra_discover(self, inventory):\n        import sys; sys.exit(3)")
+    install(site, "ex", backend_module("ex", methods))
+    r = discover(site, tmp_path, "ex")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    line = one_error_line(r)
+    assert "backend ex: dra_discover called sys.exit(3)" in line, line
