@@ -263,4 +263,4 @@ def test_sys_exit_in_a_hook_is_an_error_of_that_backend(tmp_path):
     r = discover(site, tmp_path, "ex")
     assert r.returncode == 1, (r.returncode, r.stderr)
     line = one_error_line(r)
-    assert "backend ex: dra_discover called sys.exit(3)" in line, line
+    assert "backend ex.example.com/ex: dra_discover called sys.exit(3)" in line, line
