@@ -1,7 +1,8 @@
 """Admin-supplied device attributes (``drivers[].backends[].deviceAttributes``), merged into what a
 backend discovers, with discovered facts always winning.
 
-Rule (bug log B32, dra-driver-sriov#108): an admin may *add* attributes such as ``rack`` to
+Rule (docs/config.md#admin-supplied-device-attributes, dra-driver-sriov#108): an admin may *add*
+attributes such as ``rack`` to
 devices chosen by name pattern, but may never override hardware facts. A key is skipped with a
 warning when
 

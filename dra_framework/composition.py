@@ -154,7 +154,7 @@ async def discover(backends: list[BackendInstance]) -> DriverInventory:
         if not any(pool.devices for pool in inv.pools):
             # Success with nothing found is how a misconfigured backend looks (wrong driver root,
             # a code path that drops its devices): say so instead of publishing empty slices
-            # silently (bug log B30).
+            # silently (docs/failure-modes.md#backend-that-discovers-nothing).
             log.warning("backend %s discovered no devices: its pools are published without devices; "
                         "check its options (hostRoot %s, driver root) and the node's hardware", b.key,
                         b.context.host_root)

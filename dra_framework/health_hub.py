@@ -28,7 +28,8 @@ class HealthHub:
                  on_unhealthy: Callable[[int], None] | None = None) -> None:
         self.state = state
         # (source, message) while a source fails; (source, None) once it reports again. The
-        # daemon shows it in /readyz and as a Node Event (bug log B39: "shown in a condition").
+        # daemon shows it in /readyz and as a Node Event
+        # (docs/failure-modes.md#health-source-that-cannot-connect).
         self.on_problem = on_problem or (lambda source, message: None)
         self.pool_name = pool_name
         self.on_change = on_change
@@ -98,7 +99,7 @@ class HealthHub:
                     raise asyncio.CancelledError from exc
                 if reported[0]:  # it worked for a while: a new failure streak, fast retry again
                     failing, delay = False, 1.0
-                # Once per failure streak: a source that cannot connect (bug log B39) must not
+                # Once per failure streak: a source that cannot connect (docs/failure-modes.md) must not
                 # log an error on every retry.
                 log.log(logging.DEBUG if failing else logging.ERROR,
                         "health source of backend %s failed, devices marked Unknown; retrying in %.0fs: %s",

@@ -1,6 +1,7 @@
 """MIG profile tables of real boards (what real NVML returns), used by the fake NVML and tests.
 
-Sources (see ../shared/research/ref-drivers-gpu.md §6 and backends/nvidia/README.md):
+Sources (backends/nvidia/README.md, "MIG tables"; NVIDIA MIG user guide,
+https://docs.nvidia.com/datacenter/tesla/mig-user-guide/):
 
 * A100-SXM4-40GB: go-nvml ``gpus/a100.go`` cross-checked with k8s-test-infra
   ``mock-nvml-config-a100.yaml`` and ``nvidia-smi mig -lgip/-lgipp`` output. Profile *ids* are the

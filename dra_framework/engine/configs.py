@@ -16,7 +16,8 @@ configs (``source: FromClaim``). Resolution follows the reference drivers:
   ``claim default/c1: config[1] (resource.nvidia.com/v1beta1 GpuConfig): sharing.strategy: ...``,
   where the index is the position in ``status.allocation.devices.config``);
 * copies stored in the checkpoint are decoded **leniently** (:func:`decode_stored`): unknown fields
-  from a newer release are dropped, never an error (bug log B19).
+  from a newer release are dropped, never an error
+  (docs/failure-modes.md#opaque-configs-from-a-newer-release-in-the-checkpoint).
 """
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Periodic janitor: rolls back interrupted prepares whose claim is gone (bug log B15b).
+"""Periodic janitor: rolls back interrupted prepares whose claim is gone.
+
+Why: docs/failure-modes.md#interrupted-prepare-whose-claim-is-gone.
 
 A ``PrepareStarted`` entry is left behind when the driver died (or a rollback failed) during a
 prepare. If the kubelet still wants the claim it will call Prepare or Unprepare again, and the

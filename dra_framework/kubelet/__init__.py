@@ -1,6 +1,6 @@
 """Kubelet-facing gRPC layer: registration, DRA node service, device health.
 
-Protocol facts: ../shared/specs/dra-protocol.md sections 1-3 and 8.
+Protocol rules: docs/protocol.md.
 """
 from .health import DeviceHealth, Health, HealthState
 from .server import PluginServer, RegistrationError

@@ -1,6 +1,6 @@
 """A kubelet-like async client for checking a DRA driver's sockets.
 
-Mirrors what the kubelet does (fact sheet sections 1-3): find the
+Mirrors what the kubelet does (docs/protocol.md): find the
 registration socket, GetInfo within 1 s, validate type/name/services, dial
 the endpoint, optionally NotifyRegistrationStatus; then Prepare/Unprepare
 (45 s deadline) and NodeWatchResources. Functions return plain dataclasses
@@ -30,7 +30,7 @@ from .servicers import DRA_PB, DRA_V1, DRA_V1BETA1, HEALTH_PB, HEALTH_V1, HEALTH
 from .sockets import socket_paths
 from .types import ClaimRef, PrepareOutcome, PreparedDevice
 
-# Kubelet timeouts (section 1 and 2).
+# Kubelet timeouts (docs/protocol.md#registration, #prepare-and-unprepare).
 DIAL_TIMEOUT = 10.0
 GET_INFO_TIMEOUT = 1.0
 NOTIFY_TIMEOUT = 5.0
@@ -91,7 +91,8 @@ async def find_registration_socket(kubelet_root: str, driver: str, pod_uid: str 
     if present, else any socket there (not starting with ".", as the kubelet
     ignores those) whose GetInfo names `driver`; the newest wins, as the
     kubelet prefers the latest instance. Raises KubeletCheckError naming the
-    directory when nothing is found (bug log B03).
+    directory when nothing is found
+    (docs/failure-modes.md#registration-never-happens-or-is-rejected).
     """
     paths = socket_paths(driver, kubelet_root, pod_uid=pod_uid, registry_dir=registry_dir)
     if pod_uid or _is_socket(paths.registration):
@@ -119,7 +120,7 @@ async def find_registration_socket(kubelet_root: str, driver: str, pod_uid: str 
 
 
 def validate_info(info: reg_pb2.PluginInfo, driver: str, registration_socket: str) -> RegisterCheckResult:
-    """Validate PluginInfo as the kubelet does (section 1); raises KubeletCheckError.
+    """Validate PluginInfo as the kubelet does (docs/protocol.md#registration); raises KubeletCheckError.
 
     type must be "DRAPlugin"; name must equal `driver`; an empty endpoint
     means the registration socket itself; the first service in the

@@ -1,6 +1,6 @@
 """Per-driver device health, fed by health sources, read by the health servicers.
 
-Semantics (fact sheet section 3): every message the plugin streams is the
+Semantics (docs/protocol.md#health-stream): every message the plugin streams is the
 driver's *full* device list; the kubelet marks a device Unknown if it is not
 reported within its timeout (default 30 s, or health_check_timeout_seconds),
 so the servicer resends the snapshot periodically. Messages over 1024

@@ -42,7 +42,8 @@ from .types import DRAEngine
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HEALTH_RESEND_INTERVAL = 10.0  # s; well under the kubelet's 30 s timeout (section 3)
+# s; well under the kubelet's 30 s timeout (docs/protocol.md#health-stream)
+DEFAULT_HEALTH_RESEND_INTERVAL = 10.0
 
 
 class RegistrationError(RuntimeError):
@@ -86,7 +87,7 @@ class PluginServer:
 
     @property
     def supported_versions(self) -> list[str]:
-        """GetInfo.supported_versions, in preference order (sections 1 and 8)."""
+        """GetInfo.supported_versions, in preference order (docs/protocol.md#registration)."""
         versions = [DRA_V1, DRA_V1BETA1]
         if self.health is not None:
             versions += [HEALTH_V1, HEALTH_V1ALPHA1]
@@ -115,7 +116,7 @@ class PluginServer:
         Raises RegistrationError after `timeout` seconds, telling apart: never
         contacted (naming the watched directory), rejected with the kubelet's
         reason, rejected without one. A rejection is not final,
-        so it keeps waiting until the timeout (section 1).
+        so it keeps waiting until the timeout (docs/protocol.md#registration).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

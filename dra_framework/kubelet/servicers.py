@@ -1,7 +1,7 @@
 """gRPC servicers: registration, DRA node service (v1, v1beta1), health.
 
-Rules come from the fact sheet (../shared/specs/dra-protocol.md):
-section 1 (registration), 2 (DRA node service), 3 (health), 8 (musts).
+Wire rules: docs/protocol.md (#registration, #prepare-and-unprepare,
+#health-stream).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .types import CALL_DEADLINE, ClaimRef, DRAEngine, PreparedDevice
 
 log = logging.getLogger(__name__)
 
-# supported_versions strings: "<last proto package component>.<Service>" (section 1).
+# supported_versions strings: "<last proto package component>.<Service>" (docs/protocol.md#registration).
 DRA_V1 = "v1.DRAPlugin"
 DRA_V1BETA1 = "v1beta1.DRAPlugin"
 HEALTH_V1 = "v1.DRAResourceHealth"
@@ -54,7 +54,7 @@ def _deadline(context) -> float | None:
     return time.monotonic() + max(0.0, float(remaining))
 
 
-# --- registration (section 1) ------------------------------------------------
+# --- registration (docs/protocol.md#registration) ----------------------------
 
 @dataclass(frozen=True)
 class RegistrationStatus:
@@ -68,8 +68,9 @@ class RegistrationStatus:
 class RegistrationServicer:
     """pluginregistration.Registration.
 
-    GetInfo answers from static data at once (the kubelet allows 1 s; bug
-    log B02). NotifyRegistrationStatus is recorded for readiness; a `false`
+    GetInfo answers from static data at once (the kubelet allows 1 s;
+    docs/failure-modes.md#slow-or-failing-getinfo). NotifyRegistrationStatus is
+    recorded for readiness; a `false`
     is not final because the kubelet retries registration from scratch.
     """
 
@@ -95,14 +96,14 @@ class RegistrationServicer:
                         request.error or "(no reason given)")
         self.changed.set()
         # Answer OK either way: an error here only makes older kubelets log
-        # "failed to send registration status" (section 1).
+        # "failed to send registration status" (docs/protocol.md#registration).
         return reg_pb2.RegistrationStatusResponse()
 
 
-# --- DRA node service (section 2) ---------------------------------------------
+# --- DRA node service (docs/protocol.md#prepare-and-unprepare) ---------------
 
 def _base_request(name: str) -> str:
-    # The Go helper strips "<request>/<subrequest>" to "<request>" (section 2).
+    # The Go helper strips "<request>/<subrequest>" to "<request>" (docs/protocol.md#prepare-and-unprepare).
     return name.split("/", 1)[0]
 
 
@@ -212,7 +213,7 @@ def _warn_extra(result: dict, claims: list[ClaimRef], op: str) -> None:
         log.warning("engine %s returned results for unrequested claims %s; dropped", op, sorted(extra))
 
 
-# --- health (section 3) --------------------------------------------------------
+# --- health (docs/protocol.md#health-stream) -----------------------------------
 
 class HealthServicer:
     """{v1alpha1,v1}.DRAResourceHealth/NodeWatchResources.
@@ -220,7 +221,8 @@ class HealthServicer:
     Streams the full device list on connect, after every change and at
     least every `resend_interval` seconds (the kubelet marks devices Unknown
     after 30 s without a report). Without a HealthState it answers
-    UNIMPLEMENTED, which makes 1.37 kubelets stop watching (bug log B05).
+    UNIMPLEMENTED, which makes 1.37 kubelets stop watching
+    (docs/failure-modes.md#health-service-advertised-but-not-implemented).
     """
 
     def __init__(self, state: HealthState | None, version: str, resend_interval: float,
@@ -257,7 +259,7 @@ class HealthServicer:
 
     async def NodeWatchResources(self, request, context):
         if self._state is None:
-            if not self._logged_unimplemented:  # once, not every 5 s (B05)
+            if not self._logged_unimplemented:  # once, not every 5 s (docs/failure-modes.md)
                 self._logged_unimplemented = True
                 log.info("%s health watch refused: driver has no health source", self._version)
             await context.abort(grpc.StatusCode.UNIMPLEMENTED,

@@ -2,8 +2,7 @@
 
 The DRA servicers (v1 and v1beta1) translate the kubelet's protobuf calls
 into these plain dataclasses and call an object implementing `DRAEngine`.
-Wire semantics they rely on are in the fact sheet, section 2
-(../shared/specs/dra-protocol.md).
+Wire semantics they rely on: docs/protocol.md#prepare-and-unprepare.
 """
 from __future__ import annotations
 
@@ -24,7 +23,8 @@ class ClaimRef:
     """One ResourceClaim as the kubelet names it (proto `Claim`).
 
     `uid` is the ResourceClaim UID; all state must be keyed by it, never by
-    namespace/name (bug log B42: a re-created claim keeps its name).
+    namespace/name (a re-created claim keeps its name;
+    docs/failure-modes.md#claim-re-created-under-the-same-name).
     """
 
     uid: str
@@ -38,7 +38,7 @@ class PreparedDevice:
 
     requests: request names the device serves; empty = all requests. A
         `<request>/<subrequest>` entry is cut to `<request>` on the wire,
-        as the Go helper does (fact sheet section 2).
+        as the Go helper does (docs/protocol.md#prepare-and-unprepare).
     pool, device: ResourceSlice pool and device name, both required.
     cdi_device_ids: fully qualified CDI IDs `<vendor>/<class>=<name>`.
     share_id: consumable-capacity share UID; sent on v1 only, dropped on
@@ -57,7 +57,7 @@ class PrepareOutcome:
     """Result for one claim: devices on success, or a non-empty `error`.
 
     A non-empty error fails the pod's preparation and the kubelet retries
-    later; devices are then ignored (fact sheet section 2).
+    later; devices are then ignored (docs/protocol.md#prepare-and-unprepare).
     """
 
     devices: list[PreparedDevice] = field(default_factory=list)
@@ -69,7 +69,7 @@ class DRAEngine(Protocol):
     """What the DRA servicers delegate to.
 
     Both calls must be idempotent: the kubelet repeats them after restarts
-    and may unprepare claims that were never prepared (fact sheet section 2).
+    and may unprepare claims that were never prepared (docs/protocol.md#prepare-and-unprepare).
     The servicer fills in an error entry for any requested UID the engine
     leaves out, drops UIDs that were not requested, and turns an exception
     into that error text for every claim of the call.

@@ -9,7 +9,7 @@ from .devices import Taint
 
 
 class Health(str, Enum):
-    """Device health as the kubelet's health API names it (dra-protocol.md §3)."""
+    """Device health as the kubelet's health API names it (docs/protocol.md#health-stream)."""
 
     HEALTHY = "Healthy"
     UNHEALTHY = "Unhealthy"

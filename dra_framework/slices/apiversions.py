@@ -49,7 +49,8 @@ class ServerInfo:
 
 @dataclass(frozen=True)
 class Limits:
-    """Validation and split limits for one server version (dra-protocol.md §5).
+    """Validation and split limits for one server version
+    (docs/resourceslices.md#validation-before-anything-is-written).
 
     The per-slice device limit is 128; 64 when a slice uses taints or counter consumption (1.35+)
     or list attributes (1.36+). 1.34 servers allow 128 devices in every slice. The splitter uses

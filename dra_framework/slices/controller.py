@@ -1,5 +1,5 @@
 """The async ResourceSlice publisher, with the Go ``resourceslice`` controller's semantics
-(dra-protocol.md §4.2, docs/resourceslices.md).
+(docs/resourceslices.md#publishing-semantics-go-controller).
 
 Per pool:
 

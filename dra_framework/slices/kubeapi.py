@@ -1,7 +1,7 @@
 """The API calls the slice controller makes, as raw JSON over lightkube's AsyncClient transport.
 
 Why raw JSON: lightkube's typed models drop fields they do not know when they parse
-(python-ecosystem.md §1.4), so a read-modify-write PUT of a parsed object would erase fields a
+(docs/resourceslices.md#api), so a read-modify-write PUT of a parsed object would erase fields a
 newer API server added. Here objects stay plain dicts from the wire to the next PUT, and only the
 fields the driver owns are replaced. Raw requests also give DELETE preconditions (uid +
 resourceVersion), which lightkube's ``delete`` has no parameter for.

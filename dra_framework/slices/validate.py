@@ -1,7 +1,8 @@
 """Local validation of ResourceSlice content with the API server's rules (resource.k8s.io/v1).
 
 The rules mirror kubernetes ``pkg/apis/resource/validation/validation.go`` (1.34–1.37) and the
-limits in ``k8s.io/api/resource/v1/types.go`` (dra-protocol.md §5). They run before anything is
+limits in ``k8s.io/api/resource/v1/types.go``
+(docs/resourceslices.md#validation-before-anything-is-written). They run before anything is
 published so that one bad device is left out and reported instead of the API server rejecting
 the whole slice (and with it every other device of the slice).
 
