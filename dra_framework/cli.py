@@ -189,6 +189,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     settings = _settings(args, require_node_name=False)
     _need_drivers(settings, args, "discover")
     results = asyncio.run(_discover_all(settings, Progress()))
+    failed = False  # a device that would not be published: exit 1 after printing everything
     if args.output in ("yaml", "json"):
         from .slices import desired_slices
 
@@ -199,6 +200,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
             objs.extend(slices)
             for issue in report.issues:
                 print(f"{issue.severity}: driver {d.name}: {issue}", file=sys.stderr)
+            failed = failed or bool(report.errors)
         doc = {"apiVersion": "v1", "kind": "List", "items": objs}
         if args.output == "json":
             print(json.dumps(doc, indent=2))
@@ -206,7 +208,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
             import yaml
 
             print(yaml.safe_dump(doc, sort_keys=False), end="")
-        return 0
+        return 1 if failed else 0
     from .slices import build_pools
 
     rows = [["DRIVER", "POOL", "DEVICE", "ATTRIBUTES", "CAPACITY"]]
@@ -219,11 +221,12 @@ def cmd_discover(args: argparse.Namespace) -> int:
             rows.append(row)
         for issue in report.issues:
             print(f"{issue.severity}: driver {d.name}: {issue}", file=sys.stderr)
+        failed = failed or bool(report.errors)
     print(f"ResourceSlice rules of Kubernetes {_rules(args)}", file=sys.stderr)
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] + ("  " + r[4] if r[4] else ""))
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

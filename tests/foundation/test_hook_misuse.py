@@ -264,3 +264,19 @@ def test_sys_exit_in_a_hook_is_an_error_of_that_backend(tmp_path):
     assert r.returncode == 1, (r.returncode, r.stderr)
     line = one_error_line(r)
     assert "backend ex.example.com/ex: dra_discover called sys.exit(3)" in line, line
+
+
+@pytest.mark.parametrize("output", ["table", "yaml"])
+def test_discover_exits_1_when_a_device_would_not_be_published(tmp_path, output):
+    """The device is listed and the problem printed, but the status says it too (scripts and CI)."""
+    site = tmp_path / "site"
+    methods = GOOD_HOOKS.replace(
+        "    def dra_discover(self, inventory):\n        pass",
+        "    def dra_discover(self, inventory):\n        from dra_framework.api import Device\n"
+        "        inventory.add_device(Device('good-0'))\n        inventory.add_device(Device('Bad_Device'))")
+    install(site, "inv", backend_module("inv", methods))
+    cfg = tmp_path / "inv.yaml"
+    cfg.write_text("drivers:\n- name: inv.example.com\n  backends: [{name: inv}]\n")
+    r = run(site, "discover", "--config", str(cfg), "-o", output)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "good-0" in r.stdout and "Bad_Device" in r.stderr, (r.stdout, r.stderr)
