@@ -4,7 +4,7 @@ Modules: :mod:`.edits` (container-edits model + :func:`merge`), :mod:`.names` (n
 claim device names, file names), :mod:`.version` (minimum cdiVersion), :mod:`.validate`
 (schema + Go-library rules), :mod:`.hostroot` (driver-root -> host paths), :mod:`.writer`
 (atomic spec files), :mod:`.testing` (``assert_valid_cdi_dir`` for tests).
-Rules follow ``shared/specs/cdi/README.md`` (CDI spec 1.1.0).
+Rules follow CDI spec 1.1.0 as summarized in docs/cdi-rules.md.
 """
 from .edits import ContainerEdits, DeviceNode, Hook, IntelRdt, Mount, NetDevice, merge
 from .errors import CdiConflictError, CdiError, CdiIssue, CdiValidationError

@@ -1,12 +1,12 @@
 """Container edits returned by backends: a typed model of CDI ``containerEdits``.
 
-Field set and JSON names follow CDI spec 1.1.0 (``specs-go/config.go``; README §2.1).
+Field set and JSON names follow CDI spec 1.1.0 (``specs-go/config.go``; docs/cdi-rules.md#fields).
 Python attribute names are snake_case, the CDI JSON names are pydantic aliases; both are
 accepted on input (``populate_by_name``). Models are frozen (immutable, hashable) and
 reject unknown fields. List-valued fields are stored as tuples.
 
 Serialize with :meth:`ContainerEdits.to_cdi` (never emits ``null`` or empty optionals,
-README §7.1); parse with :meth:`ContainerEdits.from_cdi`. Compose with :func:`merge`.
+docs/cdi-rules.md#framework-policy); parse with :meth:`ContainerEdits.from_cdi`. Compose with :func:`merge`.
 
 The models enforce the per-field rules that can be checked in isolation (env syntax,
 device-node ``type``/``permissions``, hook names, uint32 ranges, ...); whole-spec rules
@@ -24,9 +24,9 @@ from .errors import CdiConflictError
 UINT32_MAX = 2**32 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-#: Hook names accepted by the CDI Go library (``pkg/cdi/container-edits.go``; README §2.1).
+#: Hook names accepted by the CDI Go library (``pkg/cdi/container-edits.go``; docs/cdi-rules.md#fields).
 HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
-#: Device node types (README §2.1; ``""`` means "ask the host").
+#: Device node types (docs/cdi-rules.md#fields; ``""`` means "ask the host").
 DEVICE_NODE_TYPES = ("b", "c", "u", "p")
 
 HookName = Literal["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
@@ -35,7 +35,7 @@ _CFG = ConfigDict(frozen=True, populate_by_name=True, extra="forbid", validate_d
 
 
 def check_env_entry(entry: str) -> str:
-    """Check one CDI env entry ``"NAME=VALUE"`` (README §2.1: ``=`` must exist at index > 0).
+    """Check one CDI env entry ``"NAME=VALUE"`` (docs/cdi-rules.md#fields: ``=`` must exist at index > 0).
 
     Returns the entry; raises ``ValueError`` otherwise.
     """
@@ -80,15 +80,15 @@ class _Model(BaseModel):
 
 
 class DeviceNode(_Model):
-    """CDI ``DeviceNode`` (README §2.1; ``specs-go/config.go``).
+    """CDI ``DeviceNode`` (docs/cdi-rules.md#fields; ``specs-go/config.go``).
 
     ``path``: absolute path inside the container (required). ``host_path`` (``hostPath``,
     spec >= 0.5.0): path on the host, defaults to ``path``. ``type``: ``b``/``c``/``u``/``p``
-    or unset (the runtime ``lstat``s the host node at container creation, README §2.5 — set
+    or unset (the runtime ``lstat``s the host node at container creation, docs/cdi-rules.md#injection — set
     type+major+minor when the node may not exist then). ``major``/``minor``: int64.
     ``file_mode`` (``fileMode``): Go ``os.FileMode`` as a decimal integer (e.g. ``0o666``).
     ``permissions``: cgroup access, only letters ``r``/``w``/``m`` (``"none"`` is rejected:
-    only libraries newer than v1.1.0 accept it, README §1.1). ``uid``/``gid``: uint32 owner in
+    only libraries newer than v1.1.0 accept it, docs/cdi-rules.md#versions). ``uid``/``gid``: uint32 owner in
     the container.
     """
 
@@ -118,7 +118,7 @@ class DeviceNode(_Model):
 
 
 class Mount(_Model):
-    """CDI ``Mount`` (README §2.1). ``host_path`` (``hostPath``, required): source on the host
+    """CDI ``Mount`` (docs/cdi-rules.md#fields). ``host_path`` (``hostPath``, required): source on the host
     (for bind mounts an absolute path); ``container_path`` (``containerPath``, required): absolute
     destination; ``type`` (spec >= 0.4.0, e.g. ``"bind"``/``"tmpfs"``); ``options`` (e.g.
     ``("ro", "nosuid", "bind")``)."""
@@ -137,7 +137,7 @@ class Mount(_Model):
 
 
 class Hook(_Model):
-    """CDI ``Hook`` (README §2.1). ``hook_name`` (``hookName``): one of :data:`HOOK_NAMES`;
+    """CDI ``Hook`` (docs/cdi-rules.md#fields). ``hook_name`` (``hookName``): one of :data:`HOOK_NAMES`;
     ``path``: absolute path of the executable on the host (SPEC: MUST be absolute); ``args``
     (argv including argv[0]); ``env``: ``"NAME=VALUE"`` entries; ``timeout``: seconds, > 0
     (SPEC) and <= uint32 max."""
@@ -164,7 +164,7 @@ class Hook(_Model):
 
 
 class NetDevice(_Model):
-    """CDI ``LinuxNetDevice`` (``netDevices`` entry, spec >= 1.1.0; README §2.1).
+    """CDI ``LinuxNetDevice`` (``netDevices`` entry, spec >= 1.1.0; docs/cdi-rules.md#fields).
     ``host_interface_name`` (``hostInterfaceName``): interface on the host; ``name``: its name
     inside the container. Both non-empty."""
 
@@ -174,7 +174,7 @@ class NetDevice(_Model):
 
 class IntelRdt(_Model):
     """CDI ``IntelRdt`` (``intelRdt`` edits, spec >= 0.7.0; ``schemata`` and
-    ``enable_monitoring`` need 1.1.0 — an explicit empty ``schemata`` counts, README §1.1).
+    ``enable_monitoring`` need 1.1.0 — an explicit empty ``schemata`` counts, docs/cdi-rules.md#versions).
     ``clos_id`` (``closID``) must not be ``.``/``..``, contain ``/`` or a newline, or be
     >= 4096 chars (except exactly ``/``)."""
 
@@ -197,7 +197,7 @@ class IntelRdt(_Model):
 
 
 class ContainerEdits(_Model):
-    """CDI ``containerEdits`` (README §2.1): what injecting a device does to a container.
+    """CDI ``containerEdits`` (docs/cdi-rules.md#fields): what injecting a device does to a container.
 
     ``env``: ordered mapping NAME -> VALUE (a list of ``"NAME=VALUE"`` strings is accepted and
     converted; for a repeated name the last value wins, as at injection) — serialized as CDI
@@ -246,7 +246,7 @@ class ContainerEdits(_Model):
                      self.additional_gids, self.net_devices, self.intel_rdt))
 
     def is_empty(self) -> bool:
-        """True when the edits change nothing (a CDI device must have non-empty edits, README §2.1)."""
+        """True when the edits change nothing (a CDI device must have non-empty edits, docs/cdi-rules.md#fields)."""
         return not (self.env or self.device_nodes or self.mounts or self.hooks or self.additional_gids
                     or self.net_devices or self.intel_rdt is not None)
 
@@ -273,11 +273,11 @@ def merge(edits: Iterable[ContainerEdits | tuple[str, ContainerEdits]]) -> Conta
     * ``env``: same name with different values -> conflict.
     * ``deviceNodes``: two nodes at the same container ``path`` that differ in any field -> conflict.
     * ``mounts``: two mounts at the same ``containerPath`` that differ (host path, type, options)
-      -> conflict (a runtime would silently keep only one, README §2.5).
+      -> conflict (a runtime would silently keep only one, docs/cdi-rules.md#injection).
     * ``hooks``: de-duplicated, never conflict.
     * ``additionalGids``: union in order of appearance.
     * ``netDevices``: same container ``name`` or same ``hostInterfaceName`` with a different
-      partner -> conflict (the Go library rejects duplicates within one edits object, README §2.4).
+      partner -> conflict (the Go library rejects duplicates within one edits object, docs/cdi-rules.md#load-rules).
     * ``intelRdt``: two different non-null values -> conflict.
 
     Returns a new :class:`ContainerEdits`. Raises :class:`CdiConflictError` (a ``ValueError``)

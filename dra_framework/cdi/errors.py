@@ -16,7 +16,7 @@ class CdiIssue:
     ``devices[2] "abc-gpu0": containerEdits.deviceNodes[0].path`` (empty for the
     document itself); ``message`` says what is wrong; ``rule`` names the source of
     the rule (``schema``, ``CDI Go library``, ``CDI SPEC``, ``framework policy``,
-    with the README section).
+    with the section of docs/cdi-rules.md).
     """
 
     location: str

@@ -12,7 +12,7 @@ prefix matches whole path components only, so ``/driver-root`` does not match ``
 * **device nodes**: the host-side path is ``host_path`` if set, else ``path``. If it lies under a
   mapped prefix, ``host_path`` becomes the mapped host path; ``path`` (the container path) is
   unchanged. If the result equals ``path``, ``host_path`` is dropped (it defaults to ``path``),
-  which keeps cdiVersion lower (``hostPath`` needs 0.5.0, README §1.1).
+  which keeps cdiVersion lower (``hostPath`` needs 0.5.0, docs/cdi-rules.md#versions).
 * **mounts**: ``host_path`` is mapped when under a prefix; ``container_path`` unchanged.
 * **hooks**: ``path`` is an executable run by the runtime on the host, so it is mapped too;
   ``args`` and ``env`` are left alone.

@@ -1,12 +1,12 @@
 """CDI names: vendor, class, kind, device names, qualified device IDs and spec file names.
 
-Two levels of rules (README §2.2):
+Two levels of rules (docs/cdi-rules.md#names):
 
 * **Go-library rules** (what runtimes enforce when loading; ``pkg/parser/parser.go``):
   :func:`is_go_vendor_or_class`, :func:`is_go_device_name`.
-* **Generation rules** (stricter, what this framework writes; README §2.2 "safe rule" column
-  and §7): vendor = lower-case DNS subdomain starting with a letter, 2..253 chars
-  (:func:`validate_vendor`); class = ``[a-z][a-z0-9-]*[a-z0-9]``, 2..63 chars, no dots
+* **Generation rules** (stricter, what this framework writes; docs/cdi-rules.md#names
+  and docs/cdi-rules.md#framework-policy): vendor = lower-case DNS subdomain starting with a
+  letter, 2..253 chars (:func:`validate_vendor`); class = ``[a-z][a-z0-9-]*[a-z0-9]``, 2..63 chars, no dots
   (:func:`validate_class`); 1-char vendor/class are rejected (libraries <= v1.1.0 panic,
   PR #321); device names ``[A-Za-z0-9][A-Za-z0-9_.-]*[A-Za-z0-9]`` or one alnum char, no
   ``:``/``/`` (:func:`validate_device_name`).
@@ -34,8 +34,8 @@ given; claim UID non-empty and UUID-shaped or starting with a letter/digit);
 :func:`parse_claim_device_name` inverts it. A name starting with a digit needs cdiVersion
 >= 0.5.0, which :mod:`dra_framework.cdi.version` computes.
 
-Spec file names (README §3.2, §7.5)
------------------------------------
+Spec file names (docs/cdi-rules.md#file-names)
+----------------------------------------------
 Per claim: ``<vendor>-<class>_<claimUID>.json`` (:func:`claim_spec_file_name`); one common spec
 per driver: ``<vendor>-<class>_common.json`` holding the single device ``common``
 (:data:`COMMON_DEVICE_NAME`), as dra-example-driver does. The claim UID ``common`` is therefore
@@ -69,13 +69,13 @@ SPEC_EXTENSION = ".json"
 
 
 def is_go_vendor_or_class(s: str) -> bool:
-    """Go-library syntax of a vendor or class (README §2.2). Note: 1-char names pass here but
-    panic in libraries <= v1.1.0; :func:`validate_vendor`/:func:`validate_class` reject them."""
+    """Go-library syntax of a vendor or class (docs/cdi-rules.md#names). Note: 1-char names pass
+    here but panic in libraries <= v1.1.0; :func:`validate_vendor`/:func:`validate_class` reject them."""
     return bool(_GO_VENDOR_CLASS.match(s))
 
 
 def is_go_device_name(s: str) -> bool:
-    """Go-library syntax of a device name (README §2.2; allows ``:``)."""
+    """Go-library syntax of a device name (docs/cdi-rules.md#names; allows ``:``)."""
     return bool(_GO_DEVICE.match(s))
 
 
@@ -86,20 +86,21 @@ def is_device_name(s: str) -> bool:
 
 def validate_vendor(vendor: str) -> str:
     """Check a vendor (kind prefix) against the generation rule: lower-case DNS subdomain whose
-    first character is a letter, 2..253 chars (README §2.2). Returns it; raises
+    first character is a letter, 2..253 chars (docs/cdi-rules.md#names). Returns it; raises
     :class:`CdiValidationError`."""
     if not (2 <= len(vendor) <= 253 and _VENDOR.match(vendor)):
         raise CdiValidationError(
-            f"vendor {vendor!r}: must be a lower-case DNS subdomain starting with a letter, 2-253 chars (README §2.2)")
+            f"vendor {vendor!r}: must be a lower-case DNS subdomain starting with a letter, 2-253 chars (docs/cdi-rules.md#names)")
     return vendor
 
 
 def validate_class(class_: str) -> str:
     """Check a device class against the generation rule ``[a-z][a-z0-9-]*[a-z0-9]``, 2..63 chars,
-    no dots (a dot would force cdiVersion 0.6.0; README §2.2). Raises :class:`CdiValidationError`."""
+    no dots (a dot would force cdiVersion 0.6.0; docs/cdi-rules.md#names). Raises
+    :class:`CdiValidationError`."""
     if not (len(class_) <= 63 and _CLASS.match(class_)):
         raise CdiValidationError(
-            f"class {class_!r}: must match [a-z][a-z0-9-]*[a-z0-9] and be at most 63 chars (README §2.2)")
+            f"class {class_!r}: must match [a-z][a-z0-9-]*[a-z0-9] and be at most 63 chars (docs/cdi-rules.md#names)")
     return class_
 
 
@@ -113,17 +114,17 @@ def validate_kind(kind: str) -> tuple[str, str]:
 
 
 def validate_device_name(name: str) -> str:
-    """Check a device name against the generation grammar (README §2.2: starts/ends with a letter
-    or digit, ``_ . -`` inside, no ``:``/``/``). Raises :class:`CdiValidationError`."""
+    """Check a device name against the generation grammar (docs/cdi-rules.md#names: starts/ends
+    with a letter or digit, ``_ . -`` inside, no ``:``/``/``). Raises :class:`CdiValidationError`."""
     if not is_device_name(name):
         raise CdiValidationError(
-            f"device name {name!r}: must match [A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])? (README §2.2)")
+            f"device name {name!r}: must match [A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])? (docs/cdi-rules.md#names)")
     return name
 
 
 def qualified_name(kind: str, name: str) -> str:
     """The fully qualified CDI device ID ``vendor/class=name`` (what CRI ``CDIDevices`` and DRA
-    ``cdi_device_ids`` carry; README §2.2). ``kind`` is ``vendor/class``. Raises
+    ``cdi_device_ids`` carry; docs/cdi-rules.md#names). ``kind`` is ``vendor/class``. Raises
     :class:`CdiValidationError` if any part breaks the generation grammar."""
     validate_kind(kind)
     validate_device_name(name)
@@ -223,7 +224,7 @@ def parse_claim_device_name(name: str) -> tuple[str, str, str | None]:
 
 def spec_file_prefix(vendor: str, class_: str) -> str:
     """``<vendor>-<class>_`` — the prefix of every transient spec file of this kind (Go
-    ``GenerateTransientSpecName``; README §3.2)."""
+    ``GenerateTransientSpecName``; docs/cdi-rules.md#file-names)."""
     return f"{vendor}-{class_}_"
 
 
@@ -237,11 +238,11 @@ def check_claim_uid_for_file(claim_uid: str) -> str:
 
 
 def claim_spec_file_name(vendor: str, class_: str, claim_uid: str) -> str:
-    """``<vendor>-<class>_<claimUID>.json`` (README §3.2, §7.5). Raises ``ValueError`` for a UID
+    """``<vendor>-<class>_<claimUID>.json`` (docs/cdi-rules.md#file-names). Raises ``ValueError`` for a UID
     not allowed by :func:`check_claim_uid_for_file`."""
     return spec_file_prefix(vendor, class_) + check_claim_uid_for_file(claim_uid) + SPEC_EXTENSION
 
 
 def common_spec_file_name(vendor: str, class_: str) -> str:
-    """``<vendor>-<class>_common.json``: the one per-driver common spec (README §3.2)."""
+    """``<vendor>-<class>_common.json``: the one per-driver common spec (docs/cdi-rules.md#file-names)."""
     return spec_file_prefix(vendor, class_) + COMMON_SPEC_ID + SPEC_EXTENSION

@@ -17,12 +17,12 @@ from .validate import validate_spec_file
 def assert_valid_cdi_dir(path: str | os.PathLike[str], *, strict: bool = True, check_mode: bool = True,
                          allow_empty: bool = True, allow_temp_files: bool = False) -> dict[str, dict]:
     """Assert that every spec file in ``path`` (regular ``*.json``/``*.yaml`` files directly in it,
-    which is what runtimes read, README §3.1) is valid, and that the directory as a whole works:
+    which is what runtimes read, docs/cdi-rules.md#directories) is valid, and that the directory as a whole works:
 
     * each file passes :func:`~dra_framework.cdi.validate.validate_spec_file` (``strict``);
-    * ``check_mode``: each file has mode 0644 (README §3.4, issue #224);
+    * ``check_mode``: each file has mode 0644 (docs/cdi-rules.md#atomic-write);
     * no qualified device ID ``vendor/class=name`` appears in two files (runtimes drop such
-      devices entirely, README §3.1);
+      devices entirely, docs/cdi-rules.md#directories);
     * unless ``allow_temp_files``: no leftover writer temp files (``.*.tmp``);
     * unless ``allow_empty`` (default True): at least one spec file.
 

@@ -3,19 +3,20 @@
 :func:`validate_spec` runs, in this order, and reports **every** finding at once:
 
 1. the upstream JSON schema (package data ``dra_framework/cdi/schema/{schema,defs}.json``, a
-   verbatim copy, see ``schema/SOURCE.md``; README §4);
-2. the rules the reference Go library enforces on load beyond the schema (README §2.2-§2.4,
-   ``pkg/cdi/spec.go``, ``device.go``, ``container-edits.go``, ``pkg/parser/parser.go``,
-   ``internal/validation``): strict fields (unknown keys are errors), ``ValidateVersion``
-   (§1.2), vendor/class syntax, annotations (§2.3), at least one device, device-name syntax,
-   unique device names, non-empty device edits, env ``NAME=VALUE`` (also hook env), device
-   node non-empty ``path``/valid ``type``/``permissions`` (letters r, w, m), mount non-empty
-   paths, hook names and non-empty path, ``closID``, net devices non-empty and unique names,
+   verbatim copy, see ``schema/SOURCE.md``; docs/cdi-rules.md#schema);
+2. the rules the reference Go library enforces on load beyond the schema
+   (docs/cdi-rules.md#load-rules, ``pkg/cdi/spec.go``, ``device.go``, ``container-edits.go``,
+   ``pkg/parser/parser.go``, ``internal/validation``): strict fields (unknown keys are errors),
+   ``ValidateVersion`` (docs/cdi-rules.md#minimum-version), vendor/class syntax, annotations
+   (docs/cdi-rules.md#annotations), at least one device, device-name syntax, unique device
+   names, non-empty device edits, env ``NAME=VALUE`` (also hook env), device node non-empty
+   ``path``/valid ``type``/``permissions`` (letters r, w, m), mount non-empty paths, hook names
+   and non-empty path, ``closID``, net devices non-empty and unique names,
    integer ranges (``fileMode`` is not in the schema);
 3. with ``strict=True`` (the default; what this framework writes), also the SPEC's MUSTs and
-   framework policy (README §2.1, §2.4, §6, §7): absolute and clean paths (device nodes, hook
-   paths, mount container paths, bind-mount host paths), hook ``timeout`` > 0, no 1-char
-   vendor/class (panics in libraries <= v1.1.0, PR #321), no ``:`` in device names, and
+   framework policy (docs/cdi-rules.md#framework-policy): absolute and clean paths (device
+   nodes, hook paths, mount container paths, bind-mount host paths), hook ``timeout`` > 0, no
+   1-char vendor/class (panics in libraries <= v1.1.0, PR #321), no ``:`` in device names, and
    ``cdiVersion`` must equal the computed minimum (so old runtimes can read it).
 
 Errors raise :class:`CdiValidationError` whose issues name the device and the field, e.g.
@@ -57,7 +58,7 @@ _NON_BIND_OK = {"", "bind", "rbind", "none"}
 @lru_cache(maxsize=1)
 def schema_validator():
     """A ``jsonschema`` Draft-7 validator for the bundled CDI schema (``defs.json`` registered
-    under the URI ``defs.json``, README §5)."""
+    under the URI ``defs.json``, docs/cdi-rules.md#schema)."""
     from jsonschema import Draft7Validator
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT7
@@ -109,7 +110,7 @@ def _check_keys(c: _Ctx, obj: Any, kind: str, path: tuple[Any, ...]) -> bool:
         return False
     for k in obj:
         if k not in _KEYS[kind]:
-            c.add(path + (k,), "unknown field (runtimes parse strictly, README §2.4)", GO)
+            c.add(path + (k,), "unknown field (runtimes parse strictly, docs/cdi-rules.md#load-rules)", GO)
     return True
 
 
@@ -148,7 +149,7 @@ def _check_annotations(c: _Ctx, ann: Any, path: tuple[Any, ...]) -> None:
         ok = (key.count("/") <= 1 and 0 < len(name) <= 63 and _QNAME.match(name)
               and (not slash or (0 < len(prefix) <= 253 and _DNS1123_SUB.match(prefix))))
         if not ok:
-            c.add(path + (k,), "annotation key must be a Kubernetes qualified name ([prefix/]name, README §2.3)", GO)
+            c.add(path + (k,), "annotation key must be a Kubernetes qualified name ([prefix/]name, docs/cdi-rules.md#annotations)", GO)
     if total > ANNOTATIONS_MAX_BYTES:
         c.add(path, f"annotations too large: {total} bytes > {ANNOTATIONS_MAX_BYTES}", GO)
 
@@ -171,7 +172,7 @@ def _check_edits(c: _Ctx, e: Any, path: tuple[Any, ...]) -> None:
         perm = n.get("permissions")
         if isinstance(perm, str) and set(perm) - set("rwm"):
             c.add(p + ("permissions",), f"invalid permissions {perm!r}: only the letters r, w, m "
-                                        f"(\"none\" is unknown to libraries <= v1.1.0, README §1.1)", GO)
+                                        f"(\"none\" is unknown to libraries <= v1.1.0, docs/cdi-rules.md#versions)", GO)
         fm = n.get("fileMode")
         if fm is not None and not (_is_int(fm) and 0 <= fm <= UINT32_MAX):
             c.add(p + ("fileMode",), "fileMode must be an integer in the uint32 range (Go os.FileMode)", GO)
@@ -240,7 +241,7 @@ def spec_issues(spec: Any, *, strict: bool = True) -> list[CdiIssue]:
 
     _check_keys(c, spec, "spec", ())
 
-    # cdiVersion (README §1.2)
+    # cdiVersion (docs/cdi-rules.md#minimum-version)
     declared = spec.get("cdiVersion")
     if isinstance(declared, str):
         v = declared.removeprefix("v")
@@ -251,9 +252,9 @@ def spec_issues(spec: Any, *, strict: bool = True) -> list[CdiIssue]:
             c.add(("cdiVersion",), f"the spec version must be at least v{need}, got {declared!r}", GO)
         elif strict and v != need:
             c.add(("cdiVersion",), f"must be the minimum required version {need!r}, got {declared!r} "
-                                   f"(older runtimes reject newer versions, README §1.2)", POLICY)
+                                   f"(older runtimes reject newer versions, docs/cdi-rules.md#minimum-version)", POLICY)
 
-    # kind (README §2.2)
+    # kind (docs/cdi-rules.md#names)
     kind = spec.get("kind")
     if isinstance(kind, str):
         vendor, sl, class_ = kind.partition("/")
@@ -288,7 +289,7 @@ def spec_issues(spec: Any, *, strict: bool = True) -> list[CdiIssue]:
                     c.add(p + ("name",), f"invalid device name {name!r}: must start with a letter or digit, end "
                                          f"with a letter or digit, and contain only A-Za-z0-9_.:-", GO)
                 elif strict and ":" in name:
-                    c.add(p + ("name",), f"device name {name!r} must not contain ':' (not in SPEC, README §2.2)",
+                    c.add(p + ("name",), f"device name {name!r} must not contain ':' (not in SPEC, docs/cdi-rules.md#names)",
                           POLICY)
                 if name in names:
                     c.add(p + ("name",), f"duplicate device name {name!r} (also devices[{names[name]}])", GO)

@@ -1,13 +1,13 @@
-"""Minimum required ``cdiVersion`` of a spec (README §1.2; port of ``specs-go/version.go``
+"""Minimum required ``cdiVersion`` of a spec (docs/cdi-rules.md#minimum-version; port of ``specs-go/version.go``
 ``MinimumRequiredVersion`` at CDI 1.1.0).
 
 A runtime rejects any file declaring a cdiVersion newer than its CDI library knows, even when the
-file uses no new feature (README §1.2/§1.3: containerd 1.7.0-1.7.11 only knows <= 0.5.0). So the
+file uses no new feature (docs/cdi-rules.md#runtime-versions: containerd 1.7.0-1.7.11 only knows <= 0.5.0). So the
 generator writes the *minimum* version the content needs, never the newest.
 
 Algorithm: walk the versions newest to oldest (1.1.0, 1.0.0, 0.8.0, 0.7.0, 0.6.0, 0.5.0, 0.4.0);
 the first whose predicate holds for the spec (top-level ``containerEdits`` and every
-``devices[].containerEdits`` are inspected) is the answer, else ``0.3.0``. Predicates (README §1.1):
+``devices[].containerEdits`` are inspected) is the answer, else ``0.3.0``. Predicates (docs/cdi-rules.md#versions):
 
 * 1.1.0 — non-empty ``netDevices``; ``intelRdt.schemata`` present (even ``[]``); ``intelRdt.enableMonitoring`` true
 * 1.0.0, 0.8.0 — never (Go API-only releases)
@@ -107,7 +107,7 @@ def minimum_version(spec: Mapping[str, Any]) -> str:
 
 
 def check_version(spec: Mapping[str, Any]) -> str:
-    """The Go ``ValidateVersion`` check (README §1.2): strip one leading ``v``; the version must
+    """The Go ``ValidateVersion`` check (docs/cdi-rules.md#minimum-version): strip one leading ``v``; the version must
     be one of :data:`KNOWN_VERSIONS`; the computed minimum must not be newer (so 0.1.0/0.2.0
     always fail). Returns the declared version without ``v``; raises :class:`CdiValidationError`."""
     declared = spec.get("cdiVersion")

@@ -1,6 +1,6 @@
 """Writing, checking and removing the CDI spec files of one driver (one vendor/class).
 
-Files (README §3.2, §7.5; names in :mod:`dra_framework.cdi.names`):
+Files (docs/cdi-rules.md#file-names; names in :mod:`dra_framework.cdi.names`):
 
 * per claim ``<cdi_root>/<vendor>-<class>_<claimUID>.json`` with one CDI device per allocated
   device, named by :func:`~dra_framework.cdi.names.claim_device_name`, plus the claim-wide edits
@@ -12,14 +12,14 @@ Every write: build the document (JSON, camelCase, no nulls) -> apply the host-ro
 (:mod:`~dra_framework.cdi.version`) -> :func:`~dra_framework.cdi.validate.validate_spec` (strict)
 -> atomic write. An invalid spec is never written.
 
-Atomic write (README §3.4/§3.5): a temp file **in the same directory** named
+Atomic write (docs/cdi-rules.md#atomic-write, docs/cdi-rules.md#discovery): a temp file **in the same directory** named
 ``.<final-name>.<random>.tmp`` — a leading dot and a ``.tmp`` extension, so runtimes (which only
 read ``*.json``/``*.yaml``) never load it -> write -> ``fchmod 0644`` (the Go helper's 0600 is
 unreadable for rootless runtimes, issue #224) -> ``fsync`` -> ``os.replace`` onto the final name
 (a rename inside the watched dir, which fsnotify-based caches notice) -> ``fsync`` the directory.
 The temp file is removed on any failure. ``cdi_root`` is created (mode 0755) if missing.
 
-Ordering duties of the caller (README §3.6, §6): write the claim spec before Prepare returns,
+Ordering duties of the caller (docs/cdi-rules.md#kubelet): write the claim spec before Prepare returns,
 rewrite it on every Prepare (:meth:`CdiWriter.ensure_claim_spec`), remove it on Unprepare before
 releasing driver state, and at start-up remove specs whose claim is not checkpointed
 (:meth:`CdiWriter.list_claim_spec_uids`).
@@ -59,12 +59,12 @@ SPEC_FILE_MODE = 0o644
 #: cdi_root when this writer creates it: container runtimes (also rootless ones) must read it.
 CDI_DIR_MODE = 0o755
 #: Env var injected (value: the CDI device name) for a device whose edits are empty, because CDI
-#: rejects devices without edits (the workaround of dra-driver-nvidia-gpu#1144, README §6).
+#: rejects devices without edits (the workaround of dra-driver-nvidia-gpu#1144, docs/cdi-rules.md#known-issues).
 INERT_ENV_NAME = "DRA_CDI_DEVICE"
 
 
 def atomic_write_file(path: str, data: bytes, mode: int = SPEC_FILE_MODE) -> None:
-    """Atomically replace ``path`` with ``data`` (README §3.4), creating its directory; see
+    """Atomically replace ``path`` with ``data`` (docs/cdi-rules.md#atomic-write), creating its directory; see
     :func:`dra_framework.fsutil.atomic_write_file`. Raises ``OSError``."""
     make_dirs(os.path.dirname(path) or ".", CDI_DIR_MODE)
     _atomic_write(path, data, mode)
@@ -78,11 +78,11 @@ class CdiWriter:
     """Writes the CDI specs of one driver kind ``vendor/class_`` into ``cdi_root``.
 
     ``cdi_root``: directory the container runtime scans (default ``/var/run/cdi``, the highest
-    priority default dir, README §3.1). ``vendor``: lower-case DNS subdomain starting with a letter
-    (e.g. ``k8s.gpu.example.com``); ``class_``: ``[a-z][a-z0-9-]*[a-z0-9]`` (README §2.2).
+    priority default dir, docs/cdi-rules.md#directories). ``vendor``: lower-case DNS subdomain starting with a letter
+    (e.g. ``k8s.gpu.example.com``); ``class_``: ``[a-z][a-z0-9-]*[a-z0-9]`` (docs/cdi-rules.md#names).
     ``host_root_map``: ``{path in driver container: path on host}`` for
     :func:`~dra_framework.cdi.hostroot.apply_host_root`. ``max_cdi_version``: optional cap (e.g.
-    ``"0.5.0"`` for containerd 1.7.0-1.7.11, README §1.3); a spec needing more raises
+    ``"0.5.0"`` for containerd 1.7.0-1.7.11, docs/cdi-rules.md#runtime-versions); a spec needing more raises
     :class:`CdiValidationError` instead of being written.
 
     Raises :class:`CdiValidationError` for an invalid vendor/class.
@@ -180,7 +180,7 @@ class CdiWriter:
     def ensure_claim_spec(self, claim_uid: str, devices: Sequence[ClaimDevice],
                           claim_edits: ContainerEdits | None = None) -> list[str]:
         """Re-prepare helper: rewrite the claim's spec unless it already matches; returns the IDs
-        as :meth:`write_claim_spec` does (README §3.6: kubelet re-prepares after a restart)."""
+        as :meth:`write_claim_spec` does (docs/cdi-rules.md#kubelet: kubelet re-prepares after a restart)."""
         if self.claim_spec_exists_and_matches(claim_uid, devices, claim_edits):
             return self.read_claim_spec_ids(claim_uid) or []
         return self.write_claim_spec(claim_uid, devices, claim_edits)

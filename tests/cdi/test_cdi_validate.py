@@ -1,4 +1,5 @@
-"""Schema + Go-library rules + strict policy (issue 5, item 4; README §2, §4)."""
+"""Schema + Go-library rules + strict policy (issue 5, item 4; docs/cdi-rules.md#load-rules and
+docs/cdi-rules.md#schema)."""
 import copy
 import json
 

@@ -1,4 +1,4 @@
-"""Minimum required cdiVersion (issue 5, item 3; README §1.2)."""
+"""Minimum required cdiVersion (issue 5, item 3; docs/cdi-rules.md#minimum-version)."""
 import copy
 
 import pytest

@@ -28,7 +28,7 @@ def test_write_claim_spec(writer):
     assert os.path.basename(path) == f"{VENDOR}-{CLASS}_{UID}.json"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     spec = json.load(open(path))
-    assert spec["cdiVersion"] == "0.5.0"  # name starts with a digit (README §2.2)
+    assert spec["cdiVersion"] == "0.5.0"  # name starts with a digit (docs/cdi-rules.md#versions)
     assert spec["containerEdits"] == {"env": [f"CLAIM={UID}"]}
     assert writer.read_claim_spec_ids(UID) == ids
     assert writer.list_claim_spec_uids() == [UID]
@@ -57,7 +57,7 @@ def test_atomic_write_no_partial_json_visible(writer, monkeypatch):
     monkeypatch.setattr(os, "replace", spy)
     writer.write_claim_spec(UID, [("gpu-0", None, GPU)])
     # Before the rename: no spec file of ours, only the temp file, which runtimes skip
-    # (leading dot, extension not .json/.yaml; README §3.1, §3.5).
+    # (leading dot, extension not .json/.yaml; docs/cdi-rules.md#directories).
     assert seen["names"] == [seen["src"]]
     tmp = seen["src"]
     assert tmp.startswith(".") and tmp.endswith(".tmp")
@@ -195,7 +195,7 @@ def test_host_root_applied_on_write(tmp_path):
 def test_assert_valid_cdi_dir_catches_problems(tmp_path, writer):
     writer.write_claim_spec(UID, [("gpu-0", None, GPU)])
     root = writer.cdi_root
-    # The same qualified device in a second file (runtimes drop it, README §3.1).
+    # The same qualified device in a second file (runtimes drop it, docs/cdi-rules.md#directories).
     with open(os.path.join(root, "copy.json"), "w") as f:
         f.write(open(writer.claim_spec_path(UID)).read())
     os.chmod(os.path.join(root, "copy.json"), 0o644)
