@@ -507,17 +507,14 @@ class PrepareEngine:
                 out = await self._prepare_locked(ref, obj)
                 self._log_done("prepared", ref, t0, out.devices)
                 return out
-        except ClaimError as exc:
-            reason = exc.reason
-            self._log_failed("prepare", ref, t0, exc)
-            return PrepareOutcome(error=str(exc))
-        except asyncio.CancelledError as exc:
-            dropped = self._dropped(exc, label)
-            if dropped is None:
+        except (ClaimError, asyncio.CancelledError) as exc:
+            # A cancellation is either dropped work (an answer for the kubelet) or a real one.
+            err = exc if isinstance(exc, ClaimError) else self._dropped(exc, label)
+            if err is None:
                 raise
-            reason = dropped.reason
-            self._log_failed("prepare", ref, t0, dropped)
-            return PrepareOutcome(error=str(dropped))
+            reason = err.reason
+            self._log_failed("prepare", ref, t0, err)
+            return PrepareOutcome(error=str(err))
         except Exception as exc:
             reason = "internal"
             self.log.exception("prepare of claim %s/%s (%s) failed", ref.namespace, ref.name, ref.uid)
@@ -955,17 +952,14 @@ class PrepareEngine:
             self.metrics.set_prepared_claims(self.prepared_claim_count())
             self._log_done("unprepared", ref, t0, _outcome(entry.get("prepared") or []).devices)
             return ""
-        except ClaimError as exc:
-            reason = exc.reason
-            self._log_failed("unprepare", ref, t0, exc)
-            return str(exc)
-        except asyncio.CancelledError as exc:
-            dropped = self._dropped(exc, label)
-            if dropped is None:
+        except (ClaimError, asyncio.CancelledError) as exc:
+            # A cancellation is either dropped work (an answer for the kubelet) or a real one.
+            err = exc if isinstance(exc, ClaimError) else self._dropped(exc, label)
+            if err is None:
                 raise
-            reason = dropped.reason
-            self._log_failed("unprepare", ref, t0, dropped)
-            return str(dropped)
+            reason = err.reason
+            self._log_failed("unprepare", ref, t0, err)
+            return str(err)
         except Exception as exc:
             reason = "internal"
             self.log.exception("unprepare of claim %s failed", ref.uid)
