@@ -8,7 +8,6 @@ Downward API usually sets it. Errors name the field (``drivers[1].backends[0].op
 from __future__ import annotations
 
 import os
-import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .cdi.policy import CdiPolicy
 from .errors import ConfigError
+from .kubenames import dns_subdomain_problem
 
-# Driver names are DNS subdomains of at most 63 characters (ResourceSlice.spec.driver).
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 class _Strict(BaseModel):
@@ -66,7 +64,8 @@ class DriverConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _dns_subdomain(cls, v: str) -> str:
-        if len(v) > 63 or not _DNS_SUBDOMAIN.match(v):
+        # Driver names are DNS subdomains of at most 63 characters (ResourceSlice.spec.driver).
+        if len(v) > 63 or dns_subdomain_problem(v) is not None:
             raise ValueError(f"{v!r} is not a DNS subdomain of at most 63 characters (ResourceSlice.spec.driver)")
         return v
 
@@ -124,7 +123,6 @@ class Settings(_Strict):
     @classmethod
     def _node_name(cls, v: str) -> str:
         # Node names are DNS-1123 subdomains; a wrong one would never match a Node or a slice.
-        from .kubenames import dns_subdomain_problem
 
         problem = dns_subdomain_problem(v) if v else None
         if problem:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from ..kubenames import dns_label_problem
+
 #: The standard attribute names (k8s.io/dynamic-resource-allocation/deviceattribute).
 PCI_BUS_ID = "resource.kubernetes.io/pciBusID"
 PCIE_ROOT = "resource.kubernetes.io/pcieRoot"
@@ -22,7 +24,6 @@ PCIE_ROOT = "resource.kubernetes.io/pcieRoot"
 #: What upstream accepts as a ``pciBusID`` value: 4-digit domain, lower-case.
 STANDARD_BDF_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _ANY_BDF_RE = re.compile(r"^(?:(?P<dom>[0-9a-fA-F]{1,8}):)?(?P<bus>[0-9a-fA-F]{2}):(?P<dev>[0-9a-fA-F]{2})\.(?P<fn>[0-7])$")
-_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def normalize_bdf(address: str) -> str:
@@ -45,7 +46,7 @@ def is_standard_bdf(address: str) -> bool:
 def device_name(address: str, prefix: str = "pci") -> str:
     """``0000:17:01.0`` → ``<prefix>-0000-17-01-0``. ``prefix`` must be a DNS label of at most
     44 characters (the name stays within 63). Raises ValueError for a bad address or prefix."""
-    if not _LABEL_RE.match(prefix) or len(prefix) > 44:
+    if dns_label_problem(prefix) is not None or len(prefix) > 44:
         raise ValueError(f"device name prefix {prefix!r} must be a DNS label of at most 44 characters")
     dom, bus, rest = normalize_bdf(address).split(":")
     dev, fn = rest.split(".")
