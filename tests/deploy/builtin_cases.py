@@ -1,0 +1,50 @@
+"""The built-in backends the chart-identity end-to-end test runs (tests/deploy/test_chart_identity.py).
+
+One :class:`BuiltinCase` per built-in backend (an entry point in ``dra_framework.backends``):
+the test installs the chart with a node group serving ``config``'s driver, runs the daemon with a
+token of the chart's ServiceAccount, creates a claim of the chart's DeviceClass ``device_class``
+(plus ``selectors``), allocates it with the scheduler's allocator and prepares/unprepares it
+through the kubelet's DRA code. A backend that lands appends its case here and its
+DeviceClass(es) to ``deviceClasses`` in deploy/helm/dra-framework/values.yaml.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "examples" / "configs"
+
+
+@dataclass(frozen=True)
+class BuiltinCase:
+    #: entry point name in ``dra_framework.backends`` (pyproject)
+    backend: str
+    #: composed-driver config (YAML, relative paths against its folder); the first driver with
+    #: ``backend`` is used, its other drivers are left out
+    config: Path
+    #: a DeviceClass the chart creates (values.yaml ``deviceClasses[].name``)
+    device_class: str
+    #: extra CEL selectors of the claim's one request
+    selectors: tuple[str, ...] = ()
+    #: devices the request asks for
+    count: int = 1
+    #: ``module:callable`` simulating hardware on each copied hostRoot, as ``--dra-host`` of the
+    #: conformance suite (docs/testing.md), e.g. ``dra_framework.testing.hosttree:FakePciKernel``
+    host: str | None = None
+    #: a CDI edit the prepared claim must carry (substring of the cdi-check edits JSON), if any
+    expect_in_edits: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def id(self) -> str:
+        return f"{self.backend}-{self.device_class}"
+
+
+CASES: list[BuiltinCase] = [
+    BuiltinCase("nvidia", CONFIGS / "nvidia-dgx-h100.yaml", "gpu.nvidia.com",
+                selectors=("device.attributes['gpu.nvidia.com'].productName == 'NVIDIA H100 80GB HBM3'",),
+                expect_in_edits=("/dev/nvidiactl",)),
+    BuiltinCase("nvidia", CONFIGS / "nvidia-dgx-h100.yaml", "mig.nvidia.com",
+                selectors=("device.attributes['gpu.nvidia.com'].profile == '1g.10gb'",),
+                expect_in_edits=("/dev/nvidia-caps/nvidia-cap",)),
+]
