@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real-Kubernetes test harness (etcd, kube-apiserver, kubelet-dra-shim,
-# dra-allocator, cdi-check) from the Go module proxy into a cache OUTSIDE the repo:
+# kube-scheduler, dra-allocator, cdi-check) from the Go module proxy into a cache OUTSIDE the repo:
 #
 #   ${DRA_HARNESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dra-framework/harness}/k8s-<version>/bin/
 #
@@ -144,6 +144,7 @@ build tools cdi-check ./cmd/cdi-check
 build etcd etcd .
 build k8s kube-apiserver ./cmd/kube-apiserver
 build k8s kubelet-dra-shim ./cmd/kubelet-dra-shim
+build k8s kube-scheduler ./cmd/kube-scheduler
 
 # Facts the pytest fixtures need, derived from this exact version (cheap, so always).
 "$BIN/kubelet-dra-shim" --print-dra-gates >"$BIN/dra-gates.txt.tmp" && mv "$BIN/dra-gates.txt.tmp" "$BIN/dra-gates.txt"
