@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite (`make test`, and `.ci/run` with CI=true).
-# 1. builds the Go harness (etcd, kube-apiserver, kubelet-dra-shim, allocator, cdi-check) for the
+# 1. builds the Go harness (etcd, kube-apiserver, kubelet-dra-shim, allocator, cdi-check, and helm) for the
 #    newest (1.37.2) and the oldest GA (1.34.4) Kubernetes, cached outside the repo;
 # 2. runs every test against 1.37.2;
 # 3. runs the backend conformance suite (docs/testing.md) for the built-in NVIDIA backend, the
@@ -17,6 +17,7 @@ if command -v go >/dev/null 2>&1; then
   have_go=1
   ./scripts/build-harness.sh
   [ $# -gt 0 ] || ./scripts/build-harness.sh "$OLDEST"
+  ./scripts/build-helm.sh   # the Helm CLI of tests/deploy
 elif [ "${CI:-}" = "true" ]; then
   echo "CI=true but Go is missing: the Kubernetes harness cannot be built" >&2
   exit 1
@@ -36,6 +37,6 @@ conformance() {
 if [ "$have_go" = 1 ]; then
   conformance
   echo "==> again against Kubernetes $OLDEST (the oldest resource.k8s.io/v1 release)"
-  DRA_HARNESS_K8S_VERSION=$OLDEST .venv/bin/python -m pytest -m k8s tests/e2e tests/slices tests/harness_tests
+  DRA_HARNESS_K8S_VERSION=$OLDEST .venv/bin/python -m pytest -m k8s tests/e2e tests/slices tests/harness_tests tests/deploy
   DRA_HARNESS_K8S_VERSION=$OLDEST conformance
 fi

@@ -148,7 +148,7 @@ def first_case_driver() -> tuple[BuiltinCase, Any]:
 def test_status_write_refused_without_the_driver_subresource_rule(helm_bin, kube_apiserver, k8s_objects, kubelet_shim,
                                                                   allocator, dra_driver, k8s_version, tmp_path):
     """The negative control of the verb-coverage check: the ClusterRole without
-    resourceclaims/driver (what deploy/dra-framework.yaml granted) on a server that authorizes
+    resourceclaims/driver (what the static manifest before the chart granted) on a server that authorizes
     status.devices per driver: the prepare fails, the audit log shows the refused PATCH and
     ``ungranted`` reports it."""
     if tuple(int(x) for x in k8s_version.split(".")[:2]) < (1, 36):
