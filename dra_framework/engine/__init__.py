@@ -1,5 +1,6 @@
-"""Prepare/unprepare engine of one DRA driver: the crash-safe checkpoint, opaque config
-resolution, the engine the kubelet servicers call, and the janitor for interrupted prepares."""
+"""Prepare/unprepare engine of one DRA driver: the crash-safe checkpoint and its typed entries,
+opaque config resolution, the engine the kubelet servicers call, and the janitor for interrupted
+prepares."""
 from .checkpoint import (
     PREPARE_COMPLETED,
     PREPARE_STARTED,
@@ -12,7 +13,9 @@ from .checkpoint import (
 )
 from .claims_api import lightkube_claim_getter, lightkube_status_writer
 from .configs import ConfigError, ConfigTypes, decode_stored, decode_strict, driver_configs
-from .engine import ClaimError, ClaimGetter, EngineMetrics, NullMetrics, PrepareEngine, StatusWriter
+from .engine import PrepareEngine
+from .entry import ClaimEntry, DeviceRecord, PartitionEntry, PreparedRecord
+from .interfaces import ClaimError, ClaimGetter, EngineMetrics, NullMetrics, StatusWriter
 from .janitor import Janitor
 
 __all__ = [
@@ -20,5 +23,5 @@ __all__ = [
     "CheckpointProblem", "checkpoint_path", "read_boot_id", "lightkube_claim_getter",
     "lightkube_status_writer", "ConfigError", "ConfigTypes", "decode_stored", "decode_strict",
     "driver_configs", "ClaimError", "ClaimGetter", "EngineMetrics", "NullMetrics", "PrepareEngine",
-    "StatusWriter", "Janitor",
+    "StatusWriter", "Janitor", "ClaimEntry", "DeviceRecord", "PartitionEntry", "PreparedRecord",
 ]

@@ -8,8 +8,9 @@ File format (schema version :data:`SCHEMA_VERSION`)::
 Line 1 is a header; the checksum and length cover the payload *bytes exactly as stored*, never a
 re-serialisation of parsed data, so a field added by a newer release can never make an old file
 "corrupt" (the NVIDIA driver's bug #1080). The payload is ``{"bootId": ..., "claims": {uid:
-entry}}``; entries are plain JSON objects that this module does not interpret (the engine owns
-their shape, see :mod:`dra_framework.engine.engine`), and unknown keys in them survive rewrites.
+entry}}``; each entry is read into a typed :class:`~dra_framework.engine.entry.ClaimEntry` (its
+shape, and the upgrade of older schema versions, live in :mod:`dra_framework.engine.entry`), and
+unknown keys in them survive rewrites.
 
 Writes are atomic: temp file in the same directory, fsync, ``os.replace``, fsync of the directory.
 Every read-modify-write holds an ``fcntl.flock`` on ``checkpoint.lock`` next to the file (two
@@ -38,22 +39,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fsutil import PLUGIN_DIR_MODE, atomic_write_file, fsync_dir, make_dirs, open_lock_file
 from typing import Any, Callable, Iterator, Mapping
+
+from ..fsutil import PLUGIN_DIR_MODE, atomic_write_file, fsync_dir, make_dirs, open_lock_file
+from .entry import PREPARE_COMPLETED, PREPARE_STARTED, SCHEMA_VERSION, ClaimEntry, SchemaVersionError, upgrade
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 FORMAT = "dra-framework-checkpoint"
 FILE_NAME = "checkpoint.json"
 LOCK_NAME = "checkpoint.lock"
 BOOT_ID_PATH = "proc/sys/kernel/random/boot_id"
 
-#: Claim entry states (two-phase prepare).
-PREPARE_STARTED = "PrepareStarted"
-PREPARE_COMPLETED = "PrepareCompleted"
-
-Claims = dict[str, dict[str, Any]]
+Claims = dict[str, ClaimEntry]
 
 
 class CheckpointError(Exception):
@@ -101,18 +99,25 @@ def checkpoint_path(kubelet_root: str | os.PathLike[str], driver: str) -> Path:
 # --- encoding ----------------------------------------------------------------------------------
 
 
+def _entry_json(obj: Any) -> Any:
+    if isinstance(obj, ClaimEntry):
+        return obj.to_json()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def encode(claims: Mapping[str, Any], boot_id: str) -> bytes:
-    """Header line + canonical JSON payload. Raises TypeError/ValueError for non-JSON data."""
-    payload = json.dumps({"bootId": boot_id, "claims": claims}, sort_keys=True,
+    """Header line + canonical JSON payload; ``claims`` values are :class:`ClaimEntry` objects
+    or their JSON form. Raises TypeError/ValueError for non-JSON data."""
+    payload = json.dumps({"bootId": boot_id, "claims": claims}, sort_keys=True, default=_entry_json,
                          separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
     header = {"checksum": "sha256:" + hashlib.sha256(payload).hexdigest(), "format": FORMAT,
               "length": len(payload), "version": SCHEMA_VERSION}
     return json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n" + payload
 
 
-def decode(raw: bytes) -> tuple[Claims, str]:
-    """Parse the stored bytes; returns ``(claims, boot id stored in the file)``.
-    Raises :class:`CheckpointFormatError`."""
+def decode(raw: bytes) -> tuple[dict[str, dict[str, Any]], str]:
+    """Parse the stored bytes; returns ``(claims as JSON objects, upgraded to the current schema
+    version, boot id stored in the file)``. Raises :class:`CheckpointFormatError`."""
     if not raw.strip():
         raise CheckpointFormatError("empty", "the file is empty")
     head, nl, payload = raw.partition(b"\n")
@@ -143,15 +148,12 @@ def decode(raw: bytes) -> tuple[Claims, str]:
         raise CheckpointFormatError("garbage", f"payload is not JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("claims", {}), dict):
         raise CheckpointFormatError("garbage", "payload is not a checkpoint object")
-    data = _migrate(version, data)
+    try:
+        data = upgrade(version, data)
+    except SchemaVersionError as exc:
+        raise CheckpointFormatError("garbage", str(exc)) from None
     claims = {str(k): v for k, v in data.get("claims", {}).items() if isinstance(v, dict)}
     return claims, str(data.get("bootId") or "")
-
-
-def _migrate(version: int, data: dict[str, Any]) -> dict[str, Any]:
-    """Upgrade the payload of an older schema version (none exist yet: version 1 is the first).
-    Add a step here whenever SCHEMA_VERSION is raised; never change how version N is read."""
-    return data
 
 
 # --- file helpers ------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ class Checkpoint:
         self.lock_path = os.path.join(self.directory, LOCK_NAME)
         self.boot_id = read_boot_id(host_root) if boot_id is None else boot_id
         self.on_problem = on_problem
-        self.claims: Mapping[str, dict[str, Any]] = {}
+        self.claims: Mapping[str, ClaimEntry] = {}
         self.file_boot_id = ""
         self.problems: list[CheckpointProblem] = []
         #: False when :meth:`load` found no file (a fresh node, or the file was deleted).
@@ -211,10 +213,10 @@ class Checkpoint:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def get(self, uid: str) -> dict[str, Any] | None:
+    def get(self, uid: str) -> ClaimEntry | None:
         return self.claims.get(uid)
 
-    async def load(self) -> Mapping[str, dict[str, Any]]:
+    async def load(self) -> Mapping[str, ClaimEntry]:
         """Read the file under the lock (start-up). A bad file is moved aside and reported, and
         the state starts empty; a missing file is an empty state. Never raises for file
         content; raises OSError only when the directory cannot be created."""
@@ -234,7 +236,7 @@ class Checkpoint:
         state it described is still on the node) like a bad file: log, ``problems``, ``on_problem``."""
         self._report([CheckpointProblem(self.path, reason, message, None)])
 
-    async def refresh(self) -> Mapping[str, dict[str, Any]]:
+    async def refresh(self) -> Mapping[str, ClaimEntry]:
         """Re-read the file if another process changed it (cheap stat check)."""
         if _stat_key(self.path) != self._stat:
             problems: list[CheckpointProblem] = []
@@ -258,7 +260,7 @@ class Checkpoint:
         try:
             with open(self.path, "rb") as f:
                 raw = f.read()
-            claims, file_boot = decode(raw)
+            stored, file_boot = decode(raw)
         except FileNotFoundError:
             return dict(self.claims)
         except (OSError, CheckpointFormatError) as exc:
@@ -275,6 +277,7 @@ class Checkpoint:
             problems.append(CheckpointProblem(self.path, reason, msg, moved))
             self._stat = None
             return dict(self.claims)
+        claims = {uid: ClaimEntry.from_json(uid, e) for uid, e in stored.items()}
         self.claims, self.file_boot_id, self._stat = claims, file_boot, key
         return dict(claims)
 
@@ -308,8 +311,9 @@ class Checkpoint:
 
     async def update(self, fn: Callable[[Claims], Any]) -> Any:
         """Run ``fn(claims)`` on the current state under the file lock and persist the result
-        atomically; returns what ``fn`` returned. ``fn`` gets a fresh top-level dict to modify
-        (assign or delete entries; never mutate an entry object in place) and runs in a worker
+        atomically; returns what ``fn`` returned. ``fn`` gets a fresh top-level dict uid →
+        :class:`ClaimEntry` to modify (assign or delete entries; a JSON object assigned is read as
+        an entry) and runs in a worker
         thread. If ``fn`` raises, its changes are discarded and the exception propagates to this
         caller only. Concurrent calls are committed together (one lock, one fsync)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -360,7 +364,8 @@ class Checkpoint:
                 except Exception as exc:
                     results.append((False, exc))
                     continue
-                working = attempt
+                working = {uid: e if isinstance(e, ClaimEntry) else ClaimEntry.from_json(uid, e)
+                           for uid, e in attempt.items()}
                 changed = True
                 results.append((True, value))
             if changed:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from ..kubenames import check_claim_ref
 from ..model import ClaimInfo
-from .engine import ClaimGetter, StatusWriter
+from .interfaces import ClaimGetter, StatusWriter
 
 API_VERSION = "resource.k8s.io/v1"
 

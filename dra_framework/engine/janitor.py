@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import logging
 
-from .checkpoint import PREPARE_STARTED
-from .engine import ClaimGetter, PrepareEngine
+from .engine import PrepareEngine
+from .interfaces import ClaimGetter
 
 log = logging.getLogger("dra_framework.engine.janitor")
 
@@ -46,10 +46,9 @@ class Janitor:
         except Exception as exc:
             log.warning("janitor: cannot refresh the checkpoint: %s", exc)
         for uid, entry in list(self.engine.checkpoint.claims.items()):
-            unfinished = entry.get("state") == PREPARE_STARTED or entry.get("unprepareStarted")
-            if not unfinished or self.engine.is_busy(uid):
+            if not entry.unfinished() or self.engine.is_busy(uid):
                 continue
-            ns, name = str(entry.get("namespace", "")), str(entry.get("name", ""))
+            ns, name = entry.namespace, entry.name
             try:
                 obj = await self.get_claim(ns, name)
             except Exception as exc:
