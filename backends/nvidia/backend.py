@@ -3,14 +3,17 @@ and health together."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
-from dra_framework.api import DeviceStatus, Health, HealthReport, PreparedDeviceEdits, PrepareResult, hookimpl
+from dra_framework.api import (ContainerEdits, CounterConsumption, DeviceStatus, Health, HealthReport,
+                               PreparedDeviceEdits, PrepareResult, Taint, TaintEffect, bind_driver, hookimpl,
+                               merge_edits, restore_journal)
 
 from . import config as cfg
-from . import naming
+from . import naming, shares, vfio
 from .cdi_edits import CdiBuilder
 from .discovery import Discoverer, DiscoveryResult
 from .executor import Executor, NvidiaSmiExecutor, RecordingExecutor, timeslice_cmd
@@ -18,8 +21,13 @@ from .health import HealthWatcher
 from .nvml_api import Nvml, NvmlError, normalize_bus_id
 from .nvml_source import find_library, open_nvml
 from .options import NvidiaOptions
+from .mps import MpsManager
+from .mps import journal_key as mps_key
 from .partitions import MigManager, journal_key, owned_mig_records
-from .sharing import SharingState
+from .sharing import DeviceUsers, SharingState
+
+#: Taint of a device whose MPS control daemon died while claims use it.
+MPS_DEAD_TAINT = "gpu.nvidia.com/mps-daemon"
 
 
 class NvidiaBackend:
@@ -40,15 +48,23 @@ class NvidiaBackend:
                              f"{options.driver_root!r} right?") from None
         self.executor: Executor = executor or self._make_executor(state_dir)
         self.sharing = SharingState(state_dir / "sharing.json")
+        self.users = DeviceUsers(state_dir / "users.json")
         self.mig = MigManager(self.nvml, self.log)
+        self.mps = MpsManager(self.executor, self.host_root, options.mps_root, state_dir / "mps.json",
+                              self.nvml.gpu_responsive, self.log)
+        #: device → why its MPS control daemon is considered dead (from the liveness watch)
+        self.mps_dead: dict[str, str] = {}
         self.state_dir = state_dir
-        self.discoverer = Discoverer(self.nvml, self.host_root, options.mig_strategy)
+        share_memory = ((lambda total: shares.memory_capacity(total, options))
+                        if options.consumable_shares == "memory" else None)
+        self.discoverer = Discoverer(self.nvml, self.host_root, options.mig_strategy, share_memory)
         self.cdi = CdiBuilder(self.host_root, self.driver_root, options.host_driver_root_path,
                               options.nvidia_cdi_hook_path, log=self.log)
         self.result: DiscoveryResult | None = None
         self.health = HealthWatcher(self.nvml, lambda: self.result, set(options.additional_xids_to_ignore),
                                     options.xid_quiet_period_seconds, options.event_wait_ms,
                                     context.request_rediscovery, logger=self.log)
+        self.health.extra_taints = self._mps_taints
 
     def _make_executor(self, state_dir: Path) -> Executor:
         kind = self.o.executor
@@ -66,8 +82,24 @@ class NvidiaBackend:
     async def _scan(self) -> DiscoveryResult:
         res = await asyncio.to_thread(self.discoverer.scan)
         self.discoverer.build(res, self.mig.adopted, self.mig.refused)
+        if self.o.passthrough:
+            await asyncio.to_thread(self._add_vfio, res)
         self.result = res
         return res
+
+    def _add_vfio(self, res: DiscoveryResult) -> None:
+        """vfio siblings, and the full GPUs consuming the same one-unit counter (backends/nvidia/vfio.py)."""
+        facts = {normalize_bus_id(g.info.pci_bus_id): {"uuid": u, "productName": g.info.name}
+                 for u, g in res.gpus.items()}
+        mig_on = {normalize_bus_id(g.info.pci_bus_id) for g in res.gpus.values() if g.info.mig_enabled}
+        devices, sets = vfio.discover(self.host_root, self.o.passthrough_exclude, mig_on, facts)
+        names = {cs.name for cs in sets}
+        for i, d in enumerate(res.devices):
+            cs = naming.counter_set_name(str(d.data.get("bus", "")))
+            if d.data.get("kind") == "gpu" and cs in names:
+                res.devices[i] = dataclasses.replace(d, consumes_counters=[CounterConsumption(cs, {vfio.COUNTER: 1})])
+        res.counter_sets.extend(sets)
+        res.devices.extend(devices)
 
     @hookimpl
     async def dra_discover(self, inventory):
@@ -82,6 +114,7 @@ class NvidiaBackend:
         # An older release kept half-created MIG instances in this file; the framework's
         # checkpoint (pending partition entries in ``owned``) holds them now.
         (self.state_dir / "mig-inflight.json").unlink(missing_ok=True)
+        await self.mps.cleanup()  # a daemon whose last claim was released by a killed driver
         if self.o.mig_strategy != "dynamic":
             return
         sysinfo = await asyncio.to_thread(self.nvml.system)
@@ -103,6 +136,11 @@ class NvidiaBackend:
         if not cfg.applies_to(config, str(device.device.attributes.get("type", ""))):
             return False
         cfg.check_applicable(config, device.name, str(device.device.attributes.get("type", "")))
+        sharing = getattr(config, "sharing", None)
+        if sharing is not None and sharing.strategy == "MPS" and device.device.data.get("kind") == "mig" \
+                and self.o.mig_strategy == "dynamic":
+            raise ValueError("sharing.strategy: MPS is not supported on dynamic MIG devices (migStrategy "
+                             "dynamic); use a full GPU or a static MIG device")
         return True
 
     # ------------------------------------------------------------------ partitions
@@ -138,34 +176,123 @@ class NvidiaBackend:
         result = PrepareResult(teardown={"timeslice": []})
         for d in devices:
             data = d.device.data
-            if data.get("kind") == "gpu":
-                uuid = data["uuid"]
-                # Admin access (monitoring) gets the GPU as it is: no MIG-mode or time-slice change.
-                if not d.admin_access:
-                    await self._ensure_mig_off(ctx, uuid, d.name)
-                conf = cfg.effective(d.configs, cfg.GpuConfig) if not d.admin_access else None
-                interval = conf.timeslice() if conf is not None else None
-                if interval is not None:
-                    await ctx.record(f"timeslice/{uuid}", interval)
-                    self.sharing.acquire(uuid, ctx.claim.uid, interval)
-                    await asyncio.to_thread(self.executor.run, timeslice_cmd(uuid, interval))
-                    result.teardown["timeslice"].append(uuid)
-                edits = self.cdi.gpu(int(data["minor"]))
-                result.devices[d.name] = PreparedDeviceEdits(edits, status=DeviceStatus(data={"uuid": uuid}))
-            elif data.get("kind") == "mig":
-                rec = ctx.partitions.get(d.name) or data
-                if d.admin_access and self.o.mig_strategy == "dynamic" and not data.get("existing"):
-                    rec = await self.mig.lookup(data, d.name)  # never created for admin access
-                gi, ci = rec.get("giId"), rec.get("ciId")
-                if gi is None or ci is None:
-                    raise RuntimeError(f"MIG device {d.name!r} has no GPU/compute instance (giId={gi}, ciId={ci})")
-                edits = self.cdi.mig(int(data["parentMinor"]), int(gi), int(ci))
-                status = {"uuid": rec.get("uuid"), "parentUUID": data["parent"], "giId": gi, "ciId": ci}
-                result.devices[d.name] = PreparedDeviceEdits(edits, status=DeviceStatus(data=status))
+            kind = data.get("kind")
+            holder = ctx.claim.uid if d.share_id is None else f"{ctx.claim.uid}/{d.share_id}"
+            if kind == "gpu":
+                edits, status = await self._prepare_gpu(ctx, d, holder, result)
+            elif kind == "mig":
+                edits, status = await self._prepare_mig(ctx, d, holder)
+            elif kind == "vfio":
+                edits, status = await self._prepare_vfio(ctx, d, holder)
             else:
                 raise RuntimeError(f"device {d.name!r} is not an NVIDIA device known to this backend")
-        result.claim_edits = self.cdi.common(driver_version)
+            if d.share_id is not None:
+                status["shareID"] = d.share_id
+                edits = merge_edits([edits, ContainerEdits(env=shares.share_env(d.name, d.share_id, d.consumed_capacity))])
+            result.devices[d.name] = PreparedDeviceEdits(edits, status=DeviceStatus(data=status))
+        if any(d.device.data.get("kind") != "vfio" for d in devices):
+            result.claim_edits = self.cdi.common(driver_version)
         return result
+
+    def _check_mps_alive(self, name: str) -> None:
+        if name in self.mps_dead:
+            raise RuntimeError(f"device {name!r} is tainted {MPS_DEAD_TAINT}: {self.mps_dead[name]}")
+
+    async def _use(self, ctx, device: str, holder: str, mode: str) -> None:
+        """Register ``holder`` as a user of GPU ``device`` in ``mode`` (journal first); refuse
+        combinations the hardware cannot serve (sharing.DeviceUsers)."""
+        others = await asyncio.to_thread(self.users.others, device, holder)
+        clash = {h: m for h, m in others.items() if m == "vfio" or mode == "vfio" or (m == "mps") != (mode == "mps")}
+        if clash:
+            h, m = next(iter(clash.items()))
+            why = {"vfio": "it is bound to vfio-pci for", "mps": "its MPS control daemon (EXCLUSIVE_PROCESS) serves",
+                   "plain": "it is used without MPS by"}[m]
+            raise RuntimeError(f"cannot prepare {device!r} for {mode} use: {why} claim {h.split('/')[0]}"
+                               + (" (share " + h.split("/", 1)[1] + ")" if "/" in h else ""))
+        await ctx.record(f"use/{device}" + (f"#{holder.split('/', 1)[1]}" if "/" in holder else ""),
+                         {"device": device, "holder": holder})
+        await asyncio.to_thread(self.users.add, device, holder, mode)
+
+    async def _prepare_gpu(self, ctx, d, holder: str, result: PrepareResult) -> tuple[ContainerEdits, dict]:
+        data = d.device.data
+        uuid = data["uuid"]
+        # Admin access (monitoring) gets the GPU as it is: no MIG-mode, time-slice or MPS change.
+        if d.admin_access:
+            return self.cdi.gpu(int(data["minor"])), {"uuid": uuid}
+        self._check_mps_alive(d.name)
+        await self._ensure_mig_off(ctx, uuid, d.name)
+        conf = cfg.effective(d.configs, cfg.GpuConfig)
+        sharing = conf.sharing if conf is not None else None
+        mps = sharing is not None and sharing.strategy == "MPS"
+        # Only where two claims can meet on one GPU (shares, MPS, a vfio sibling): a plain exclusive
+        # GPU costs no extra journal write.
+        if mps or d.share_id is not None or self.o.passthrough:
+            await self._use(ctx, d.name, holder, "mps" if mps else "plain")
+        interval = conf.timeslice() if conf is not None else None
+        if interval is not None:
+            await ctx.record(f"timeslice/{uuid}", interval)
+            self.sharing.acquire(uuid, ctx.claim.uid, interval)
+            await asyncio.to_thread(self.executor.run, timeslice_cmd(uuid, interval))
+            result.teardown["timeslice"].append(uuid)
+        parts = [self.cdi.gpu(int(data["minor"]))]
+        if mps:
+            mem = shares.consumed_memory(d.consumed_capacity) if d.share_id else None
+            parts.append(await self.mps.acquire(self._mps_record(ctx, d), d.name, uuid, uuid, holder,
+                                                sharing.mps_config, mem))
+        return merge_edits(parts), {"uuid": uuid}
+
+    def _mps_record(self, ctx, d):
+        key = mps_key(d.name) + (f"#{d.share_id}" if d.share_id else "")
+        return lambda _key, value: ctx.record(key, value)
+
+    async def _prepare_mig(self, ctx, d, holder: str) -> tuple[ContainerEdits, dict]:
+        data = d.device.data
+        rec = ctx.partitions.get(d.name) or data
+        if d.admin_access and self.o.mig_strategy == "dynamic" and not data.get("existing"):
+            rec = await self.mig.lookup(data, d.name)  # never created for admin access
+        gi, ci = rec.get("giId"), rec.get("ciId")
+        if gi is None or ci is None:
+            raise RuntimeError(f"MIG device {d.name!r} has no GPU/compute instance (giId={gi}, ciId={ci})")
+        parts = [self.cdi.mig(int(data["parentMinor"]), int(gi), int(ci))]
+        conf = cfg.effective(d.configs, cfg.MigDeviceConfig) if not d.admin_access else None
+        sharing = conf.sharing if conf is not None else None
+        if sharing is not None and sharing.strategy == "MPS":
+            self._check_mps_alive(d.name)
+            mig_uuid = rec.get("uuid")
+            if not mig_uuid:
+                raise RuntimeError(f"MIG device {d.name!r}: no MIG UUID known, cannot start its MPS control daemon")
+            mem = shares.consumed_memory(d.consumed_capacity) if d.share_id else None
+            parts.append(await self.mps.acquire(self._mps_record(ctx, d), d.name, mig_uuid, None, holder,
+                                                sharing.mps_config, mem))
+        return merge_edits(parts), {"uuid": rec.get("uuid"), "parentUUID": data["parent"], "giId": gi, "ciId": ci}
+
+    async def _prepare_vfio(self, ctx, d, holder: str) -> tuple[ContainerEdits, dict]:
+        bdf, gpu = d.device.data["bus"], d.device.data["gpu"]
+        if d.admin_access:
+            raise RuntimeError(f"admin access to vfio device {d.name!r}: passthrough rebinds the GPU, which admin "
+                               "access must not do")
+        fn = vfio.PciFunction.at(self.host_root, bdf)
+        why = vfio.pinned(fn) or ("excluded by the passthroughExclude option" if bdf in
+                                  {normalize_bus_id(b) for b in self.o.passthrough_exclude} else None)
+        if why:
+            raise RuntimeError(f"vfio device {d.name!r}: GPU {bdf} is not offered for passthrough: {why}")
+        uuid = next((u for u, g in (self.result.gpus.items() if self.result else ())
+                     if normalize_bus_id(g.info.pci_bus_id) == bdf), None)
+        if uuid is not None and fn.driver != vfio.VFIO_DRIVER:
+            try:
+                busy = await asyncio.to_thread(self.nvml.gpu_instances, uuid)
+            except NvmlError:
+                busy = []
+            if busy:
+                raise RuntimeError(f"vfio device {d.name!r}: GPU {bdf} has {len(busy)} MIG instance(s)")
+        await self._use(ctx, gpu, holder, "vfio")
+        try:
+            changed = await bind_driver(ctx, self.host_root, bdf, vfio.VFIO_DRIVER)
+        finally:
+            self.ctx.request_rediscovery()  # the NVIDIA device leaves NVML while on vfio-pci
+        fn = vfio.PciFunction.at(self.host_root, bdf)
+        return vfio.cdi_edits(self.host_root, bdf), {"pciBusID": bdf, "iommuGroup": fn.iommu_group,
+                                                     "rebound": changed}
 
     async def _ensure_mig_off(self, ctx, uuid: str, name: str) -> None:
         """Dynamic MIG on Hopper: the full GPU needs MIG mode off; turn it off if no instance is left."""
@@ -188,6 +315,22 @@ class NvidiaBackend:
     @hookimpl
     async def dra_unprepare(self, stored):
         uid = stored.claim.uid
+        errors: list[str] = []
+        # VFIO: back to the original driver from the journal alone (any step, idempotent).
+        if any(k.startswith("pci.rebind/") for k in stored.journal):
+            try:
+                await restore_journal(self.host_root, stored.journal, physically_prepared=stored.physically_prepared)
+            except Exception as exc:  # noqa: BLE001 - reported below, the rest still runs
+                errors.append(str(exc))
+            self.ctx.request_rediscovery()
+        # MPS: drop this claim's (or share's) hold; the last one stops the daemon.
+        for key, entry in stored.journal.items():
+            if key.startswith("mps/") and isinstance(entry, dict):
+                device = key[4:].split("#", 1)[0]
+                try:
+                    await self.mps.release(entry, device, stored.physically_prepared)
+                except RuntimeError as exc:
+                    errors.append(str(exc))
         if stored.completed:
             gpus = list(stored.teardown.get("timeslice", []))
         else:
@@ -203,18 +346,43 @@ class NvidiaBackend:
                 else:
                     self.log.warning("GPU %s does not answer: time-slice not reset", uuid)
             self.sharing.release(uuid, uid)
+        if errors:
+            raise RuntimeError("; ".join(errors))  # users stay registered: the kubelet retries
+        for key, entry in stored.journal.items():
+            if key.startswith("use/") and isinstance(entry, dict):
+                await asyncio.to_thread(self.users.remove, entry["device"], entry["holder"])
         # MIG instances, also half-created ones, are destroyed by dra_destroy_partition: the
         # framework hands it a pending record with this claim's mig/<device> journal entry.
 
     # ------------------------------------------------------------------ health, shutdown
+    def _mps_taints(self, device: str) -> list[tuple[Taint, str]]:
+        why = self.mps_dead.get(device)
+        return [(Taint(MPS_DEAD_TAINT, "dead", TaintEffect.NO_SCHEDULE), why)] if why else []
+
+    async def _watch_mps(self, report) -> None:
+        """Liveness of the MPS control daemons: a dead one taints its device (and fails new
+        prepares on it) until its last claim is unprepared."""
+        while True:
+            dead = await asyncio.to_thread(self.mps.dead_devices)
+            for dev in sorted(set(dead) | set(self.mps_dead)):
+                if dead.get(dev) != self.mps_dead.get(dev):
+                    if dev in dead:
+                        self.log.error("%s: tainting it %s", dead[dev], MPS_DEAD_TAINT)
+                    self.mps_dead = {**{k: v for k, v in self.mps_dead.items() if k != dev},
+                                     **({dev: dead[dev]} if dev in dead else {})}
+                    report(self.health.report_for(dev))
+            await asyncio.sleep(self.o.mps_watch_seconds)
+
     @hookimpl
     async def dra_watch_health(self, report):
-        if not self.o.health_check:
-            if self.result is not None:
-                for d in self.result.devices:
-                    report(HealthReport(device=d.name, health=Health.HEALTHY))
-            await asyncio.Event().wait()
-        await self.health.run(report)
+        async def nvml_health() -> None:
+            if not self.o.health_check:
+                if self.result is not None:
+                    for d in self.result.devices:
+                        report(self.health.report_for(d.name))
+                await asyncio.Event().wait()
+            await self.health.run(report)
+        await asyncio.gather(nvml_health(), self._watch_mps(report))
 
     @hookimpl
     def dra_shutdown(self):

@@ -125,10 +125,6 @@ def check_applicable(config: OpaqueConfig, device_name: str, device_type: str) -
     if isinstance(config, MigDeviceConfig) and device_type != "mig":
         raise ValueError(f"kind: cannot apply MigDeviceConfig to device {device_name!r} of type {device_type!r} "
                          "(use GpuConfig)")
-    sharing = getattr(config, "sharing", None)
-    if sharing is not None and sharing.strategy == "MPS":
-        raise ValueError("sharing.strategy: MPS is not supported by this backend yet (the MPS control daemon "
-                         "is not implemented); use TimeSlicing")
 
 
 def effective(configs, kind: type) -> OpaqueConfig | None:

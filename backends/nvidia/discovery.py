@@ -6,10 +6,11 @@ every counter.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dra_framework.api import Capacity, CounterConsumption, CounterSet, Device, Taint, TaintEffect, Version
 
@@ -89,8 +90,23 @@ def mig_consumption(gpu: GpuState, p: GiProfile, start: int, size: int, counters
 
 
 class Discoverer:
-    def __init__(self, nvml: Nvml, host_root: Path, mig_strategy: str) -> None:
+    def __init__(self, nvml: Nvml, host_root: Path, mig_strategy: str,
+                 share_memory: Callable[[int], Capacity] | None = None) -> None:
         self.nvml, self.host_root, self.mig_strategy = nvml, host_root, mig_strategy
+        #: consumableShares: memory bytes → the consumable ``memory`` capacity (backends/nvidia/shares.py)
+        self.share_memory = share_memory
+
+    def _shared(self, dev: Device) -> Device:
+        """``dev`` published for consumable shares, when enabled and its memory fits the options."""
+        mem = dev.capacity.get("memory") if self.share_memory is not None else None
+        if self.share_memory is None or mem is None:
+            return dev
+        try:
+            cap = self.share_memory(int(mem.value if isinstance(mem, Capacity) else mem))
+        except ValueError as exc:
+            log.warning("device %s is published unshared: %s", dev.name, exc)
+            return dev
+        return dataclasses.replace(dev, capacity={**dev.capacity, "memory": cap}, allow_multiple_allocations=True)
 
     def scan(self) -> DiscoveryResult:
         """Query NVML and sysfs (blocking)."""
@@ -162,11 +178,12 @@ class Discoverer:
                 for gi in g.instances:
                     p = g.profile(gi.profile_id)
                     if p is not None:
-                        devices.append(self._mig_device(g, p, gi.start, gi.size, common, taints, gi, []))
+                        devices.append(self._shared(self._mig_device(g, p, gi.start, gi.size, common, taints, gi, [])))
             elif info.mig_enabled:
                 log.info("GPU %s has MIG enabled and migStrategy is none: not published", g.name)
             else:
-                devices.append(Device(g.name, attributes=gpu_attrs, capacity=gpu_cap, taints=taints, data=gpu_data))
+                devices.append(self._shared(Device(g.name, attributes=gpu_attrs, capacity=gpu_cap, taints=taints,
+                                                   data=gpu_data)))
             res.devices.extend(devices)
 
     def _mig_device(self, g: GpuState, p: GiProfile, start: int, size: int, common: dict[str, Any],

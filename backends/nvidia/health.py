@@ -56,6 +56,8 @@ class HealthWatcher:
         #: device name → taint key → active taint
         self.active: dict[str, dict[str, _Active]] = {}
         self.unmonitored: set[str] = set()
+        #: More taints from outside NVML (a dead MPS control daemon): device → [(taint, message)]
+        self.extra_taints: Callable[[str], list[tuple[Taint, str]]] = lambda _device: []
 
     # ------------------------------------------------------------------ mapping
     def devices_of(self, uuid: str) -> list[str]:
@@ -149,6 +151,9 @@ class HealthWatcher:
     def report_for(self, device: str) -> HealthReport:
         taints = [a.taint for a in self.active.get(device, {}).values()]
         messages = [a.message for a in self.active.get(device, {}).values()]
+        for taint, message in self.extra_taints(device):
+            taints.append(taint)
+            messages.append(message)
         if device in self.unmonitored:
             taints.append(Taint(UNMONITORED, "true", TaintEffect.NONE))
         if any(t.effect != TaintEffect.NONE for t in taints):

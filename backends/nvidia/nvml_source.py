@@ -316,7 +316,7 @@ def open_nvml(nvml: str, driver_root: Path, host_root: Path, state_dir: Path) ->
         from .fake.nvml import FakeNvml
         spec = load_host_spec(nvml, host_root)
         return FakeNvml(spec, state_path=state_dir / "fake-nvml" / "state.json",
-                        inject_dir=state_dir / "fake-nvml" / "inject")
+                        inject_dir=state_dir / "fake-nvml" / "inject", host_root=host_root)
     raise ValueError(f"nvml: expected 'real', 'fake', 'fake:<preset>' or 'fake:<file.json>', got {nvml!r}")
 
 

@@ -64,9 +64,12 @@ async def test_validate_config_refuses_wrong_device_type(driver_factory, host):
     assert await drv.hooks.call("dra_validate_config", config=GpuConfig(), device=mig) is False
     assert await drv.hooks.call("dra_validate_config", config=MigDeviceConfig(), device=gpu) is False
     assert await drv.hooks.call("dra_validate_config", config=GpuConfig(), device=gpu) is True
+    # MPS on a full GPU is fine; on a dynamically created MIG device it is refused, naming the field
     mps = GpuConfig.model_validate({"sharing": {"strategy": "MPS"}})
-    with pytest.raises(ValueError, match="sharing.strategy: MPS is not supported"):
-        await drv.hooks.call("dra_validate_config", config=mps, device=gpu)
+    assert await drv.hooks.call("dra_validate_config", config=mps, device=gpu) is True
+    mig_mps = MigDeviceConfig.model_validate({"sharing": {"strategy": "MPS"}})
+    with pytest.raises(ValueError, match="sharing.strategy: MPS is not supported on dynamic MIG devices"):
+        await drv.hooks.call("dra_validate_config", config=mig_mps, device=mig)
     # a refused config means nothing happened on the node
     claim = Claim(drv, "x", [allocated(gpu.device, configs=[GpuConfig(), MigDeviceConfig()])])
     with pytest.raises(ValueError):

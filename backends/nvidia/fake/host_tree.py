@@ -26,6 +26,8 @@ LIB_DIR = "usr/lib/x86_64-linux-gnu"
 #: Dynamic character majors of the NVIDIA modules on the sample hosts (the kernel hands dynamic
 #: majors out from 254 down to 234, then from 511 down once those are taken).
 UVM_MAJOR, CAPS_MAJOR = 510, 511
+#: IOMMU group of the i-th GPU when the host description names none (illustrative numbers).
+IOMMU_GROUP_BASE = 40
 #: ``/proc/devices`` of a DGX H100 running Ubuntu 22.04 (kernel 5.15) with the 550 driver, in the
 #: kernel's format (``"%3d %s\n"`` per entry, sorted by major; a blank line between sections).
 PROC_DEVICES = f"""Character devices:
@@ -76,6 +78,7 @@ PROC_DEVICES = f"""Character devices:
 252 gpiochip
 253 tpmrm
 254 ttyDBC
+507 vfio
 508 nvidia-nvswitch
 509 nvidia-nvlink
 {UVM_MAJOR} nvidia-uvm
@@ -126,16 +129,18 @@ def write_host_tree(root: str | Path, spec: dict[str, Any], driver_root: str | P
     host.file("proc/driver/nvidia/version",
            f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {ver}  (fake)\nGCC version:  gcc 12\n")
     minors = ["config 1", "monitor 2"]
-    for g in spec["gpus"]:
+    host.pci_driver("vfio-pci")
+    host.char_device("dev/vfio/vfio", 10, 196)  # the VFIO container node (misc 10:196)
+    for i, g in enumerate(spec["gpus"]):
         bdf = g["pciBusId"].lower()
         minor = int(g["minor"])
         model = MODELS[g["model"]]
         port = f"{bdf[:5]}{g['pcieRoot'][-2:]}:01.0"
-        dev_dir = f"sys/devices/{g['pcieRoot']}/{port}/{bdf}"
-        host.file(f"{dev_dir}/numa_node", f"{g.get('numaNode', -1)}\n")
-        host.file(f"{dev_dir}/vendor", "0x10de\n")
-        host.file(f"{dev_dir}/device", f"0x{model.pci_device_id >> 16:04x}\n")
-        host.rel_symlink(f"sys/bus/pci/devices/{bdf}", dev_dir)
+        # class 0302: 3D controller (SXM boards); bound to nvidia, one IOMMU group per GPU
+        host.pci_function(bdf, parent=f"{g['pcieRoot']}/{port}", vendor="10de",
+                          device=f"{model.pci_device_id >> 16:04x}", class_code=g.get("pciClass", "030200"),
+                          driver="nvidia", numa_node=int(g.get("numaNode", -1)),
+                          iommu_group=int(g.get("iommuGroup", IOMMU_GROUP_BASE + i)))
         host.file(f"dev/nvidia{minor}")
         host.file(f"proc/driver/nvidia/gpus/{bdf}/information",
                f"Model: \t\t {model.name}\nDevice Minor: \t {minor}\nBus Location: \t {bdf}\n")

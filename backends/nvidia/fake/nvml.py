@@ -38,8 +38,11 @@ class FakeNvml:
     """``spec``: a host description (see ``examples/hosts/dgx-h100/nvml.json``)."""
 
     def __init__(self, spec: dict[str, Any], state_path: str | Path | None = None,
-                 inject_dir: str | Path | None = None) -> None:
+                 inject_dir: str | Path | None = None, host_root: str | Path | None = None) -> None:
         self.spec = spec
+        #: With a host tree: a GPU whose sysfs ``driver`` link names another driver (vfio-pci) is
+        #: invisible, as real NVML only enumerates GPUs bound to nvidia.
+        self.host_root = Path(host_root) if host_root else None
         self.state_path = Path(state_path) if state_path else None
         self.inject_dir = Path(inject_dir) if inject_dir else None
         self._lock = threading.RLock()
@@ -62,6 +65,12 @@ class FakeNvml:
                 self._create_ci(g["uuid"], gi.id, persist=False)
         if self.state_path and self.state_path.exists():
             self._load()
+
+    def _bound_to_nvidia(self, bus_id: str) -> bool:
+        if self.host_root is None:
+            return True
+        link = self.host_root / "sys/bus/pci/devices" / api.normalize_bus_id(bus_id) / "driver"
+        return not link.is_symlink() or Path(os.readlink(link)).name == "nvidia"
 
     # ------------------------------------------------------------------ test controls
     def fail_next(self, method: str, code: int, count: int = 1) -> None:
@@ -182,6 +191,8 @@ class FakeNvml:
             for u, g in self.gpus.items():
                 if g["lost"]:
                     continue  # real NVML: handle lookup fails with GPU_IS_LOST
+                if not self._bound_to_nvidia(g["spec"]["pciBusId"]):
+                    continue
                 m: BoardModel = g["model"]
                 s = g["spec"]
                 info.gpus.append(GpuInfo(
