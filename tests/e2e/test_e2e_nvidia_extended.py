@@ -9,6 +9,7 @@ CDI devices, as on a node."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,17 @@ pytestmark = pytest.mark.k8s
 ROOT = Path(__file__).resolve().parents[2]
 HOST = ROOT / "examples" / "hosts" / "dgx-h100"
 DRIVER = "gpu.nvidia.com"
+
+
+def chart_device_class(kube_version: str, gate_forced: bool) -> dict:
+    """The chart's gpu.nvidia.com DeviceClass as `helm template` renders it for this version."""
+    sys.path.insert(0, str(ROOT / "tests" / "deploy"))
+    from chart import helm_path, render
+
+    if not os.access(helm_path(), os.X_OK):
+        pytest.skip(f"helm missing at {helm_path()}: run scripts/build-helm.sh")
+    objs = render(kube_version=kube_version, sets=["extendedResourceNames=true"] if gate_forced else [])
+    return next(o for o in objs if o["kind"] == "DeviceClass" and o["metadata"]["name"] == "gpu.nvidia.com")
 
 
 def _gate_on(cp, gate: str) -> bool:
@@ -79,12 +91,15 @@ def test_extended_resource_nvidia_gpu_through_dra(kube_apiserver, k8s_objects, k
     shim.wait_registered(DRIVER, timeout=90)
     wait_for(lambda: sum(len(s["spec"].get("devices", [])) for s in slices_of(k8s_objects, DRIVER, node)) >= 8,
              90, "8 GPUs published", proc=daemon)
-    # What the chart installs (deploy/helm: DeviceClass gpu.nvidia.com with extendedResourceName).
-    k8s_objects.create({"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass",
-                        "metadata": {"name": "gpu.nvidia.com"},
-                        "spec": {"extendedResourceName": "nvidia.com/gpu", "selectors": [
-                            {"cel": {"expression": f"device.driver == '{DRIVER}'"}},
-                            {"cel": {"expression": f"device.attributes['{DRIVER}'].type == 'gpu'"}}]}})
+    # The chart's DeviceClass: with extendedResourceName by default from 1.36 on; the harness runs
+    # 1.34/1.35 with the alpha gate on, which the chart's extendedResourceNames=true is for.
+    version = str(kube_apiserver.version).lstrip("v")
+    minor = int(version.split(".")[1])
+    dc = chart_device_class(version, gate_forced=minor < 36)
+    assert dc["spec"]["extendedResourceName"] == "nvidia.com/gpu"
+    if minor < 36:
+        assert "extendedResourceName" not in chart_device_class(version, gate_forced=False)["spec"]
+    k8s_objects.create(dc)
     sched = request.getfixturevalue("kube_scheduler")
     k8s_objects.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cuda", "namespace": "default"},
                         "spec": {"containers": [{"name": "ctr", "image": "registry.k8s.io/pause:3.10",
