@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .cdi.policy import CdiPolicy
 from .errors import ConfigError
 from .kubenames import dns_subdomain_problem
+from .paths import DEFAULT_CDI_ROOT, DEFAULT_KUBELET_ROOT, DEFAULT_STATE_DIR
 
 
 
@@ -75,10 +76,10 @@ class Settings(_Strict):
 
     node_name: str = Field("", alias="nodeName", description="The Kubernetes node this daemon serves "
                            "(discover/validate default to the host name).")
-    kubelet_root_dir: Path = Field(Path("/var/lib/kubelet"), alias="kubeletRootDir",
+    kubelet_root_dir: Path = Field(Path(DEFAULT_KUBELET_ROOT), alias="kubeletRootDir",
                                    description="The kubelet's --root-dir (sockets, checkpoints).")
-    cdi_root: Path = Field(Path("/var/run/cdi"), alias="cdiRoot", description="Directory of the CDI spec files.")
-    state_dir: Path = Field(Path("/var/lib/dra-framework"), alias="stateDir",
+    cdi_root: Path = Field(Path(DEFAULT_CDI_ROOT), alias="cdiRoot", description="Directory of the CDI spec files.")
+    state_dir: Path = Field(Path(DEFAULT_STATE_DIR), alias="stateDir",
                             description="Backends' private state (<stateDir>/<driver>/<backend>).")
     kubeconfig: str = Field("", description="Kubeconfig file of the API server; empty: in-cluster config.")
     pod_uid: str = Field("", alias="podUID", description="This pod's UID; enables rolling-update socket names.")

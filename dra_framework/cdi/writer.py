@@ -33,6 +33,7 @@ from typing import Any
 
 from ..fsutil import atomic_write_file as _atomic_write
 from ..fsutil import fsync_dir, make_dirs, remove_stale_temp_files
+from ..paths import DEFAULT_CDI_ROOT
 from .edits import ContainerEdits
 from .errors import CdiValidationError
 from .hostroot import HostRootMap, apply_host_root
@@ -54,7 +55,6 @@ from .version import minimum_version, version_key
 #: One allocated device of a claim: (DRA device name, share id or None, its container edits).
 ClaimDevice = tuple[str, "str | None", ContainerEdits]
 
-DEFAULT_CDI_ROOT = "/var/run/cdi"
 SPEC_FILE_MODE = 0o644
 #: cdi_root when this writer creates it: container runtimes (also rootless ones) must read it.
 CDI_DIR_MODE = 0o755

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 from ..errors import DraFrameworkError
 from ..fsutil import atomic_write_file
+from ..paths import DEFAULT_KUBELET_ROOT
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KUBELET_ROOT = "/var/lib/kubelet"
 REGISTRY_SUBDIR = "plugins_registry"
 PLUGINS_SUBDIR = "plugins"
 
