@@ -177,3 +177,29 @@ def test_a_deviceclass_per_builtin_device_kind_selecting_by_cel(helm_bin):
         assert len(selectors) == 1 and selectors[0]["cel"]["expression"].startswith("device.driver == '")
     for case in CASES:
         assert case.device_class in classes, f"case {case.id}: the chart has no DeviceClass {case.device_class}"
+
+
+def test_verb_coverage_check_flags_what_the_rules_do_not_grant(helm_bin):
+    """The comparison the e2e run applies to the audit log: a call outside the rendered rules
+    (verb, resource, subresource, namespace of a Role, resourceNames) or refused by the server
+    is reported."""
+    from chart import Call, ungranted
+
+    objs = render()
+    sa = one(objs, "ServiceAccount")["metadata"]
+    rules = chart_rules(objs, sa["name"], sa["namespace"])
+
+    def call(verb, group, resource, ns="", name="", code=200, uri="/apis/x", message=""):
+        return Call(verb, group, resource, ns, name, code, uri, message)
+
+    ok = [call("watch", "resource.k8s.io", "resourceslices"), call("get", "resource.k8s.io", "resourceclaims", "ns1"),
+          call("patch", "resource.k8s.io", "resourceclaims/status", "ns1"), call("get", "", "nodes", name="n"),
+          call("create", "", "events", "default"), call("get", "", "", uri="/apis/resource.k8s.io"),
+          call("get", "", "", uri="/version")]
+    bad = [call("patch", "resource.k8s.io", "resourceslices"), call("list", "resource.k8s.io", "resourceclaims"),
+           call("update", "resource.k8s.io", "resourceclaims/status", "ns1"), call("create", "", "events", "kube-system"),
+           call("get", "", "secrets", "ns1"), call("patch", "resource.k8s.io", "resourceclaims/driver", "ns1", "other.example.com"),
+           call("get", "", "", uri="/metrics"),
+           call("patch", "resource.k8s.io", "resourceclaims/status", "ns1", code=422, message="status.devices: Forbidden: x")]
+    assert ungranted(ok, rules) == []
+    assert ungranted(bad, rules) == bad
