@@ -62,7 +62,7 @@ def test_daemonsets_use_each_path_once_and_roll_with_surge(helm_bin, values, ver
         assert "/var/lib/kubelet" not in text, "the default kubelet root leaked past paths.kubeletRootDir"
     configs = {c["metadata"]["name"]: yaml.safe_load(c["data"]["config.yaml"]) for c in by_kind(objs, "ConfigMap")
                if "config.yaml" in c["data"]}
-    for ds, group in zip(daemonsets, groups):
+    for ds, group in zip(daemonsets, groups, strict=True):
         spec = ds["spec"]["template"]["spec"]
         ctr = spec["containers"][0]
         host = {vol["name"]: vol["hostPath"]["path"] for vol in spec["volumes"] if "hostPath" in vol}
@@ -173,7 +173,7 @@ def test_a_deviceclass_per_builtin_device_kind_selecting_by_cel(helm_bin):
     for name in ("gpu.nvidia.com", "mig.nvidia.com", "tpu.dra-framework.io", "fpga.dra-framework.io",
                  "sriovnic.dra-framework.io"):
         assert name in classes
-    for name, selectors in classes.items():
+    for selectors in classes.values():
         assert len(selectors) == 1 and selectors[0]["cel"]["expression"].startswith("device.driver == '")
     for case in CASES:
         assert case.device_class in classes, f"case {case.id}: the chart has no DeviceClass {case.device_class}"

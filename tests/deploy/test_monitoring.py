@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from chart import CHART, by_kind, one, render
+from chart import by_kind, one, render
 
 #: Labels Prometheus adds from the scrape target (the ServiceMonitor's relabeling adds node).
 TARGET_LABELS = {"namespace", "pod", "node", "job", "instance", "service", "endpoint", "container", "le"}
