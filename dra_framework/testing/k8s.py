@@ -498,6 +498,21 @@ class Allocator:
         return json.loads(r.stdout)["allocation"]
 
 
+def allocate_batch(bins: Path, scenarios: list[dict[str, Any]], timeout: float = 600) -> list[dict[str, Any]]:
+    """Runs the scheduler's structured allocator offline (``dra-allocator --batch``, no
+    apiserver) over ``scenarios``: ``[{"name", "nodeName" | "node", "slices", "classes",
+    "claims" (already allocated, in use), "cases": [{"name", "claim", "check"?}]}]``.
+    Returns one dict per case, in order: ``{"scenario", "case", "allocated", "allocation",
+    "error", "check"?: {"ok", "error", "allocation"}}``; ``check`` (an AllocationResult
+    proposal) passes when the allocator, with only the proposed devices free, allocates exactly
+    them (tests/harness/tools/cmd/dra-allocator/batch.go). Raises AssertionError on bad input."""
+    r = subprocess.run([str(bins / "dra-allocator"), "--batch", "-"], input=json.dumps({"scenarios": scenarios}),
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(r.stderr.strip() or f"dra-allocator --batch exited {r.returncode}")
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
 def cdi_check(bins: Path, cdi_dir: str | os.PathLike, ids: Iterable[str]) -> dict[str, Any]:
     """Loads ``cdi_dir`` with the CDI reference library like a container runtime, resolves
     ``ids`` and injects them into an empty OCI spec. Returns ``{"devices": {id: spec file},

@@ -5,7 +5,7 @@
 // status.allocation plus status.reservedFor through UpdateStatus.
 //
 // Exit codes: 0 allocated (JSON of the claim status on stdout), 1 the claim cannot be
-// allocated on that node, 2 bad input or API errors.
+// allocated on that node, 2 bad input or API errors. --batch: offline, many claims (batch.go).
 package main
 
 import (
@@ -53,9 +53,17 @@ func main() {
 	nodeName := flag.String("node", "", "Node to allocate for")
 	pod := flag.String("pod", "", "namespace/name of the pod to add to status.reservedFor (optional)")
 	dryRun := flag.Bool("dry-run", false, "print the allocation, do not write it")
+	batch := flag.String("batch", "", "offline: allocate every case of this JSON file (- for stdin), see batch.go")
 	flag.Parse()
+	if *batch != "" {
+		if err := runBatch(*batch); err != nil {
+			kube.Fail(2, "dra-allocator: %v", err)
+		}
+		return
+	}
 	if *kubeconfig == "" || *claimName == "" || *nodeName == "" {
-		kube.Fail(2, "usage: dra-allocator --kubeconfig FILE --namespace NS --claim NAME --node NODE [--pod NS/NAME] [--dry-run]")
+		kube.Fail(2, "usage: dra-allocator --kubeconfig FILE --namespace NS --claim NAME --node NODE [--pod NS/NAME] [--dry-run]\n"+
+			"       dra-allocator --batch FILE")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -167,7 +175,7 @@ func allocatedState(claims []resourceapi.ResourceClaim, skip types.UID) structur
 		AggregatedCapacity:       structured.NewConsumedCapacityCollection(),
 	}
 	for _, c := range claims {
-		if c.Status.Allocation == nil || c.UID == skip {
+		if c.Status.Allocation == nil || (skip != "" && c.UID == skip) {
 			continue
 		}
 		for _, r := range c.Status.Allocation.Devices.Results {
