@@ -39,6 +39,7 @@ def test_helm_lint_strict(helm_bin, values):
     ({"nodeGroups": []}, "/nodeGroups"),
     ({"settings": {"kubeletRootDir": "/x"}}, "/settings"),
     ({"nodeGroup": []}, "nodeGroup"),
+    ({"hostNetwork": True}, "hostNetwork: true makes ports.metrics and ports.healthz host ports"),
 ])
 def test_schema_rejects_bad_values_naming_the_field(helm_bin, tmp_path, bad, field):
     r = helm("template", "x", str(CHART), "--kube-version", "1.37.2", "-f", str(write_values(tmp_path / "v.yaml", bad)),
@@ -84,8 +85,8 @@ def test_daemonsets_use_each_path_once_and_roll_with_surge(helm_bin, values, ver
                     assert mounts[f"driver-root-{b['name']}"] == b["options"]["driverRoot"]
                     assert host[f"driver-root-{b['name']}"] == root
         # Rollout: surge with pod-UID sockets, probes, priority, placement per group.
-        assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate",
-                                                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+        surge = {"maxSurge": 0, "maxUnavailable": 1} if v.get("hostNetwork") else {"maxSurge": 1, "maxUnavailable": 0}
+        assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": surge}
         env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in ctr["env"]}
         assert env == {"NODE_NAME": "spec.nodeName", "DRA_FRAMEWORK_POD_UID": "metadata.uid"}
         assert ctr["livenessProbe"]["httpGet"]["path"] == "/healthz"
