@@ -1,1 +1,2 @@
-"""Built-in fpga backend: not implemented yet (no issue filed for it so far); the directory reserves its place in the layout."""
+"""The built-in ``fpga`` backend: Intel DFL (OPAE) cards and AMD/Xilinx Alveo cards, programmed
+on prepare from admin-allowed images. See docs/fpga.md."""

@@ -1,0 +1,131 @@
+"""Prepare through the real engine on the D5005 and U250 sample hosts: the requested function is
+loaded by the (fake) executor after every check, journaled first; CDI edits carry the port /
+render node with its numbers; failures roll back to the previous function or taint the card;
+unprepare loads the configured default function."""
+from __future__ import annotations
+
+import json
+import os
+
+from fpga_helpers import afu, fpga_config, fpga_env
+
+from dra_backends.fpga.health import assess
+from dra_framework.cdi.testing import assert_valid_cdi_dir
+
+HOST_CHAN, HELLO = "76d7ae9cf66b461f816a5428bcebdbc5", "c6aa954a9b914a37abc11d9f0709dcc3"
+DEV, VF = "dfl-0000-3b-00-2-port1", "0000:3b:00.2"
+
+
+def calls(env):
+    p = env.state_root / "fpga" / "executor.jsonl"
+    return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+
+
+def nodes_of(env):
+    spec = assert_valid_cdi_dir(env.cdi_root, allow_empty=False)
+    return [n for s in spec.values() for d in s["devices"] for n in d["containerEdits"].get("deviceNodes", [])]
+
+
+async def test_prepare_loads_the_function_by_afu_id_and_journals_first(env):
+    engine = await env.make_engine()
+    ref = env.add_claim("c", [{"request": "fpga", "device": DEV}], configs=[fpga_config(afuId=HELLO)])
+    out = (await engine.prepare([ref]))[ref.uid]
+    assert out.error == ""
+    assert afu(env.host_root, VF) == HELLO
+    [call] = calls(env)
+    assert call["device"] == DEV and call["afuId"] == HELLO and call["portId"] == 1 and call["fmeNode"] == "/dev/dfl-fme.0"
+    assert call["image"] == f"/srv/intel.com/fpga/d51533adaee65dab80fba44bbf579b68/{HELLO}.gbs"
+    cp = json.loads(env.cp_path.read_text().splitlines()[-1])  # header line, then the claims
+    journal = next(iter(cp["claims"].values()))["journal"]["fpga"]
+    assert journal[f"fpga.program/{DEV}"]["previous"] == HOST_CHAN and journal[f"fpga.program/{DEV}"]["step"] == "done"
+    assert {"path": "/dev/dfl-port.1", "type": "c", "major": 235, "minor": 1} in nodes_of(env)
+    assert not any(n["path"].startswith("/dev/dfl-fme") for n in nodes_of(env))
+    assert not (env.state_root / "fpga" / "programming.json").exists()
+    # a second prepare of the same claim and an unprepare without defaultFunctions keep the function
+    assert (await engine.prepare([ref]))[ref.uid].error == ""
+    assert await engine.unprepare([ref]) == {ref.uid: ""}
+    assert afu(env.host_root, VF) == HELLO and len(calls(env)) == 1
+
+
+async def test_loaded_function_is_not_rewritten_and_self_mode_adds_the_fme(env):
+    engine = await env.make_engine()
+    ref = env.add_claim("c", [{"request": "fpga", "device": DEV}], configs=[fpga_config(afuId=HOST_CHAN, mode="self")])
+    assert (await engine.prepare([ref]))[ref.uid].error == ""
+    assert calls(env) == []
+    assert {"path": "/dev/dfl-fme.0", "type": "c", "major": 236, "minor": 0} in nodes_of(env)
+
+
+async def test_unprepare_loads_the_default_function(tmp_path):
+    env = fpga_env(tmp_path, defaultFunctions={"d51533adaee65dab80fba44bbf579b68": HOST_CHAN})
+    engine = await env.make_engine()
+    ref = env.add_claim("c", [{"request": "fpga", "device": DEV}],
+                        configs=[fpga_config(image=f"d51533adaee65dab80fba44bbf579b68/{HELLO}.gbs")])
+    assert (await engine.prepare([ref]))[ref.uid].error == ""
+    assert afu(env.host_root, VF) == HELLO
+    assert await engine.unprepare([ref]) == {ref.uid: ""}
+    assert afu(env.host_root, VF) == HOST_CHAN and [c["afuId"] for c in calls(env)] == [HELLO, HOST_CHAN]
+
+
+async def test_failed_programming_rolls_back_to_the_previous_function(env):
+    (env.state_root / "fpga").mkdir(parents=True, exist_ok=True)
+    (env.state_root / "fpga" / "executor-fail").write_text("PR error: bitstream CRC mismatch")
+    engine = await env.make_engine()
+    ref = env.add_claim("c", [{"request": "fpga", "device": DEV}], configs=[fpga_config(afuId=HELLO)])
+    out = (await engine.prepare([ref]))[ref.uid]
+    assert "PR error: bitstream CRC mismatch" in out.error
+    (env.state_root / "fpga" / "executor-fail").unlink()
+    # the rollback ran inside the failed prepare: its restore write failed too (the fail file was
+    # still there), so the device is tainted as failed; the next unprepare retry restores it
+    backend = env.instances["fpga"]
+    state = backend.inflight.all()
+    assert state[DEV]["state"] == "failed" and "restoring" in state[DEV]["reason"]
+    health, msg, taints = assess(backend._slot(DEV), state[DEV], active=False)
+    assert ("fpga.dra-framework.io/programming", "failed") in [(t.key, t.value) for t in taints]
+
+
+async def test_failure_then_successful_rollback_leaves_no_taint(env, monkeypatch):
+    engine = await env.make_engine()
+    backend = env.instances["fpga"]
+    real = backend.executor.program
+    n = {"calls": 0}
+
+    def flaky(target, image):
+        n["calls"] += 1
+        real(target, image)
+        if n["calls"] == 1:  # the first write leaves the region unusable, then fails
+            from dra_backends.fpga.executor import ProgramError
+            (env.host_root / os.path.relpath(target.port_sysfs, env.host_root) / "afu_id").write_text("f" * 32 + "\n")
+            raise ProgramError("PR timed out")
+    monkeypatch.setattr(backend.executor, "program", flaky)
+    ref = env.add_claim("c", [{"request": "fpga", "device": DEV}], configs=[fpga_config(afuId=HELLO)])
+    out = (await engine.prepare([ref]))[ref.uid]
+    assert "PR timed out" in out.error
+    assert afu(env.host_root, VF) == HOST_CHAN, "rollback must load the previous function again"
+    assert backend.inflight.all() == {}
+    assert env.cdi_files() == []
+
+
+async def test_rollback_without_an_image_for_the_previous_function_taints(env):
+    os.remove(env.host_root / f"srv/intel.com/fpga/d51533adaee65dab80fba44bbf579b68/{HOST_CHAN}.gbs")
+    (env.state_root / "fpga").mkdir(parents=True, exist_ok=True)
+    (env.state_root / "fpga" / "executor-fail").write_text("PR error")
+    engine = await env.make_engine()
+    ref = env.add_claim("c", [{"request": "fpga", "device": DEV}], configs=[fpga_config(afuId=HELLO)])
+    assert "PR error" in (await engine.prepare([ref]))[ref.uid].error
+    entry = env.instances["fpga"].inflight.all()[DEV]
+    assert entry["state"] == "failed" and f"no image in imageDirs restores {HOST_CHAN}" in entry["reason"]
+
+
+async def test_alveo_loads_an_xclbin_through_the_mgmt_pf(tmp_path):
+    env = fpga_env(tmp_path, host="fpga-u250")
+    engine = await env.make_engine()
+    ref = env.add_claim("c", [{"request": "fpga", "device": "alveo-0000-04-00"}],
+                        configs=[fpga_config(image="vadd.xclbin", mode="self")])
+    assert (await engine.prepare([ref]))[ref.uid].error == ""
+    uuid = (env.host_root / "sys/bus/pci/devices/0000:04:00.1/xclbinuuid").read_text().strip()
+    assert uuid == "5909daaf-bf72-a01e-ba62-a15e29b6274b"
+    [call] = calls(env)
+    assert call["mgmtBdf"] == "0000:04:00.0" and call["family"] == "alveo"
+    nodes = nodes_of(env)
+    assert {"path": "/dev/dri/renderD129", "type": "c", "major": 226, "minor": 129} in nodes
+    assert {"path": "/dev/xclmgmt1024", "type": "c", "major": 237, "minor": 0} in nodes
