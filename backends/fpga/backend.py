@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dra_framework.api import (ContainerEdits, Device, DeviceNode, DeviceStatus, PreparedDeviceEdits, PrepareResult,
+from dra_framework.api import (ContainerEdits, Device, DeviceNode, PreparedDeviceEdits, PrepareResult,
                                hookimpl, watch_hotplug)
 
 from . import discovery
@@ -132,8 +132,9 @@ class FpgaBackend:
         afu, iface = slot.afu_id() or "", slot.interface_id() or ""
         env = {"FPGA_FAMILY": slot.family, "FPGA_PCI_ADDRESS": slot.fn.bdf, "FPGA_AFU_ID": afu,
                "FPGA_INTERFACE_ID": iface, "FPGA_DEVICE_NODE": nodes[0].path if nodes else ""}
-        status = DeviceStatus(data={"afuId": afu, "interfaceId": iface, "pciBusID": slot.fn.bdf})
-        return PreparedDeviceEdits(ContainerEdits(env=env, device_nodes=nodes), status=status)
+        # No DeviceStatus: the status write trips over opaque configs whose keys are not sorted
+        # (docs/fpga.md, "Known limitations"); the env carries the same facts.
+        return PreparedDeviceEdits(ContainerEdits(env=env, device_nodes=nodes))
 
     # ------------------------------------------------------------------ unprepare
     @hookimpl

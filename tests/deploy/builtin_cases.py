@@ -47,4 +47,7 @@ CASES: list[BuiltinCase] = [
     BuiltinCase("nvidia", CONFIGS / "nvidia-dgx-h100.yaml", "mig.nvidia.com",
                 selectors=("device.attributes['gpu.nvidia.com'].profile == '1g.10gb'",),
                 expect_in_edits=("/dev/nvidia-caps/nvidia-cap",)),
+    BuiltinCase("fpga", CONFIGS / "fpga-d5005.yaml", "fpga.dra-framework.io",
+                selectors=("device.attributes['fpga.dra-framework.io'].interfaceId == 'd51533adaee65dab80fba44bbf579b68'",),
+                expect_in_edits=("/dev/dfl-port.",)),
 ]

@@ -21,11 +21,15 @@ def _snapshot(root):
         for n in dirnames + filenames:
             p = os.path.join(dirpath, n)
             rel = os.path.relpath(p, root)
+            if rel == "README.md":
+                continue
             if os.path.islink(p):
                 out[rel] = ("link", os.readlink(p))
             elif os.path.isfile(p):
                 with open(p, "rb") as f:
                     out[rel] = ("file", f.read())
+            else:
+                out[rel] = ("dir",)
     return out
 
 
