@@ -14,7 +14,7 @@ from . import discovery
 from .config import FpgaConfig, effective
 from .discovery import Slot
 from .executor import Executor, KernelExecutor, ProgramError
-from .health import HealthLoop, fingerprint
+from .health import MISSING, HealthLoop, fingerprint
 from .images import ImageError, ImageStore
 from .options import FpgaOptions
 from .programming import JOURNAL_PREFIX, InFlight, Programmer
@@ -82,6 +82,7 @@ class FpgaBackend:
                 del self.known[name]
                 continue
             inventory.add_device(dev)
+            published[name] = MISSING
         self.published = published
 
     # ------------------------------------------------------------------ config

@@ -25,6 +25,8 @@ from . import ids
 from .discovery import Slot
 
 UNHEALTHY = "fpga.dra-framework.io/unhealthy"
+#: The fingerprint of a published device whose card is gone.
+MISSING: tuple[Any, ...] = ("missing",)
 PROGRAMMING = "fpga.dra-framework.io/programming"
 
 

@@ -73,6 +73,9 @@ def test_card_vanishing_in_a_reset_keeps_its_name_and_comes_back(tmp_path):
     assert h.rediscoveries == 1, "a vanished card must trigger rediscovery"
     during = h.discover()
     assert set(during) == set(before), "devices must not vanish during a reset"
+    h.reports.clear()
+    h.backend.health.last.clear()
+    assert h.taints(DEV) == [("fpga.dra-framework.io/unhealthy", "missing")], "still reported after rediscovery"
     # back, with the port renumbered dfl-port.1 -> dfl-port.7 and a new region number
     shutil.move(str(saved), h.host / "sys/devices/pci0000:3a/0000:3a:00.0/0000:3b:00.2")
     for bdf, target in links.items():
