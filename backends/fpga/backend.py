@@ -108,7 +108,7 @@ class FpgaBackend:
                 raise RuntimeError(f"FPGA device {d.name} is not present on this node (reset in progress or removed)")
             if slot.problem:
                 raise RuntimeError(f"FPGA device {d.name} is unusable: {slot.reason}")
-            cfg = effective(d.configs) or FpgaConfig()
+            cfg = effective(d.configs) or FpgaConfig.model_validate({})
             if cfg.wants_function and not d.admin_access:
                 image = self.programmer.select(slot, cfg)       # all checks, before any write
                 async with ctx.lock(f"fpga/{slot.fme.fn.bdf if slot.fme else slot.fn.bdf}"):
@@ -135,7 +135,7 @@ class FpgaBackend:
                "FPGA_INTERFACE_ID": iface, "FPGA_DEVICE_NODE": nodes[0].path if nodes else ""}
         # No DeviceStatus: the status write trips over opaque configs whose keys are not sorted
         # (docs/fpga.md, "Known limitations"); the env carries the same facts.
-        return PreparedDeviceEdits(ContainerEdits(env=env, device_nodes=nodes))
+        return PreparedDeviceEdits(ContainerEdits.model_validate({"env": env, "deviceNodes": nodes}))
 
     # ------------------------------------------------------------------ unprepare
     @hookimpl
@@ -157,7 +157,8 @@ class FpgaBackend:
         spec = self.o.default_functions.get(slot.interface_id() or "")
         if not spec or slot.afu_id() == spec:
             return
-        cfg = FpgaConfig(afuId=spec) if len(spec.replace("-", "")) == 32 and "." not in spec else FpgaConfig(image=spec)
+        key = "afuId" if len(spec.replace("-", "")) == 32 and "." not in spec else "image"
+        cfg = FpgaConfig.model_validate({key: spec})
         try:
             image = self.programmer.select(slot, cfg)
         except ImageError as exc:

@@ -247,7 +247,8 @@ def scan_alveo(host_root: Path) -> list[AlveoCard]:
         elif u.driver is None:
             card.problem, card.reason = "no-driver", f"user PF {u.bdf} has no driver bound (expected xocl)"
         elif not (u.path / "user_pf").exists() or card.vbnv is None:
-            card.problem, card.reason = "no-shell", f"user PF {u.bdf} shows no shell (no user_pf/rom.u.*): card not flashed or XRT not ready"
+            card.problem = "no-shell"
+            card.reason = f"user PF {u.bdf} shows no shell (no user_pf/rom.u.*): card not flashed or XRT not ready"
     return [cards[k] for k in sorted(cards)]
 
 

@@ -86,7 +86,7 @@ def build_d5005(root: str | Path) -> Path:
         t.pci_function(vf, device="bccf", **common)  # type: ignore[arg-type]
     t.sriov(pf, vfs)
     dfl_fme(t, pf, 0, 0, bitstream_id="0x401000287428628", interface_id=D5005_IFACE, ports=3)
-    for i, (vf, afu) in enumerate(zip(vfs, ("he-lb", "host_chan_mmio", "null"))):
+    for i, (vf, afu) in enumerate(zip(vfs, ("he-lb", "host_chan_mmio", "null"), strict=True)):
         dfl_port(t, vf, 2 + i, i, port_id=i, afu_id=D5005_AFUS[afu])
     base = f"srv/intel.com/fpga/{D5005_IFACE}"
     for name in ("host_chan_mmio", "hello_world", "he-lb"):

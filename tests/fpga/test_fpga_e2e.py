@@ -161,18 +161,18 @@ def test_kill_while_programming_leaves_the_card_tainted_or_restored(kube_apiserv
     for n in picks:
         first = shim.registered()["drivers"][DRIVER]["since"]
         daemon.restart(env={KILL_AT: str(n)})
-        wait_for(lambda: shim.registered()["drivers"].get(DRIVER, {}).get("since") not in (None, first), 60,
-                 "re-registration", proc=daemon)
+        wait_for(lambda first=first: shim.registered()["drivers"].get(DRIVER, {}).get("since") not in (None, first),
+                 60, "re-registration", proc=daemon)
         with pytest.raises(ShimError):
             shim.prepare_pod("default", "p")
         daemon.wait_exit()
         first = shim.registered()["drivers"].get(DRIVER, {}).get("since")
         daemon.restart(env={})
-        wait_for(lambda: shim.registered()["drivers"].get(DRIVER, {}).get("since") not in (None, first), 60,
-                 "re-registration after the crash", proc=daemon)
+        wait_for(lambda first=first: shim.registered()["drivers"].get(DRIVER, {}).get("since") not in (None, first),
+                 60, "re-registration after the crash", proc=daemon)
         now = afu(host, VF)
 
-        def consistent():
+        def consistent(now=now):
             d = devices(k8s_objects, node).get(DEV)
             if d is None:
                 return None
