@@ -97,6 +97,10 @@ def test_builtin_backend_end_to_end_under_chart_identity(case: BuiltinCase, helm
         classes = {o["metadata"]["name"]: o for o in by_kind(rel.objects, "DeviceClass")}
         assert case.device_class in classes, f"the chart has no DeviceClass {case.device_class}: {sorted(classes)}"
         kc = chart_kubeconfig(kube_apiserver, k8s_objects, rel, node, tmp_path / "chart.kubeconfig")
+        # The daemon runs the case's driver config; the chart's ConfigMap carries the same
+        # drivers, with hostRoot/driverRoot/hostDriverRoot from the chart's paths instead.
+        rendered = yaml.safe_load(one(rel.objects, "ConfigMap")["data"]["config.yaml"])
+        assert strip_chart_paths(rendered["drivers"]) == strip_chart_paths([target.config["drivers"][target.index]])
 
         cfg = target.driver_config(host_copies=tmp_path / "hosts")
         host = load_callable("host", case.host)
@@ -302,6 +306,18 @@ def test_every_rendered_object_is_accepted_by_the_apiserver(values, helm_bin, ku
             assert got.metadata.name == md["name"]
         kinds = sorted({o["kind"] for o in rel.objects})
         print(f"{values}: {len(rel.objects)} objects: {', '.join(kinds)}")
+        # An upgrade that changes the config rolls the DaemonSets (checksum in the pod template).
+        from lightkube.resources.apps_v1 import DaemonSet
+
+        def checksums() -> dict[str, str]:
+            return {d["metadata"]["name"]: client.get(DaemonSet, d["metadata"]["name"], namespace=d["metadata"]["namespace"])
+                    .spec.template.metadata.annotations["checksum/config"] for d in by_kind(rel.objects, "DaemonSet")}
+
+        before = checksums()
+        helm("upgrade", rel.name, str(CHART), "--namespace", namespace, "-f", str(vf), "--set", "settings.apiQPS=7",
+             kubeconfig=kube_apiserver.kubeconfig)
+        after = checksums()
+        assert before.keys() == after.keys() and all(before[k] != after[k] for k in before), (before, after)
     if values == "default":
         assert client.get(Namespace, "dra-framework")
 
