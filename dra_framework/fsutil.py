@@ -5,7 +5,7 @@ Modes never depend on the process umask: directories are chmod-ed after creation
 ``fchmod``, lock files are opened with ``O_NOFOLLOW`` so that a symlink planted in their place
 cannot make the daemon create or open a file elsewhere.
 
-Every atomic write goes to a temp file ``.<basename>.<random>.tmp`` in the target's directory (a
+Every atomic write goes to a temp file ``.<basename>.<pid>-<n>.tmp`` in the target's directory (a
 name CDI runtimes skip), held under an exclusive ``flock`` by its writer until it is renamed over
 the target. A temp file nobody holds locked is what an interrupted write left behind (the writer
 was killed): :func:`remove_stale_temp_files` deletes those at start-up."""
@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import os
 import re
 import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,7 @@ def fsync_dir(path: str) -> None:
 
 
 def atomic_write_file(path: str, data: bytes, mode: int, *, follow_symlinks: bool = True) -> None:
-    """Atomically replace ``path`` with ``data``: a temp file ``.<basename>.<random>.tmp`` in the
+    """Atomically replace ``path`` with ``data``: a temp file ``.<basename>.<pid>-<n>.tmp`` in the
     same directory (flock'ed while it exists, so :func:`remove_stale_temp_files` can tell a live
     write from a dead one), chmod ``mode``, fsync, ``os.replace``, fsync of the directory.
 
@@ -121,20 +121,41 @@ def atomic_write_file(path: str, data: bytes, mode: int, *, follow_symlinks: boo
     directory = directory or "."
     if not follow_symlinks and os.path.islink(path):
         raise OSError(errno.ELOOP, "refusing to write through a symbolic link", path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
+    fd, tmp = _create_temp(directory, base)
     try:
-        with os.fdopen(fd, "wb") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the descriptor closes
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-            os.replace(tmp, path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+_temp_counter = itertools.count()
+
+
+def _create_temp(directory: str, base: str) -> tuple[int, str]:
+    """A new temp file ``.<base>.<pid>-<n>.tmp`` in ``directory`` (mode 0600), opened for writing.
+    Unique without random names: the pid and a per-process counter; ``O_EXCL`` skips a name a
+    crashed process with the same pid left behind."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    pid = os.getpid()
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{base}.{pid}-{next(_temp_counter)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise OSError(errno.EEXIST, "no unused temp file name", os.path.join(directory, f".{base}.*.tmp"))
 
 
 def write_state_file(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o600) -> None:

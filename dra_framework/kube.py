@@ -116,11 +116,22 @@ class RateLimitedClient:
 
     _LIMITED = {"get", "list", "create", "replace", "patch", "delete", "deletecollection", "apply", "watch"}
 
-    def __init__(self, client: Any, bucket: TokenBucket, health: ApiHealth | None = None) -> None:
+    def __init__(self, client: Any, bucket: TokenBucket, health: ApiHealth | None = None,
+                 kube_config: Any = None) -> None:
         self._inner = client
         self._bucket = bucket
         self.health = health or ApiHealth("(unknown)")
         self._transport = transport_errors()
+        #: The lightkube ``SingleConfig`` the client was made from (dra_framework.kube_get uses it).
+        self.kube_config = kube_config
+
+    @property
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        return self._transport
+
+    async def take_token(self) -> None:
+        """Wait for the rate limit, for a request made without this wrapper (kube_get)."""
+        await self._bucket.take()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
@@ -175,7 +186,8 @@ def make_client(settings: Settings) -> Any:
     except (LkConfigError, OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
         raise ConfigError(f"kubeconfig: cannot load {where}: {' '.join(describe(exc).split())}") from None
     try:
-        server = config.get().cluster.server
+        single = config.get()
+        server = single.cluster.server
     except Exception:  # noqa: BLE001 - only used in messages
-        server = where
-    return RateLimitedClient(client, TokenBucket(settings.api_qps, settings.api_burst), ApiHealth(server))
+        single, server = None, where
+    return RateLimitedClient(client, TokenBucket(settings.api_qps, settings.api_burst), ApiHealth(server), single)

@@ -103,8 +103,8 @@ class DriverRuntime:
     async def start(self, progress: Any = None) -> None:
         from .cdi.writer import CdiWriter
         from .config import cdi_kind
-        from .engine import (Checkpoint, Janitor, PrepareEngine, checkpoint_path, lightkube_claim_getter,
-                             lightkube_status_writer)
+        from .engine import Checkpoint, Janitor, PrepareEngine, checkpoint_path, lightkube_status_writer
+        from .kube_get import claim_getter
 
         self._loop = asyncio.get_running_loop()
         step = progress.step if progress else (lambda m: None)
@@ -136,7 +136,7 @@ class DriverRuntime:
         self.engine = PrepareEngine(
             self.name, backends=self.backends, inventory=lambda: self.inventory, checkpoint=checkpoint,
             cdi=cdi, node_name=self.settings.node_name,
-            get_claim=lightkube_claim_getter(self.client),
+            get_claim=claim_getter(self.client),
             write_status=lightkube_status_writer(self.client, self.name), metrics=self.metrics)
         await self.engine.start()
         self.janitor = Janitor(self.engine, interval=self.settings.janitor_interval_seconds)

@@ -229,15 +229,19 @@ def _check_edits(c: _Ctx, e: Any, path: tuple[Any, ...]) -> None:
                 seen[v] = i
 
 
-def spec_issues(spec: Any, *, strict: bool = True) -> list[CdiIssue]:
+def spec_issues(spec: Any, *, strict: bool = True, schema: bool = True) -> list[CdiIssue]:
     """Every finding for the CDI JSON document ``spec`` (dict, camelCase keys); empty when valid.
-    ``strict`` adds the SPEC MUSTs and framework policy (module docstring, step 3)."""
+    ``strict`` adds the SPEC MUSTs and framework policy (module docstring, step 3).
+    ``schema=False`` skips the JSON-schema step: for documents built from the typed models of
+    :mod:`dra_framework.cdi.edits`, which cannot produce a schema violation (tests/cdi check
+    this), and whose schema check would cost more than the rest of a claim's CDI write."""
     if not isinstance(spec, Mapping):
         return [CdiIssue("(spec)", "a CDI spec must be a JSON object", SCHEMA)]
     c = _Ctx(spec, strict)
 
-    for err in sorted(schema_validator().iter_errors(spec), key=lambda e: list(map(str, e.absolute_path))):
-        c.add(tuple(err.absolute_path), err.message, SCHEMA)
+    if schema:
+        for err in sorted(schema_validator().iter_errors(spec), key=lambda e: list(map(str, e.absolute_path))):
+            c.add(tuple(err.absolute_path), err.message, SCHEMA)
 
     _check_keys(c, spec, "spec", ())
 
@@ -306,10 +310,11 @@ def spec_issues(spec: Any, *, strict: bool = True) -> list[CdiIssue]:
     return c.issues
 
 
-def validate_spec(spec: Any, *, strict: bool = True, source: str | None = None) -> None:
+def validate_spec(spec: Any, *, strict: bool = True, source: str | None = None, schema: bool = True) -> None:
     """Validate a CDI JSON document (dict). Returns ``None``; raises :class:`CdiValidationError`
-    listing every issue (``source``, e.g. a file name, is put in the message)."""
-    issues = spec_issues(spec, strict=strict)
+    listing every issue (``source``, e.g. a file name, is put in the message). ``schema``: see
+    :func:`spec_issues`."""
+    issues = spec_issues(spec, strict=strict, schema=schema)
     if issues:
         raise CdiValidationError(issues, source=source)
 

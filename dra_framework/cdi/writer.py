@@ -9,8 +9,9 @@ Files (docs/cdi-rules.md#file-names; names in :mod:`dra_framework.cdi.names`):
 
 Every write: build the document (JSON, camelCase, no nulls) -> apply the host-root transform
 (:mod:`~dra_framework.cdi.hostroot`) -> ``cdiVersion`` = computed minimum
-(:mod:`~dra_framework.cdi.version`) -> :func:`~dra_framework.cdi.validate.validate_spec` (strict)
--> atomic write. An invalid spec is never written.
+(:mod:`~dra_framework.cdi.version`) -> :func:`~dra_framework.cdi.validate.validate_spec` (strict; the
+JSON-schema step is skipped because the typed models cannot violate it) -> atomic write. An
+invalid spec is never written.
 
 Atomic write (docs/cdi-rules.md#atomic-write, docs/cdi-rules.md#discovery): a temp file **in the same directory** named
 ``.<final-name>.<random>.tmp`` — a leading dot and a ``.tmp`` extension, so runtimes (which only
@@ -127,7 +128,9 @@ class CdiWriter:
             raise CdiValidationError(
                 f"cdiVersion: the content needs {version}, above the configured maximum {self.max_cdi_version}",
                 source=source)
-        validate_spec(spec, strict=True, source=source)
+        # Built from the typed edit models, so schema-valid by construction (tests/cdi check it);
+        # the whole-spec rules (names, paths, duplicates, versions) still run on every write.
+        validate_spec(spec, strict=True, source=source, schema=False)
         return spec
 
     def build_claim_spec(self, claim_uid: str, devices: Sequence[ClaimDevice],

@@ -66,6 +66,13 @@ class PausableProxy:
         Path(dst).write_text(json.dumps(cfg))
         return Path(dst)
 
+    async def drop_connections(self) -> None:
+        """Close every proxied connection (both sides), as a server closing idle keep-alive
+        connections does; new connections are still accepted."""
+        for t in list(self._pumps):
+            t.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+
     async def close(self) -> None:
         self._open.set()
         if self._server is not None:

@@ -1,0 +1,84 @@
+"""The prepare path's claim GET (dra_framework/kube_get.py) against a real kube-apiserver: the
+object exactly as served, 404 as None, kept-alive connections the server closed, an unreachable
+server, the rate limit, and configurations that keep the lightkube getter."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from dra_framework.config import Settings
+from dra_framework.kube import ApiUnavailableError, make_client
+from dra_framework.kube_get import ApiStatusError, claim_getter
+from dra_framework.testing import PausableProxy
+
+pytestmark = pytest.mark.k8s
+
+
+def settings(kubeconfig, qps: float = 1000, burst: int = 1000) -> Settings:
+    return Settings.model_validate({"kubeconfig": str(kubeconfig), "apiQPS": qps, "apiBurst": burst})
+
+
+@pytest.fixture
+def claim(k8s_objects):
+    return k8s_objects.resource_claim("default", "fetched", {"devices": {"requests": [
+        {"name": "gpu", "exactly": {"deviceClassName": "some-class"}}]}})
+
+
+async def test_get_returns_the_object_as_served(kube_apiserver, claim):
+    client = make_client(settings(kube_apiserver.kubeconfig))
+    get = claim_getter(client)
+    assert hasattr(get, "close"), "a client-certificate kubeconfig must use the keep-alive getter"
+    got = await get("default", "fetched")
+    served = kube_apiserver.get("/apis/resource.k8s.io/v1/namespaces/default/resourceclaims/fetched")
+    assert got == served and got["metadata"]["uid"] == claim["metadata"]["uid"]
+    assert await get("default", "missing") is None
+    with pytest.raises(ValueError, match="claim namespace 'a/b' is invalid"):
+        await get("a/b", "fetched")
+    assert client.health.problem is None
+
+
+async def test_forbidden_is_an_api_answer_naming_the_reason(kube_apiserver, claim, tmp_path):
+    """An error status is the API server's answer (its message), not an unreachable server."""
+    cfg = json.loads(kube_apiserver.kubeconfig.read_text())
+    for u in cfg["users"]:  # no credentials: anonymous, which RBAC forbids
+        u["user"] = {}
+    (tmp_path / "anon").write_text(json.dumps(cfg))
+    client = make_client(settings(tmp_path / "anon"))
+    with pytest.raises(ApiStatusError) as exc:
+        await claim_getter(client)("default", "fetched")
+    assert exc.value.code in (401, 403) and "resourceclaims" in str(exc.value)
+    assert client.health.problem is None
+
+
+async def test_connections_closed_by_the_server_and_an_unreachable_server(kube_apiserver, claim, tmp_path):
+    proxy = await PausableProxy.for_url(kube_apiserver.url)
+    try:
+        client = make_client(settings(proxy.kubeconfig(kube_apiserver.kubeconfig, tmp_path / "kc")))
+        get = claim_getter(client)
+        assert (await get("default", "fetched"))["metadata"]["name"] == "fetched"
+        await proxy.drop_connections()  # the kept-alive connection is dead now: retried on a new one
+        assert (await get("default", "fetched"))["metadata"]["name"] == "fetched"
+        await proxy.close()
+        with pytest.raises(ApiUnavailableError, match="unreachable"):
+            await get("default", "fetched")
+        assert client.health.problem is not None
+    finally:
+        await proxy.close()
+
+
+async def test_requests_take_the_rate_limit(kube_apiserver, claim):
+    get = claim_getter(make_client(settings(kube_apiserver.kubeconfig, qps=10, burst=1)))
+    t0 = time.monotonic()
+    await asyncio.gather(*(get("default", "fetched") for _ in range(4)))
+    assert time.monotonic() - t0 >= 0.25  # 1 at once, then 10/s
+
+
+def test_exec_credentials_keep_the_lightkube_getter(kube_apiserver, tmp_path):
+    cfg = json.loads(kube_apiserver.kubeconfig.read_text())
+    for u in cfg["users"]:
+        u["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "/bin/false"}}
+    (tmp_path / "exec").write_text(json.dumps(cfg))
+    assert not hasattr(claim_getter(make_client(settings(tmp_path / "exec"))), "close")
