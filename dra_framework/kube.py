@@ -185,9 +185,11 @@ def make_client(settings: Settings) -> Any:
         client = AsyncClient(config, field_manager="dra-framework")
     except (LkConfigError, OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
         raise ConfigError(f"kubeconfig: cannot load {where}: {' '.join(describe(exc).split())}") from None
+    single: Any = None
+    server = where
     try:
         single = config.get()
         server = single.cluster.server
     except Exception:  # noqa: BLE001 - only used in messages
-        single, server = None, where
+        single = None
     return RateLimitedClient(client, TokenBucket(settings.api_qps, settings.api_burst), ApiHealth(server), single)
