@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dra_framework.api import (ContainerEdits, Device, DeviceNode, PreparedDeviceEdits, PrepareResult,
+from dra_framework.api import (ContainerEdits, Device, DeviceNode, DeviceStatus, PreparedDeviceEdits, PrepareResult,
                                hookimpl, watch_hotplug)
 
 from . import discovery
@@ -133,9 +133,8 @@ class FpgaBackend:
         afu, iface = slot.afu_id() or "", slot.interface_id() or ""
         env = {"FPGA_FAMILY": slot.family, "FPGA_PCI_ADDRESS": slot.fn.bdf, "FPGA_AFU_ID": afu,
                "FPGA_INTERFACE_ID": iface, "FPGA_DEVICE_NODE": nodes[0].path if nodes else ""}
-        # No DeviceStatus: the status write trips over opaque configs whose keys are not sorted
-        # (docs/fpga.md, "Known limitations"); the env carries the same facts.
-        return PreparedDeviceEdits(ContainerEdits.model_validate({"env": env, "deviceNodes": nodes}))
+        status = DeviceStatus(data={"afuId": afu, "interfaceId": iface, "pciBusID": slot.fn.bdf})
+        return PreparedDeviceEdits(ContainerEdits.model_validate({"env": env, "deviceNodes": nodes}), status=status)
 
     # ------------------------------------------------------------------ unprepare
     @hookimpl

@@ -97,6 +97,8 @@ def test_claim_by_interface_id_loads_another_function(kube_apiserver, k8s_object
     [call] = _executor_calls(daemon)
     assert call["device"] == DEV and call["afuId"] == HELLO and call["fmeNode"] == "/dev/dfl-fme.0"
     assert afu(host, VF) == HELLO
+    status = k8s_objects.get("ResourceClaim", "hello", "default")["status"]["devices"]
+    assert [(d["device"], d["data"]["afuId"]) for d in status] == [(DEV, HELLO)]  # {apiVersion, kind, afuId}: unsorted keys
     wait_for(lambda: attr(devices(k8s_objects, node)[DEV], "afuId") == HELLO, 30,
              "the republished slice to show the new afuId", proc=daemon)
 

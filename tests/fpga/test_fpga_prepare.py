@@ -39,6 +39,9 @@ async def test_prepare_loads_the_function_by_afu_id_and_journals_first(env):
     journal = next(iter(cp["claims"].values()))["journal"]["fpga"]
     assert journal[f"fpga.program/{DEV}"]["previous"] == HOST_CHAN and journal[f"fpga.program/{DEV}"]["step"] == "done"
     assert {"path": "/dev/dfl-port.1", "type": "c", "major": 235, "minor": 1} in nodes_of(env)
+    [(_, [entry])] = env.status_writes
+    assert entry["device"] == DEV and entry["data"] == {"afuId": HELLO, "interfaceId": "d51533adaee65dab80fba44bbf579b68",
+                                                        "pciBusID": VF}
     assert not any(n["path"].startswith("/dev/dfl-fme") for n in nodes_of(env))
     assert not (env.state_root / "fpga" / "programming.json").exists()
     # a second prepare of the same claim and an unprepare without defaultFunctions keep the function
