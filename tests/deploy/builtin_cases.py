@@ -50,4 +50,7 @@ CASES: list[BuiltinCase] = [
     BuiltinCase("fpga", CONFIGS / "fpga-d5005.yaml", "fpga.dra-framework.io",
                 selectors=("device.attributes['fpga.dra-framework.io'].interfaceId == 'd51533adaee65dab80fba44bbf579b68'",),
                 expect_in_edits=("/dev/dfl-port.",)),
+    BuiltinCase("tpu", CONFIGS / "tpu-v5e-8.yaml", "tpu.dra-framework.io",
+                selectors=("device.attributes['tpu.dra-framework.io'].topology == '2x2'",),
+                expect_in_edits=("/dev/vfio/vfio", "TPU_CHIPS_PER_PROCESS_BOUNDS=2,2,1")),
 ]
