@@ -93,7 +93,7 @@ class TpuBackend:
             if any(p.startswith("/dev/vfio/") for p in paths):
                 paths.append(VFIO_CONTAINER)
             nodes = [char_device_node(self.root, p) for p in paths]
-            result.devices[d.name] = PreparedDeviceEdits(ContainerEdits(device_nodes=nodes))
+            result.devices[d.name] = PreparedDeviceEdits(ContainerEdits.model_validate({"deviceNodes": nodes}))
         return result
 
     async def _lease(self, ctx, bdfs: list[str], paths: list[str]) -> None:
@@ -108,7 +108,7 @@ class TpuBackend:
                     raise RuntimeError(f"TPU chip {bdf} is held by prepared claim {holder}")
             if self.o.check_open_processes:
                 openers = await asyncio.to_thread(chip_openers, self.root)
-                for bdf, path in zip(bdfs, paths):
+                for bdf, path in zip(bdfs, paths, strict=True):
                     if openers.get(path) and leases.get(bdf) != uid:
                         raise RuntimeError(f"TPU chip {bdf}: {describe_openers(path, openers[path])}, a process no "
                                            "prepared claim owns; stop it before the chip is handed out")

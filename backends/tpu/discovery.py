@@ -93,7 +93,7 @@ def find_chips(host_root: Path) -> tuple[list[Chip], list[str]]:
     if len(gens) > 1:
         notes.append(f"chips of more than one TPU generation on one host ({', '.join(sorted(gens))}); none published")
         return [], notes
-    chips = []
+    chips: list[Chip] = []
     for i, (fn, gen) in enumerate(found):
         path = fn.vfio_group_path if gen.vfio else _accel_path(fn, i)
         if path is None:
@@ -165,7 +165,7 @@ def _device(host: Host, name: str, chips: list[Chip], shape: Shape, kind: str, p
             "hosts": host.hosts, "sliceTopology": host.topology, "generation": gen.name, "port": port + chips[0].index}
     if host.multi_host and host.topology:
         dims, per = topology_dims(host.topology), shape.bounds
-        data["processBounds"] = [d // p if p else 1 for d, p in zip(dims, per)]
+        data["processBounds"] = [d // p if p else 1 for d, p in zip(dims, per, strict=True)]
         data["acceleratorType"] = gen.accelerator_type(topology_chips(host.topology))
         data["topology"] = host.topology
     return Device(name, attributes=_group_attrs(host, chips, shape, kind),

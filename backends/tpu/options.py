@@ -34,4 +34,4 @@ class TpuOptions(BaseOptions):
 
     def default_cdi_policy(self) -> CdiPolicy:
         """TPU chip nodes (``/dev/accelN`` or ``/dev/vfio/<group>`` and ``/dev/vfio/vfio``) and ``TPU_*`` env."""
-        return CdiPolicy(device_nodes=("/dev/accel*", "/dev/vfio/*"), env=("TPU_*",))
+        return CdiPolicy.model_validate({"deviceNodes": ("/dev/accel*", "/dev/vfio/*"), "env": ("TPU_*",)})

@@ -104,11 +104,13 @@ def node_labels_from_api(node: str, kubeconfig: str, log: logging.Logger) -> dic
     """The Node's labels from the API server (``kubeconfig``, else ``$KUBECONFIG``, else the
     in-cluster config); empty when it cannot be asked (logged once, never fatal)."""
     try:
+        import httpx2
         from lightkube import Client, KubeConfig
         from lightkube.resources.core_v1 import Node
 
         path = kubeconfig or os.environ.get("DRA_FRAMEWORK_KUBECONFIG") or os.environ.get("KUBECONFIG")
-        client = Client(KubeConfig.from_file(path), timeout=5) if path else Client(timeout=5)
+        timeout = httpx2.Timeout(5.0)
+        client = Client(KubeConfig.from_file(path), timeout=timeout) if path else Client(timeout=timeout)
         obj = client.get(Node, name=node)
         return dict(obj.metadata.labels or {}) if obj.metadata else {}
     except Exception as exc:  # noqa: BLE001 - any failure means "no labels from the API"
