@@ -15,6 +15,7 @@ from .config import FpgaConfig, effective
 from .discovery import Slot
 from .executor import Executor, KernelExecutor, ProgramError
 from .health import MISSING, HealthLoop, fingerprint
+from .ids import normalize_uuid
 from .images import ImageError, ImageStore
 from .options import FpgaOptions
 from .programming import JOURNAL_PREFIX, InFlight, Programmer
@@ -156,7 +157,7 @@ class FpgaBackend:
         spec = self.o.default_functions.get(slot.interface_id() or "")
         if not spec or slot.afu_id() == spec:
             return
-        key = "afuId" if len(spec.replace("-", "")) == 32 and "." not in spec else "image"
+        key = "afuId" if normalize_uuid(spec) == spec else "image"
         cfg = FpgaConfig.model_validate({key: spec})
         try:
             image = self.programmer.select(slot, cfg)

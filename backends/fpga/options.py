@@ -7,6 +7,8 @@ from pydantic import Field, field_validator
 
 from dra_framework.api import BaseOptions, CdiPolicy
 
+from .ids import normalize_uuid
+
 
 class FpgaOptions(BaseOptions):
     """``hostRoot`` (from BaseOptions): where the host's /sys, /dev and /proc are visible."""
@@ -42,6 +44,19 @@ class FpgaOptions(BaseOptions):
             if not d.startswith("/"):
                 raise ValueError(f"{d!r}: image directories are host paths and must be absolute")
         return v
+
+    @field_validator("default_functions")
+    @classmethod
+    def _defaults(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for iface, spec in v.items():
+            key = normalize_uuid(iface)
+            if key is None:
+                raise ValueError(f"{iface!r}: keys are interface ids (32 hex digits, dashes allowed)")
+            if not spec or spec.startswith("/") or ".." in spec.split("/"):
+                raise ValueError(f"{iface}: {spec!r} must be an afuId or an image name relative to an image directory")
+            out[key] = normalize_uuid(spec) or spec
+        return out
 
     def default_cdi_policy(self) -> CdiPolicy:
         """DFL port/FME nodes, Alveo render and management nodes; ``FPGA_*`` env; nothing else."""

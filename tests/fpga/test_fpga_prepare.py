@@ -132,3 +132,16 @@ async def test_alveo_loads_an_xclbin_through_the_mgmt_pf(tmp_path):
     nodes = nodes_of(env)
     assert {"path": "/dev/dri/renderD129", "type": "c", "major": 226, "minor": 129} in nodes
     assert {"path": "/dev/xclmgmt1024", "type": "c", "major": 237, "minor": 0} in nodes
+
+
+def test_default_functions_option_is_checked():
+    import pytest
+    from pydantic import ValidationError
+
+    from dra_backends.fpga.options import FpgaOptions
+    o = FpgaOptions.model_validate({"defaultFunctions": {"D51533AD-AEE6-5DAB-80FB-A44BBF579B68": HOST_CHAN.upper()}})
+    assert o.default_functions == {"d51533adaee65dab80fba44bbf579b68": HOST_CHAN}
+    with pytest.raises(ValidationError, match="keys are interface ids"):
+        FpgaOptions.model_validate({"defaultFunctions": {"d5005": HOST_CHAN}})
+    with pytest.raises(ValidationError, match="must be an afuId or an image name"):
+        FpgaOptions.model_validate({"defaultFunctions": {"d51533adaee65dab80fba44bbf579b68": "../x.gbs"}})
