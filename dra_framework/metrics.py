@@ -45,9 +45,14 @@ class DriverMetrics:
 
     def __init__(self, driver: str) -> None:
         self.driver = driver
+        # Label lookups cost more than the update itself; these run on every kubelet call.
+        self._seconds = {op: OPERATION_SECONDS.labels(driver, op) for op in ("prepare", "unprepare")}
+        self._inflight = {op: INFLIGHT.labels(driver, op) for op in ("prepare", "unprepare")}
+        self._prepared = PREPARED_CLAIMS.labels(driver)
 
     def observe(self, operation: str, seconds: float, error_reason: str | None = None) -> None:
-        OPERATION_SECONDS.labels(self.driver, operation).observe(seconds)
+        child = self._seconds.get(operation)
+        (child if child is not None else OPERATION_SECONDS.labels(self.driver, operation)).observe(seconds)
         if error_reason:
             OPERATION_ERRORS.labels(self.driver, operation, error_reason).inc()
 
@@ -58,10 +63,11 @@ class DriverMetrics:
         self.observe("unprepare", seconds, error_reason)
 
     def inflight(self, delta: int, operation: str = "prepare") -> None:
-        INFLIGHT.labels(self.driver, operation).inc(delta)
+        child = self._inflight.get(operation)
+        (child if child is not None else INFLIGHT.labels(self.driver, operation)).inc(delta)
 
     def set_prepared_claims(self, n: int) -> None:
-        PREPARED_CLAIMS.labels(self.driver).set(n)
+        self._prepared.set(n)
 
     def set_invalid_devices(self, pool: str, n: int) -> None:
         INVALID_DEVICES.labels(self.driver, pool).set(n)

@@ -105,11 +105,33 @@ def _entry_json(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def encode(claims: Mapping[str, Any], boot_id: str) -> bytes:
+_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          default=_entry_json).encode
+
+
+def encode(claims: Mapping[str, Any], boot_id: str, cache: dict[str, tuple[Any, bytes]] | None = None) -> bytes:
     """Header line + canonical JSON payload; ``claims`` values are :class:`ClaimEntry` objects
-    or their JSON form. Raises TypeError/ValueError for non-JSON data."""
-    payload = json.dumps({"bootId": boot_id, "claims": claims}, sort_keys=True, default=_entry_json,
-                         separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    or their JSON form. Raises TypeError/ValueError for non-JSON data.
+
+    ``cache`` (uid → (entry, its JSON bytes)): entries are immutable, so an entry object seen at
+    the last write is not serialised again; the payload is assembled from the per-entry bytes in
+    uid order, byte for byte what one ``json.dumps(..., sort_keys=True)`` of the whole state
+    gives. Keeps a commit's cost proportional to what changed, not to the node's claim count."""
+    parts = []
+    for uid in sorted(claims):
+        entry = claims[uid]
+        hit = cache.get(uid) if cache is not None else None
+        if hit is not None and hit[0] is entry:
+            raw = hit[1]
+        else:
+            raw = _dumps(entry).encode("utf-8")
+            if cache is not None:
+                cache[uid] = (entry, raw)
+        parts.append(_dumps(uid).encode("utf-8") + b":" + raw)
+    if cache is not None and len(cache) > len(claims):
+        for uid in [u for u in cache if u not in claims]:
+            del cache[uid]
+    payload = b'{"bootId":' + _dumps(boot_id).encode("utf-8") + b',"claims":{' + b",".join(parts) + b"}}"
     header = {"checksum": "sha256:" + hashlib.sha256(payload).hexdigest(), "format": FORMAT,
               "length": len(payload), "version": SCHEMA_VERSION}
     return json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n" + payload
@@ -209,6 +231,8 @@ class Checkpoint:
         self._stat: tuple[int, int, int, int] | None = None
         self._pending: list[tuple[Callable[[Claims], Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._dir_ok = False
+        self._encoded: dict[str, tuple[Any, bytes]] = {}  # see encode()
         self._bg: set[asyncio.Task[Any]] = set()
 
     # --- reading ---------------------------------------------------------------------------
@@ -352,7 +376,9 @@ class Checkpoint:
 
     def _commit_sync(self, batch: list[tuple[Callable[[Claims], Any], asyncio.Future[Any]]],
                      problems: list[CheckpointProblem]) -> list[tuple[bool, Any]]:
-        make_dirs(self.directory, PLUGIN_DIR_MODE)
+        if not self._dir_ok:  # once, not per commit; a directory removed later fails the write
+            make_dirs(self.directory, PLUGIN_DIR_MODE)
+            self._dir_ok = True
         with _flock(self.lock_path):
             working = self._read_locked(problems, quarantine_newer=False)
             results: list[tuple[bool, Any]] = []
@@ -369,9 +395,13 @@ class Checkpoint:
                 changed = True
                 results.append((True, value))
             if changed:
-                data = encode(working, self.boot_id)
+                data = encode(working, self.boot_id, self._encoded)
                 try:
-                    atomic_write_file(self.path, data, 0o600)
+                    try:
+                        atomic_write_file(self.path, data, 0o600)
+                    except FileNotFoundError:  # someone removed the directory: make it again
+                        make_dirs(self.directory, PLUGIN_DIR_MODE)
+                        atomic_write_file(self.path, data, 0o600)
                 except OSError as exc:
                     if exc.errno == errno.ENOSPC:
                         raise CheckpointError(f"checkpoint {self.path}: no space left on device") from None
