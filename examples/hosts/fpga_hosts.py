@@ -12,6 +12,7 @@ Images under ``srv/`` are synthetic (``backends/fpga/fake/images.py``): real ids
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from dra_framework.testing.hosttree import HostTree
 from dra_backends.fpga.fake.images import make_gbs, make_xclbin  # noqa: E402
 
 #: Dynamic char majors (``/proc/devices``); any free number does, real hosts differ.
-DFL_PORT_MAJOR, DFL_FME_MAJOR, XCLMGMT_MAJOR, DRM_MAJOR = 235, 236, 237, 226
+DFL_PORT_MAJOR, DFL_FME_MAJOR, XCLMGMT_MAJOR, DRM_MAJOR, VFIO_MAJOR = 235, 236, 237, 226, 243
 
 D5005_IFACE = "d51533adaee65dab80fba44bbf579b68"
 D5005_AFUS = {"he-lb": "56e203e9864f49a7b94b12284c31e02b", "host_chan_mmio": "76d7ae9cf66b461f816a5428bcebdbc5",
@@ -100,6 +101,7 @@ def build_d5005(root: str | Path) -> Path:
 def build_n3000(root: str | Path) -> Path:
     t = HostTree(root)
     _dfl_common(t)
+    t.proc_devices([(10, "misc"), (DFL_PORT_MAJOR, "dfl-port"), (DFL_FME_MAJOR, "dfl-fme"), (VFIO_MAJOR, "vfio")])
     t.pci_driver("i40e")
     t.pci_driver("pci-pf-stub")
     cpus = ",".join(str(c) for c in range(0, 48, 2))
@@ -108,11 +110,22 @@ def build_n3000(root: str | Path) -> Path:
     parent = "pci0000:17/0000:17:00.0/0000:18:00.0"
     nics = {"0000:19:00.0": ("ens785f0", "64:4c:36:11:1b:a8"), "0000:19:00.1": ("ens785f1", "64:4c:36:11:1b:a9"),
             "0000:1d:00.0": ("ens787f0", "64:4c:36:11:1b:ac"), "0000:1d:00.1": ("ens787f1", "64:4c:36:11:1b:ad")}
-    for bdf, (ifname, mac) in nics.items():
+    for group, (bdf, (ifname, mac)) in enumerate(nics.items(), start=30):
         t.pci_function(bdf, parent=parent, vendor="8086", device="0d58", class_code="020000", subsystem_vendor="8086",
-                       subsystem_device="0001", driver="i40e", numa_node=0, local_cpulist=cpus,
+                       subsystem_device="0001", driver="i40e", numa_node=0, local_cpulist=cpus, iommu_group=group,
                        attrs={"sriov_totalvfs": "64\n", "sriov_numvfs": "0\n"})
-        t.netdev(bdf, ifname, address=mac, operstate="up", type="1")
+        t.netdev(bdf, ifname, address=mac, operstate="up", type="1", carrier="1", speed="25000", mtu="1500")
+    # two VFs on the first port (what `echo 2 > sriov_numvfs` gives): for a NIC backend
+    vfs = ["0000:19:02.0", "0000:19:02.1"]
+    for i, vf in enumerate(vfs):
+        t.pci_function(vf, parent=parent, vendor="8086", device="154c", class_code="020000", driver="iavf",
+                       native_driver="iavf", numa_node=0, local_cpulist=cpus, iommu_group=40 + i)
+        t.netdev(vf, f"ens785f0v{i}", type="1", operstate="up", mtu="1500", address=f"5a:8e:0c:2d:61:{i:02x}")
+    t.sriov("0000:19:00.0", vfs)
+    t.pci_driver("vfio-pci", module="vfio_pci")
+    t.char_device("dev/vfio/vfio", 10, 196)  # VFIO_MINOR in include/linux/miscdevice.h
+    vf_state = {str(i): {"mac": "00:00:00:00:00:00", "vlan": 0, "spoofchk": True, "trust": False} for i in range(2)}
+    t.file("fake-netlink.json", json.dumps({"vfs": {"ens785f0": vf_state}}, indent=2, sort_keys=True) + "\n")
     t.pci_function("0000:1b:00.0", parent=parent, vendor="8086", device="0b30", class_code="120000",
                    subsystem_vendor="8086", subsystem_device="0000", driver="dfl-pci", numa_node=0, local_cpulist=cpus)
     dfl_fme(t, "0000:1b:00.0", 0, 0, bitstream_id="0x2300011001030f", interface_id=N3000_IFACE, ports=1)
