@@ -69,7 +69,12 @@ class KernelExecutor:
     def _dfl(self, target: Target, image: Image) -> None:
         node = self.host_root / target.fme_node.lstrip("/")
         buf = ctypes.create_string_buffer(image.data, len(image.data))
-        arg = bytearray(struct.pack("=IIIIQ", 24, 0, target.port_id, len(image.data), ctypes.addressof(buf)))
+        fields = (0, target.port_id, len(image.data), ctypes.addressof(buf))
+        if Path(target.fme_node).name.startswith("intel-fpga-fme"):
+            # OPAE's out-of-tree driver: the same request, its struct ends in a u64 status
+            arg = bytearray(struct.pack("=IIIIQQ", 32, *fields, 0))
+        else:
+            arg = bytearray(struct.pack("=IIIIQ", 24, *fields))
         try:
             fd = os.open(node, os.O_RDWR)
         except OSError as exc:

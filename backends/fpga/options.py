@@ -61,5 +61,6 @@ class FpgaOptions(BaseOptions):
     def default_cdi_policy(self) -> CdiPolicy:
         """DFL port/FME nodes, Alveo render and management nodes; ``FPGA_*`` env; nothing else."""
         return CdiPolicy.model_validate({
-            "deviceNodes": ("/dev/dfl-port.*", "/dev/dfl-fme.*", "/dev/dri/renderD*", "/dev/xclmgmt*"),
+            "deviceNodes": ("/dev/dfl-port.*", "/dev/dfl-fme.*", "/dev/intel-fpga-port.*", "/dev/intel-fpga-fme.*",
+                            "/dev/dri/renderD*", "/dev/xclmgmt*"),
             "env": ("FPGA_*",)})

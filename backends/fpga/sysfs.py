@@ -1,6 +1,8 @@
 """Read FPGA cards from sysfs under the host root: Intel DFL ports and FMEs, Alveo PF pairs.
 
-DFL layout (Linux ``Documentation/fpga/dfl.rst``, "Device enumeration"; docs/fpga.md)::
+DFL layout (Linux ``Documentation/fpga/dfl.rst``, "Device enumeration"; docs/fpga.md; OPAE's
+out-of-tree ``intel-fpga`` driver has the same files under ``fpga/intel-fpga-dev.<n>/intel-fpga-
+{fme,port}.<m>`` with the interface id in ``pr/interface_id``)::
 
     <pci function>/fpga_region/region<X>/dfl-fme.<n>/{dev,bitstream_id,ports_num,errors/}
     <pci function>/fpga_region/region<X>/dfl-fme.<n>/dfl-fme-region.<k>/fpga_region/region<Y>/compat_id
@@ -68,8 +70,9 @@ class DflFme:
 
     @property
     def interface_id(self) -> str | None:
-        """The PR region's ``compat_id``: the FIM identity a PR image must match."""
-        for f in _glob_sorted(self.path, "dfl-fme-region.*/fpga_region/region*/compat_id"):
+        """The PR region's ``compat_id`` (OPAE's driver: ``pr/interface_id``): the FIM identity a
+        PR image must match."""
+        for f in _glob_sorted(self.path, "dfl-fme-region.*/fpga_region/region*/compat_id") + [self.path / "pr/interface_id"]:
             v = ids.normalize_uuid(read(f))
             if v:
                 return v
@@ -111,12 +114,17 @@ class DflPort:
         return self.path.is_dir()
 
 
+#: In-tree DFL driver, then OPAE's out-of-tree ``intel-fpga`` driver (same files, ``pr/interface_id``).
+FME_GLOBS = ("fpga_region/region*/dfl-fme.*", "fpga/intel-fpga-dev.*/intel-fpga-fme.*")
+PORT_GLOBS = ("fpga_region/region*/dfl-port.*", "fpga/intel-fpga-dev.*/intel-fpga-port.*")
+
+
 def dfl_fmes(fn: PciFunction) -> list[DflFme]:
-    return [DflFme(fn, p) for p in _glob_sorted(fn.path, "fpga_region/region*/dfl-fme.*")]
+    return [DflFme(fn, p) for g in FME_GLOBS for p in _glob_sorted(fn.path, g)]
 
 
 def dfl_ports(fn: PciFunction) -> list[DflPort]:
-    return [DflPort(fn, p) for p in _glob_sorted(fn.path, "fpga_region/region*/dfl-port.*")]
+    return [DflPort(fn, p) for g in PORT_GLOBS for p in _glob_sorted(fn.path, g)]
 
 
 @dataclass
@@ -147,7 +155,7 @@ def scan_dfl(host_root: Path) -> list[DflFunction]:
         f.fme = fmes[0] if fmes else None
         if fn.driver is None:
             f.problem, f.reason = "no-driver", "no driver bound (expected dfl-pci)"
-        elif not (fn.path / "fpga_region").is_dir():
+        elif not (fn.path / "fpga_region").is_dir() and not (fn.path / "fpga").is_dir():
             f.problem, f.reason = "no-fim", f"driver {fn.driver} bound but no FPGA region: no FIM flashed or DFL enumeration failed"
         elif f.fme is None and (f.ports or fn.is_vf):
             where = f"its PF {pf.bdf}" if fn.is_vf and pf is not None else "this PF"

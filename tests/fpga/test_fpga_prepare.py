@@ -145,3 +145,41 @@ def test_default_functions_option_is_checked():
         FpgaOptions.model_validate({"defaultFunctions": {"d5005": HOST_CHAN}})
     with pytest.raises(ValidationError, match="must be an afuId or an image name"):
         FpgaOptions.model_validate({"defaultFunctions": {"d51533adaee65dab80fba44bbf579b68": "../x.gbs"}})
+
+
+async def test_opae_out_of_tree_driver_layout(tmp_path):
+    """OPAE's intel-fpga driver (pr/interface_id, intel-fpga-{fme,port}.N nodes) on an Arria 10 PAC
+    (8086:09c4; interface of its DCP 1.2 FIM and NLB0/NLB3 from the Intel device plugin's mappings)."""
+    from fpga_helpers import Env, FpgaBackend, FpgaOptions
+
+    from dra_backends.fpga.fake.images import make_gbs
+    from dra_framework.testing.hosttree import HostTree
+    iface, nlb0, nlb3 = "69528db6eb31577a8c3668f9faa081f6", "d8424dc4a4a3c413f89e433683f9040b", "f7df405cbd7acf7222f144b0b93acd18"
+    env = Env(tmp_path, [])
+    t = HostTree(env.host_root)
+    t.pci_function("0000:5e:00.0", parent="pci0000:5d/0000:5d:00.0", vendor="8086", device="09c4", class_code="120000",
+                   driver="intel-fpga-pci", numa_node=0)
+    dev = t.device_dir("0000:5e:00.0").relative_to(t.root) / "fpga/intel-fpga-dev.0"
+    t.file(dev / "intel-fpga-fme.0/dev", "239:0\n")
+    t.file(dev / "intel-fpga-fme.0/pr/interface_id", iface + "\n")
+    t.file(dev / "intel-fpga-fme.0/bitstream_id", "0x123000200000185\n")
+    t.file(dev / "intel-fpga-port.0/dev", "238:0\n")
+    t.file(dev / "intel-fpga-port.0/id", "0\n")
+    t.file(dev / "intel-fpga-port.0/afu_id", nlb0 + "\n")
+    t.char_device("dev/intel-fpga-fme.0", 239, 0)
+    t.char_device("dev/intel-fpga-port.0", 238, 0)
+    t.path(f"srv/intel.com/fpga/{iface}").mkdir(parents=True)
+    t.path(f"srv/intel.com/fpga/{iface}/{nlb3}.gbs").write_bytes(make_gbs(iface, nlb3, "nlb3"))
+    opts = {"hostRoot": str(env.host_root), "imageDirs": ["/srv/intel.com/fpga"], "hotplug": False, "executor": "fake"}
+    env.factories = [("fpga", lambda ctx: FpgaBackend(FpgaOptions(**opts), ctx))]
+    engine = await env.make_engine()
+    [slot] = env.instances["fpga"]._scan()
+    assert slot.name == "dfl-0000-5e-00-0-port0" and slot.board == "pac-a10" and slot.interface_id() == iface
+    ref = env.add_claim("c", [{"request": "fpga", "device": slot.name}], configs=[fpga_config(afuId=nlb3, mode="self")])
+    assert (await engine.prepare([ref]))[ref.uid].error == ""
+    assert (env.host_root / dev / "intel-fpga-port.0/afu_id").read_text().strip() == nlb3
+    [call] = calls(env)
+    assert call["fmeNode"] == "/dev/intel-fpga-fme.0"
+    nodes = nodes_of(env)
+    assert {"path": "/dev/intel-fpga-port.0", "type": "c", "major": 238, "minor": 0} in nodes
+    assert {"path": "/dev/intel-fpga-fme.0", "type": "c", "major": 239, "minor": 0} in nodes
