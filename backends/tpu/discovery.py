@@ -22,7 +22,7 @@ from typing import Any
 
 from dra_framework.api import Capacity, CounterConsumption, CounterSet, Device, PciFunction, pci_device_name, walk_pci
 
-from .generations import BY_NAME, GENERATIONS, GOOGLE_VENDOR, NOT_TPU, Generation, Shape, unsupported_name
+from .generations import GENERATIONS, GOOGLE_VENDOR, NOT_TPU, Generation, Shape, unsupported_name
 from .topology import HostInfo, topology_chips, topology_dims
 
 COUNTER_SET = "tpu-chips"
@@ -201,10 +201,6 @@ def devices(host: Host, base_port: int) -> tuple[CounterSet | None, list[Device]
     if len(host.chips) > 1 or host.multi_host:
         out.append(_device(host, "tpu-host", host.chips, host.host_shape, "host", base_port))
     return counters, out
-
-
-def by_name(gen: str) -> Generation | None:
-    return BY_NAME.get(gen)
 
 
 def log_notes(host: Host, log: logging.Logger) -> None:

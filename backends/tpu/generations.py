@@ -72,7 +72,6 @@ GENERATIONS: dict[str, Generation] = {g.device_id: g for g in (
     Generation("v5p", "v5p", "0062", 95 * GIB, 2, True, (4,), _SHAPES_3D),
     Generation("v6e", "v6e", "006f", 32 * GIB, 1, True, (1, 4, 8), _SHAPES_2D),
 )}
-BY_NAME = {g.name: g for g in GENERATIONS.values()}
 
 #: Recognised but not supported by this backend: (device id, subsystem device id or None) → name.
 UNSUPPORTED = {("0027", "004e"): "v2", ("0027", "004f"): "v3", ("0076", None): "TPU7x (Ironwood)"}

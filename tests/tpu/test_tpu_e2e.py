@@ -3,7 +3,8 @@ publishes to a real kube-apiserver, the scheduler's allocator places sub-host cl
 kubelet's DRA code prepares them, the reference CDI library resolves the IDs.
 
 - two claims for a 2x2 shape get disjoint chips and each its own TPU runtime environment;
-- a whole-host claim cannot be allocated while they hold chips, and can be after;
+- a whole-host claim cannot be allocated while they hold chips, and can be after; its prepare
+  fails naming a process that has one of its chips open and no prepared claim owns;
 - a shape the host does not have (3 chips) cannot be allocated at all;
 - a missing device file taints exactly the devices holding that chip, on the kubelet's health
   stream too, and the taints go when it returns;
@@ -18,7 +19,7 @@ import shutil
 import pytest
 from tpu_helpers import DRIVER, build_host
 
-from dra_framework.testing import AllocationFailed, wait_for
+from dra_framework.testing import AllocationFailed, ShimError, wait_for
 
 pytestmark = pytest.mark.k8s
 NS = "default"
@@ -116,9 +117,21 @@ def test_sub_host_claims_whole_host_and_health(kube_apiserver, k8s_objects, kube
     for name in ("a", "b"):
         shim.unprepare_pod(NS, f"p-{name}")
         _delete_claim(k8s_objects, name)
-    got = allocator.allocate(NS, "whole", node)["devices"]["results"][0]["device"]
+    k8s_objects.pod(NS, "p-whole", claims=["whole"], node=node)
+    got = allocator.allocate(NS, "whole", node, pod=(NS, "p-whole"))["devices"]["results"][0]["device"]
     assert got == "tpu-host"
     assert json.loads((daemon.state_dir / DRIVER / "tpu" / "leases.json").read_text()) == {}
+
+    # A process nobody prepared holds chip 3 (a leftover workload): the prepare names it.
+    (host / "proc/4242/fd").mkdir(parents=True)
+    (host / "proc/4242/comm").write_text("python3\n")
+    (host / "proc/4242/fd/9").symlink_to("/dev/vfio/3")
+    with pytest.raises(ShimError, match=r"/dev/vfio/3 is open in pid 4242 \(python3\)"):
+        shim.prepare_pod(NS, "p-whole")
+    shutil.rmtree(host / "proc/4242")
+    env = _env(cdi_check(daemon.cdi_dir, shim.prepare_pod(NS, "p-whole")["whole"]))
+    assert (env["TPU_VISIBLE_CHIPS"], env["TPU_TOPOLOGY"]) == ("0,1,2,3,4,5,6,7", "2x4")
+    shim.unprepare_pod(NS, "p-whole")
 
 
 def test_topology_from_the_node_labels(kube_apiserver, k8s_objects, kubelet_shim, dra_driver, tmp_path):
