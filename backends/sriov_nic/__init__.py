@@ -1,1 +1,3 @@
-"""Built-in sriov_nic backend: not implemented yet (no issue filed for it so far); the directory reserves its place in the layout."""
+"""Built-in ``sriov_nic`` backend: SR-IOV virtual functions of Ethernet and InfiniBand NICs as DRA
+devices, handed to containers as a netdev (CDI netDevices), through vfio-pci, or with their RDMA
+character devices. See backends/sriov_nic/README.md."""

@@ -7,6 +7,7 @@ the fourth already on ``vfio-pci``.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -22,6 +23,10 @@ NODE0_CPUS = ",".join(str(c) for c in range(0, 48, 2))
 GROUPS = {ROOT_PORT: 14, PFS[0]: 15, PFS[1]: 16, VFS[0]: 17, VFS[1]: 18, VFS[2]: 19, VFS[3]: 20}
 #: Dynamic major of the vfio group nodes (``ls -l /dev/vfio`` on real hosts: ``243, 0``).
 VFIO_MAJOR = 243
+#: PF MAC addresses (Intel OUI b4:96:91, consecutive per port as on E810 cards).
+PF_MACS = ["b4:96:91:a5:c8:40", "b4:96:91:a5:c8:41"]
+#: VF MACs as iavf reports them when the PF set none (random, locally administered).
+VF_MACS = ["ea:3e:5f:11:8b:20", "3a:b1:42:7c:0d:91", "b6:29:e0:54:a3:7f", "76:c8:1d:9e:40:02"]
 #: pci.ids 2023.08.10 (https://pci-ids.ucw.cz/), the lines for these devices.
 PCI_IDS = """#
 #\tList of PCI ID's (excerpt)
@@ -50,19 +55,27 @@ def build(root: str | Path) -> Path:
     for port, pf in enumerate(PFS):
         t.pci_function(pf, vendor="8086", device="1592", class_code="020000", subsystem_vendor="8086",
                        subsystem_device="0002", driver="ice", iommu_group=GROUPS[pf], **common)
-        t.netdev(pf, f"enp23s0f{port}", type="1", operstate="up")
+        t.netdev(pf, f"enp23s0f{port}", type="1", operstate="up", carrier="1", speed="100000", mtu="1500",
+                 address=PF_MACS[port])
     for i, vf in enumerate(VFS):
         on_vfio = i == len(VFS) - 1
         t.pci_function(vf, vendor="8086", device="1889", class_code="020000", driver="vfio-pci" if on_vfio else "iavf",
                        native_driver="iavf", iommu_group=GROUPS[vf], **common)
         if not on_vfio:
-            t.netdev(vf, f"enp23s0f0v{i}", type="1", operstate="up")
+            t.netdev(vf, f"enp23s0f0v{i}", type="1", operstate="up", mtu="1500", address=VF_MACS[i])
     t.sriov(PFS[0], VFS)
     t.file(f"sys/bus/pci/devices/{PFS[1]}/sriov_numvfs", "0\n")
     t.pci_driver("vfio-pci", module="vfio_pci")
     t.char_device("dev/vfio/vfio", 10, 196)  # VFIO_MINOR in include/linux/miscdevice.h
     t.char_device(f"dev/vfio/{GROUPS[VFS[-1]]}", VFIO_MAJOR, 0)  # the first group gets minor 0
+    t.char_device("dev/vhost-net", 10, 238)  # VHOST_NET_MINOR
+    t.char_device("dev/net/tun", 10, 200)  # TUN_MINOR
     t.proc_devices([(10, "misc"), (VFIO_MAJOR, "vfio")])
+    # what the PF reports per VF (ip link show enp23s0f0): no administrative MAC or VLAN, spoof
+    # checking on, trust off (the ice driver's defaults); read by the sriov_nic fake netlink
+    vf_state = {str(i): {"mac": "00:00:00:00:00:00", "vlan": 0, "spoofchk": True, "trust": False}
+                for i in range(len(VFS))}
+    t.file("fake-netlink.json", json.dumps({"vfs": {"enp23s0f0": vf_state}}, indent=2, sort_keys=True) + "\n")
     t.pci_ids(PCI_IDS)
     return t.root
 
