@@ -127,7 +127,9 @@ class Preparer:
             if_name = cfg["if_name"] or f"net{position + 1}"
             edits["net_devices"].append(NetDevice(host_interface_name=host_if, name=if_name))
             status.update(ifName=if_name, hostInterfaceName=host_if)
-            network = NetworkData(interface_name=if_name, hardware_address=state.get("mac") or "")
+            mac = state.get("mac") if state.get("mac") not in (None, "00:00:00:00:00:00") else \
+                fn.attr(f"net/{host_if}/address")  # no administrative MAC: the one the VF uses
+            network = NetworkData(interface_name=if_name, hardware_address=mac or "")
         rdma_dev, chars = rdma_info(fn)
         want_rdma = cfg["rdma"] if cfg["rdma"] is not None else rdma_dev is not None
         if want_rdma:

@@ -1,0 +1,55 @@
+"""The SR-IOV sample hosts are exactly what their generator scripts write, and
+``dra-framework discover`` lists the selected VFs with their attributes on each."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from sriov_nic_helpers import REPO, build_host
+
+CLI = [sys.executable, "-m", "dra_framework.cli"]
+
+
+def _snapshot(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            if rel == "README.md":
+                continue
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p))
+            elif os.path.isfile(p):
+                out[rel] = ("file", open(p, "rb").read())
+            else:
+                out[rel] = ("dir",)
+    return out
+
+
+@pytest.mark.parametrize("kind, folder", [("cx6dx", "sriov-cx6dx"), ("dgx", "dgx-h100-cx7")])
+def test_committed_sample_host_matches_its_generator(tmp_path, kind, folder):
+    gen = build_host(kind, tmp_path / "gen")
+    committed = _snapshot(REPO / "examples/hosts" / folder)
+    committed.pop("README.md", None)
+    assert committed == _snapshot(gen)
+
+
+@pytest.mark.parametrize("config, devices, must_have", [
+    ("sriov-e810.yaml", [f"vf-0000-17-01-{i}" for i in range(4)],
+     ["pfName=enp23s0f0", "currentDriver=vfio-pci", "linkSpeed=100000", "dra.net/numaNode=0"]),
+    ("sriov-cx6dx.yaml", [f"vf-0000-c1-00-{i}" for i in range(2, 6)],
+     ["rdma=True", "pfName=enp193s0f0np0", "resource.kubernetes.io/pcieRoot=pci0000:c0"]),
+    ("dgx-h100-cx7.yaml", [f"vf-0000-{b}-00-{f}" for b in ("18", "40", "4f", "5e", "9a", "c0", "ce") for f in (1, 2)],
+     ["linkType=infiniband", "gpu-0000-1b-00-0", "resource.kubernetes.io/pcieRoot=pci0000:15"]),
+])
+def test_discover_lists_the_selected_vfs(config, devices, must_have):
+    r = subprocess.run([*CLI, "discover", "-c", str(REPO / "examples/configs" / config)], capture_output=True,
+                       text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    listed = [line.split()[2] for line in r.stdout.splitlines() if line.startswith("sriovnic.dra-framework.io")]
+    assert listed == devices
+    for text in must_have:
+        assert text in r.stdout
