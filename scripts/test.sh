@@ -3,8 +3,8 @@
 # 1. builds the Go harness (etcd, kube-apiserver, kubelet-dra-shim, allocator, cdi-check, and helm) for the
 #    newest (1.37.2) and the oldest GA (1.34.4) Kubernetes, cached outside the repo;
 # 2. runs every test against 1.37.2;
-# 3. runs the backend conformance suite (docs/testing.md) for the built-in NVIDIA, FPGA and TPU
-#    backends, the example backend and examples/sriov-minimal;
+# 3. runs the backend conformance suite (docs/testing.md) for the built-in NVIDIA, FPGA, TPU and
+#    sriov_nic (E810, ConnectX-6 Dx) backends, the example backend and examples/sriov-minimal;
 # 4. runs the tests that talk to a real apiserver or kubelet, and the conformance suite, again
 #    against 1.34.4.
 # Without Go the harness tests skip with a reason; with CI=true they fail instead.
@@ -26,7 +26,7 @@ if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
 conformance() {
-  echo "==> conformance: nvidia, example, sriov-minimal, fpga, tpu (Kubernetes ${DRA_HARNESS_K8S_VERSION:-default})"
+  echo "==> conformance: nvidia, example, sriov-minimal, fpga, tpu, sriov-nic (Kubernetes ${DRA_HARNESS_K8S_VERSION:-default})"
   .venv/bin/python -m pytest -q --dra-conformance=nvidia --dra-config=examples/configs/nvidia-dgx-h100.yaml
   .venv/bin/python -m pytest -q --dra-conformance=example --dra-config=examples/configs/example.yaml
   # FakePciKernel plays the kernel for the rebinding writes; pci_bindings compares every VF's driver.
@@ -36,11 +36,16 @@ conformance() {
   .venv/bin/python -m pytest -q --dra-conformance=fpga --dra-config=examples/configs/fpga-d5005.yaml
   .venv/bin/python -m pytest -q --dra-conformance=fpga --dra-config=examples/configs/fpga-u250.yaml
   .venv/bin/python -m pytest -q --dra-conformance=tpu --dra-config=examples/configs/tpu-v5e-8.yaml
+  # sriov_nic: the fake netlink's VF state lives in the host tree, so "nothing left behind" covers it too.
+  for host in sriov-e810 sriov-cx6dx; do
+    .venv/bin/python -m pytest -q --dra-conformance=sriov-nic --dra-config="examples/configs/$host.yaml" \
+      --dra-host=dra_framework.testing.hosttree:FakePciKernel --dra-leftovers=dra_framework.testing:pci_bindings
+  done
 }
 .venv/bin/python -m pytest
 if [ "$have_go" = 1 ]; then
   conformance
   echo "==> again against Kubernetes $OLDEST (the oldest resource.k8s.io/v1 release)"
-  DRA_HARNESS_K8S_VERSION=$OLDEST .venv/bin/python -m pytest -m k8s tests/e2e tests/slices tests/harness_tests tests/deploy tests/fpga tests/tpu
+  DRA_HARNESS_K8S_VERSION=$OLDEST .venv/bin/python -m pytest -m k8s tests/e2e tests/slices tests/harness_tests tests/deploy tests/fpga tests/tpu tests/sriov_nic
   DRA_HARNESS_K8S_VERSION=$OLDEST conformance
 fi

@@ -79,9 +79,9 @@ class SriovNicBackend:
     @hookimpl
     async def dra_prepare(self, ctx: Any, devices: list[Any]) -> PrepareResult:
         result = PrepareResult(teardown={"vfs": [d.device.data["bdf"] for d in devices]})
-        for i, d in enumerate(devices):
+        for d in devices:
             async with ctx.lock(d.device.data["bdf"]):
-                result.devices[d.name] = await self.preparer.prepare_device(ctx, d, i)
+                result.devices[d.name] = await self.preparer.prepare_device(ctx, d)
         return result
 
     @hookimpl

@@ -20,8 +20,8 @@ class VfConfig(OpaqueConfig):
 
     - ``driver``: ``keep`` (as it is bound now), ``vfio-pci`` (DPDK, VMs: ``/dev/vfio/<group>``),
       ``default`` (the VF's kernel netdev driver, e.g. back from vfio-pci).
-    - ``ifName``: the VF's interface name inside the container (kernel driver only; default
-      ``net<N>``, N counting this claim's VFs from 1).
+    - ``ifName``: the VF's interface name inside the container (kernel driver only; default:
+      its name on the host, unique on the node, so VFs of several claims in one pod never clash).
     - ``mac``, ``vlan`` (0-4094, 0 = untagged), ``trust``, ``spoofChk``: set through the PF.
     - ``mtu``: set on the VF netdev before it moves into the pod (kernel driver only).
     - ``vhost``: also add ``/dev/vhost-net`` and ``/dev/net/tun``.

@@ -53,7 +53,7 @@ class Preparer:
                  netdev_wait: float = 5.0) -> None:
         self.root, self.nl, self.kernel_drivers, self.netdev_wait = host_root, netlink, kernel_drivers, netdev_wait
 
-    async def prepare_device(self, ctx: Any, d: AllocatedDevice, position: int) -> PreparedDeviceEdits:
+    async def prepare_device(self, ctx: Any, d: AllocatedDevice) -> PreparedDeviceEdits:
         bdf = d.device.data["bdf"]
         fn = PciFunction.at(self.root, bdf)
         what = f"device {d.name} (VF {bdf})"
@@ -124,7 +124,8 @@ class Preparer:
                 orig = prior["original"] if isinstance(prior, Mapping) else self.nl.mtu(host_if)
                 await ctx.record(key, {"ifname": host_if, "original": orig})
                 self.nl.set_mtu(host_if, cfg["mtu"])
-            if_name = cfg["if_name"] or f"net{position + 1}"
+            # default: the host's name, unique on the node, so VFs of several claims never clash in one pod
+            if_name = cfg["if_name"] or host_if
             edits["net_devices"].append(NetDevice(host_interface_name=host_if, name=if_name))
             status.update(ifName=if_name, hostInterfaceName=host_if)
             mac = state.get("mac") if state.get("mac") not in (None, "00:00:00:00:00:00") else \

@@ -54,7 +54,7 @@ async def test_class_then_claim_precedence(e810):
     ctx = claim_ctx(b)
     res = await b.dra_prepare(ctx, [allocated(devs, "vf-0000-17-01-0", vf_config(vlan=10, mtu=9000), vf_config(vlan=20))])
     data = res.devices["vf-0000-17-01-0"].status.data
-    assert (data["vlan"], data["mtu"], data["ifName"]) == (20, 9000, "net1")
+    assert (data["vlan"], data["mtu"], data["ifName"]) == (20, 9000, "enp23s0f0v0")
     await b.dra_unprepare(stored(ctx))
 
 
@@ -122,9 +122,9 @@ async def test_rdma_and_vhost_nodes(cx6dx):
         ("/dev/infiniband/uverbs3", 231, 195), ("/dev/infiniband/issm3", 231, 67), ("/dev/infiniband/umad3", 231, 3),
         ("/dev/infiniband/rdma_cm", 10, 58), ("/dev/vhost-net", 10, 238), ("/dev/net/tun", 10, 200)]
     assert e.env["SRIOVNIC_VF_0000_C1_00_3_RDMA_DEVICE"] == "mlx5_3"
-    assert [n.name for n in e.net_devices] == ["net1"]
+    assert [n.name for n in e.net_devices] == ["enp193s0f0v1"]
     e2 = res.devices["vf-0000-c1-00-4"].edits
-    assert not e2.device_nodes and [n.name for n in e2.net_devices] == ["net2"]
+    assert not e2.device_nodes and [n.name for n in e2.net_devices] == ["enp193s0f0v2"]
     assert res.devices["vf-0000-c1-00-3"].status.data["rdmaDevice"] == "mlx5_3"
 
 
