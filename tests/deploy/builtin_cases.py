@@ -54,3 +54,12 @@ CASES: list[BuiltinCase] = [
                 selectors=("device.attributes['tpu.dra-framework.io'].topology == '2x2'",),
                 expect_in_edits=("/dev/vfio/vfio", "TPU_CHIPS_PER_PROCESS_BOUNDS=2,2,1")),
 ]
+
+# sriov_nic: VF 1 of the E810's port 0, handed over as a netdev (CDI netDevices); FakePciKernel
+# answers rebinding writes on the copied sample host.
+CASES.append(BuiltinCase(
+    "sriov_nic", CONFIGS / "sriov-e810.yaml", "sriovnic.dra-framework.io",
+    selectors=("device.attributes['sriovnic.dra-framework.io'].pfName == 'enp23s0f0'",
+               "device.attributes['sriovnic.dra-framework.io'].vfID == 1"),
+    host="dra_framework.testing.hosttree:FakePciKernel",
+    expect_in_edits=('"hostInterfaceName": "enp23s0f0v1"',)))
