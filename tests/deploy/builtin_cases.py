@@ -62,4 +62,4 @@ CASES.append(BuiltinCase(
     selectors=("device.attributes['sriovnic.dra-framework.io'].pfName == 'enp23s0f0'",
                "device.attributes['sriovnic.dra-framework.io'].vfID == 1"),
     host="dra_framework.testing.hosttree:FakePciKernel",
-    expect_in_edits=('"hostInterfaceName": "enp23s0f0v1"',)))
+    expect_in_edits=("enp23s0f0v1",)))
