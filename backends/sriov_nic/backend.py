@@ -35,10 +35,10 @@ class SriovNicBackend:
                 kwargs["source"] = udev_source
             self.hotplug = watch_hotplug(context, **kwargs)
 
-    def _once(self, bdf: str, reason: str) -> None:
+    def _once(self, bdf: str, reason: str, verb: str = "skipped") -> None:
         if (bdf, reason) not in self._logged:
             self._logged.add((bdf, reason))
-            self.log.info("PCI function %s skipped: %s", bdf, reason)
+            self.log.info("PCI function %s %s: %s", bdf, verb, reason)
 
     def _taints(self, vf: Vf) -> list[Taint]:
         """A VF bound to no driver, or to one that is neither vfio-pci nor its kernel driver, is
@@ -62,8 +62,8 @@ class SriovNicBackend:
             name = pci_device_name(vf.bdf, "vf")
             taints = self._taints(vf)
             if taints:
-                self._once(vf.bdf, f"published tainted {taints[0].key}={taints[0].value} (driver "
-                           f"{vf.driver or 'none'}, expected vfio-pci or its kernel driver)")
+                self._once(vf.bdf, f"{taints[0].key}={taints[0].value}:NoSchedule (driver {vf.driver or 'none'}, "
+                           "expected vfio-pci or its kernel driver)", verb="tainted")
             inventory.add_device(Device(name, attributes=dict(vf.attrs), taints=taints,
                                         data={"bdf": vf.bdf, "pf": vf.pf_bdf}))
             found[name] = vf
