@@ -70,7 +70,8 @@ def pf_netdev(pf: PciFunction) -> str | None:
     """The PF's uplink netdev: the only one, or the one that is not a representor."""
     names = pf.netdevs()
     uplinks = [n for n in names if not _REPRESENTOR.match(_read(pf.path / "net" / n / "phys_port_name") or "")]
-    return (uplinks or names or [None])[0]
+    found = uplinks or names
+    return found[0] if found else None
 
 
 def link_type(pf: PciFunction, ifname: str | None) -> str:

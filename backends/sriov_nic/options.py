@@ -112,5 +112,5 @@ class SriovNicOptions(BaseOptions):
 
     def default_cdi_policy(self) -> CdiPolicy:
         """VFIO group nodes, RDMA character devices, vhost-net and tun; ``SRIOVNIC_*`` env."""
-        return CdiPolicy(device_nodes=("/dev/vfio", "/dev/infiniband", "/dev/vhost-net", "/dev/net/tun"),
-                         env=("SRIOVNIC_*",))
+        return CdiPolicy.model_validate({"deviceNodes": ["/dev/vfio", "/dev/infiniband", "/dev/vhost-net", "/dev/net/tun"],
+                                         "env": ["SRIOVNIC_*"]})

@@ -20,7 +20,7 @@ from sriov_nic_helpers import DRIVER, build_host
 
 from dra_framework.api import PciFunction
 from dra_framework.killpoints import KILL_AT, KILL_LOG, read_log
-from dra_framework.testing import wait_for
+from dra_framework.testing import ShimError, wait_for
 from dra_framework.testing.hosttree import FakePciKernel
 
 pytestmark = pytest.mark.k8s
@@ -177,7 +177,7 @@ def test_kill9_between_unbind_and_bind_then_restart_restores(kube_apiserver, k8s
         drv.restart(env={KILL_AT: str(rebind[2] + 1)})
         since = _reregistered(shim, drv, since)
         allocator.allocate("default", "crash", node, pod=("default", "p-crash"))
-        with pytest.raises(Exception):
+        with pytest.raises(ShimError):  # the driver died under the kubelet's call
             shim.prepare_pod("default", "p-crash")
         assert drv.wait_exit(30) == -9
         # unbound from iavf, override set, vfio-pci not bound yet
