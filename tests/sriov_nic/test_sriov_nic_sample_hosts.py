@@ -34,7 +34,10 @@ def test_committed_sample_host_matches_its_generator(tmp_path, kind, folder):
     gen = build_host(kind, tmp_path / "gen")
     committed = _snapshot(REPO / "examples/hosts" / folder)
     committed.pop("README.md", None)
-    assert committed == _snapshot(gen)
+    assert committed == _snapshot(gen), (
+        f"examples/hosts/{folder} is out of date (dgx-h100-cx7 copies examples/hosts/dgx-h100): rerun "
+        f"python examples/hosts/{ {'cx6dx': 'sriov_cx6dx.py', 'dgx': 'dgx_h100_cx7.py'}[kind] } examples/hosts/{folder} "
+        "on a removed folder and keep its README.md")
 
 
 @pytest.mark.parametrize("config, devices, must_have", [
