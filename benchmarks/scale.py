@@ -137,7 +137,8 @@ def dgx() -> dict:
     discover_s = time.perf_counter() - t0
     wall, maxrss_kib = r.stderr.strip().splitlines()[-1].split()
     data = json.loads(r.stdout)
-    n_devices = sum(len(s["spec"].get("devices") or []) for s in data) if isinstance(data, list) else None
+    items = data["items"] if isinstance(data, dict) else data
+    n_devices = sum(len(s["spec"].get("devices") or []) for s in items)
     work = Path(tempfile.mkdtemp(prefix="dgx-"))
     cp = k8s.ControlPlane(k8s.find_bins(k8s.k8s_version()), work / "cp", k8s.k8s_version()).start()
     try:
@@ -151,7 +152,7 @@ def dgx() -> dict:
         cfg.update(nodeName="dgx-node", kubeletRootDir=str(work / "kubelet"), cdiRoot=str(work / "cdi"),
                    stateDir=str(work / "state"), kubeconfig=str(cp.kubeconfig), metricsPort=0, healthzPort=0)
         (work / "dgx.yaml").write_text(yaml.safe_dump(cfg))
-        t0 = time.perf_counter()
+        t0, wall0 = time.perf_counter(), time.time()
         proc = subprocess.Popen([exe, "run", "--config", str(work / "dgx.yaml")], cwd=REPO,
                                 stdout=open(work / "daemon.log", "wb"), stderr=subprocess.STDOUT)
         try:
@@ -171,7 +172,17 @@ def dgx() -> dict:
             proc.wait(30)
     finally:
         cp.stop()
-    row = {"devices": n_devices, "discover_cli_s": round(discover_s, 2), "discover_cli_maxrss_mib": round(int(maxrss_kib) / 1024),
+    import datetime
+
+    def at(marker: str) -> float | None:  # seconds after exec of the daemon's first log line with marker
+        for line in (work / "daemon.log").read_text().splitlines():
+            if marker in line:
+                stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                return round(stamp - wall0, 2)
+        return None
+    row = {"devices": n_devices, "exec_to_discovered_s": at("device(s) in"), "exec_to_serving_s": at("serving on"),
+           "exec_to_publishing_s": at("publishing ResourceSlices"), "discover_cli_s": round(discover_s, 2),
+           "discover_cli_maxrss_mib": round(int(maxrss_kib) / 1024),
            "start_to_all_published_s": round(publish_s, 2), "daemon_rss_mib_then": round(rss), "daemon_rss_mib_10s_later": round(rss_later)}
     print(json.dumps(row), flush=True)
     return row
