@@ -239,3 +239,65 @@ def test_gpu_and_vf_aligned_on_pcie_root(kube_apiserver, k8s_objects, kubelet_sh
         shim.unprepare_pod("default", "p-train")
         assert not drv.checkpoint(GPU) and not drv.checkpoint(DRIVER)
         assert not list(drv.cdi_dir.glob("*.json"))
+
+
+def test_pf_link_down_taints_published_vfs_until_it_is_up(kube_apiserver, k8s_objects, kubelet_shim, dra_driver,
+                                                          tmp_path):
+    """The PF's link goes down (operstate): the daemon republishes its VFs with the NoSchedule
+    taint, and without it once the link is back; no restart in between."""
+    node = "e2e-e810-link"
+    host = build_host("e810", tmp_path / "host")
+    shim = kubelet_shim(node)
+    drv = dra_driver(_cfg(host, selectors=[{"pfNames": ["enp23s0f0"]}], healthIntervalSeconds=0.3), shim)
+    shim.wait_registered(DRIVER, timeout=90)
+    wait_for(_devices(k8s_objects, DRIVER, node, 4), 90, "4 VFs published", proc=drv)
+
+    def taints():
+        devs = _devices(k8s_objects, DRIVER, node, 4)() or {}
+        return {n: [(t["key"], t.get("value"), t["effect"]) for t in d.get("taints", [])] for n, d in devs.items()}
+
+    (host / "sys/class/net/enp23s0f0/operstate").write_text("down\n")
+    want = [(f"{DRIVER}/pf-link-down", "enp23s0f0", "NoSchedule")]
+    wait_for(lambda: all(t == want for t in taints().values()), 60, "all 4 VFs tainted", proc=drv)
+    (host / "sys/class/net/enp23s0f0/operstate").write_text("up\n")
+    wait_for(lambda: not any(taints().values()), 60, "taints removed", proc=drv)
+    assert drv.runs == 1
+
+
+def test_hotplug_vf_added_and_removed_without_restart(kube_apiserver, k8s_objects, kubelet_shim, dra_driver, tmp_path):
+    """A fifth VF appears under the PF's virtfn links (what ``echo 5 > sriov_numvfs`` does) and
+    the kernel sends a uevent: the daemon's udev watcher makes it rediscover and publish the VF;
+    removing it again unpublishes it. The uevent is a synthetic one on a real PCI device."""
+    import os
+
+    from dra_framework.testing.hosttree import HostTree
+
+    devs = sorted(os.listdir("/sys/bus/pci/devices")) if os.path.isdir("/sys/bus/pci/devices") else []
+    target = f"/sys/bus/pci/devices/{devs[0]}/uevent" if devs else ""
+    if os.geteuid() != 0 or not target or not os.access(target, os.W_OK):
+        pytest.skip("needs root and a writable /sys/bus/pci/devices/*/uevent for a synthetic uevent")
+    node = "e2e-e810-hotplug"
+    host = build_host("e810", tmp_path / "host")
+    shim = kubelet_shim(node)
+    drv = dra_driver(_cfg(host, selectors=[{"pfNames": ["enp23s0f0"]}], hotplug=True), shim)
+    shim.wait_registered(DRIVER, timeout=90)
+
+    def names():
+        return sorted(d["name"] for s in _slices(k8s_objects, DRIVER, node) for d in s["spec"].get("devices", []))
+
+    four = [f"vf-0000-17-01-{i}" for i in range(4)]
+    wait_for(lambda: names() == four, 60, "4 VFs published", proc=drv)
+    t = HostTree(host)
+    vfs = [f"0000:17:01.{i}" for i in range(5)]
+    t.pci_function(vfs[-1], parent="pci0000:16/0000:16:01.0", vendor="8086", device="1889", class_code="020000",
+                   driver="iavf", numa_node=0, iommu_group=21)
+    t.sriov("0000:17:00.0", vfs)
+    with open(target, "w") as f:
+        f.write("change")
+    wait_for(lambda: "vf-0000-17-01-4" in names(), 30, "the new VF published", proc=drv)
+    (host / "sys/bus/pci/devices/0000:17:01.4").unlink()
+    (t.device_dir("0000:17:00.0") / "virtfn4").unlink()
+    with open(target, "w") as f:
+        f.write("change")
+    wait_for(lambda: names() == four, 30, "the removed VF unpublished", proc=drv)
+    assert "hot-plug events unavailable" not in drv.logs() and drv.runs == 1
