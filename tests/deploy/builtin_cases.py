@@ -58,8 +58,8 @@ CASES: list[BuiltinCase] = [
 # sriov_nic: VF 1 of the E810's port 0, handed over as a netdev (CDI netDevices); FakePciKernel
 # answers rebinding writes on the copied sample host.
 CASES.append(BuiltinCase(
-    "sriov_nic", CONFIGS / "sriov-e810.yaml", "sriovnic.dra-framework.io",
+    "sriov-nic", CONFIGS / "sriov-e810.yaml", "sriovnic.dra-framework.io",  # backend name (entry point sriov_nic)
     selectors=("device.attributes['sriovnic.dra-framework.io'].pfName == 'enp23s0f0'",
                "device.attributes['sriovnic.dra-framework.io'].vfID == 1"),
     host="dra_framework.testing.hosttree:FakePciKernel",
-    expect_in_edits=("enp23s0f0v1",)))
+    expect_in_edits=("SRIOVNIC_VF_0000_17_01_1=0000:17:01.1",)))  # cdi-check prints env and nodes, not netDevices
