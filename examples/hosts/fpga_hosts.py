@@ -134,7 +134,8 @@ def build_n3000(root: str | Path) -> Path:
                    subsystem_vendor="8086", subsystem_device="0001", driver="pci-pf-stub", numa_node=0, local_cpulist=cpus)
     base = f"srv/intel.com/fpga/{N3000_IFACE}"
     t.path(base).mkdir(parents=True, exist_ok=True)
-    t.path(f"{base}/{NLB0}.gbs").write_bytes(make_gbs(N3000_IFACE, NLB0, "nlb0"))
+    for afu, name in ((NLB0, "nlb0"), (NLB3, "nlb3")):
+        t.path(f"{base}/{afu}.gbs").write_bytes(make_gbs(N3000_IFACE, afu, name))
     return t.root
 
 
