@@ -18,7 +18,7 @@ CONFIGS = ROOT / "examples" / "configs"
 
 @dataclass(frozen=True)
 class BuiltinCase:
-    #: entry point name in ``dra_framework.backends`` (pyproject)
+    #: the backend's name in the config (``drivers[].backends[].name``)
     backend: str
     #: composed-driver config (YAML, relative paths against its folder); the first driver with
     #: ``backend`` is used, its other drivers are left out
@@ -32,7 +32,8 @@ class BuiltinCase:
     #: ``module:callable`` simulating hardware on each copied hostRoot, as ``--dra-host`` of the
     #: conformance suite (docs/testing.md), e.g. ``dra_framework.testing.hosttree:FakePciKernel``
     host: str | None = None
-    #: a CDI edit the prepared claim must carry (substring of the cdi-check edits JSON), if any
+    #: what the prepared claim's CDI edits must contain (substrings of the cdi-check result or of
+    #: the claim's CDI spec files)
     expect_in_edits: tuple[str, ...] = field(default_factory=tuple)
 
     @property

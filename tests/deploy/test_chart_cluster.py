@@ -125,7 +125,9 @@ def test_builtin_backend_end_to_end_under_chart_identity(case: BuiltinCase, helm
         prepared = shim.prepare_pod("chart-e2e", "workload")
         ids = prepared["claim"]
         assert ids, f"no CDI devices for the claim: {prepared.raw}"
-        edits = json.dumps(cdi_check(daemon.cdi_dir, ids))
+        # What the runtime would inject (the CDI reference library), plus the spec files for
+        # edits the tool does not print (netDevices).
+        edits = json.dumps(cdi_check(daemon.cdi_dir, ids)) + "".join(p.read_text() for p in daemon.cdi_specs())
         for want in case.expect_in_edits:
             assert want in edits, f"{want} missing in the CDI edits {edits}"
         assert daemon.probe("/readyz")[0] == 200, daemon.probe("/readyz")  # no refused request
