@@ -63,4 +63,5 @@ CASES.append(BuiltinCase(
     selectors=("device.attributes['sriovnic.dra-framework.io'].pfName == 'enp23s0f0'",
                "device.attributes['sriovnic.dra-framework.io'].vfID == 1"),
     host="dra_framework.testing.hosttree:FakePciKernel",
-    expect_in_edits=("SRIOVNIC_VF_0000_17_01_1=0000:17:01.1",)))  # cdi-check prints env and nodes, not netDevices
+    # the env from cdi-check; the netdev name from the spec file (cdi-check prints no netDevices)
+    expect_in_edits=("SRIOVNIC_VF_0000_17_01_1=0000:17:01.1", "enp23s0f0v1")))
