@@ -50,5 +50,7 @@ def test_backlog_is_dropped_at_the_deadline_and_at_sigterm(kube_apiserver, kubel
             assert all("shutting down" in o.error or "not found" in o.error for o in answered.values())
         return time.monotonic() - t0
 
-    assert asyncio.run(scenario()) < 10
+    # Waiting for the backlog would take 300 s (1,500 GETs at 5 QPS); the bound leaves room for a
+    # loaded 2-core machine, where the stop itself has taken over 10 s.
+    assert asyncio.run(scenario()) < 25
     assert "Traceback" not in daemon.logs()
