@@ -227,6 +227,12 @@ class DriverRuntime:
             await self.janitor.stop()
         if self.engine is not None:
             self.engine.drop_pending()  # calls waiting in a queue answer now, within the grace
+        # The socket watcher first: seeing the sockets go while the server stops, it would serve
+        # them again (a server left behind that the closed event loop can no longer shut down).
+        watchers = [t for t in self._tasks if t.get_name().startswith("sockets-")]
+        for t in watchers:
+            t.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         if self.server is not None:
             await self.server.stop()
         if self.engine is not None:
