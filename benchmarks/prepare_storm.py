@@ -146,7 +146,7 @@ def main() -> None:
     ap.add_argument("--burst", type=int, action="append")
     args = ap.parse_args()
     defaults = Settings.model_validate({})
-    settings = list(zip(args.qps or [defaults.api_qps, 5.0], args.burst or [defaults.api_burst, 10]))
+    settings = list(zip(args.qps or [defaults.api_qps, 5.0], args.burst or [defaults.api_burst, 10], strict=False))
     with tempfile.TemporaryDirectory() as work:
         cp = k8s.ControlPlane(k8s.find_bins(), Path(work), k8s.k8s_version())
         cp.start()

@@ -175,7 +175,7 @@ async def main(args) -> int:
         clients = [AsyncClient(config=config, timeout=httpx2.Timeout(args.client_timeout)) for _ in range(args.nodes)]
         ctrls = [SliceController(c, DRIVER, n, uids[n], resync_seconds=args.resync_seconds, sync_delay=5.0,
                                  debounce_seconds=0.2, max_debounce_seconds=2.0)
-                 for c, n in zip(clients, names)]
+                 for c, n in zip(clients, names, strict=True)]
         t0 = time.monotonic()
         for i in range(0, len(ctrls), 50):
             await asyncio.gather(*(c.start() for c in ctrls[i:i + 50]))
