@@ -177,3 +177,17 @@ async def test_network_data_without_administrative_mac(e810):
     devs = discover(b)
     res = await b.dra_prepare(claim_ctx(b), [allocated(devs, "vf-0000-17-01-0")])
     assert res.devices["vf-0000-17-01-0"].status.network_data.hardware_address == "ea:3e:5f:11:8b:20"
+
+
+async def test_vfio_noiommu_group_node(e810):
+    """In VFIO no-IOMMU mode the group node is /dev/vfio/noiommu-<group> (docs/pci.md)."""
+    root = e810.root
+    (root / "sys/kernel/iommu_groups/19/name").write_text("vfio-noiommu\n")
+    b = backend(root)
+    devs = discover(b)
+    ctx = claim_ctx(b)
+    res = await b.dra_prepare(ctx, [allocated(devs, "vf-0000-17-01-2", vf_config(driver="vfio-pci"))])
+    nodes = res.devices["vf-0000-17-01-2"].edits.device_nodes
+    assert [n.path for n in nodes] == ["/dev/vfio/noiommu-19", "/dev/vfio/vfio"] and nodes[0].major == 243
+    await b.dra_unprepare(stored(ctx))
+    assert not (root / "dev/vfio/noiommu-19").exists()
