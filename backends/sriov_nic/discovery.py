@@ -126,8 +126,9 @@ def scan(host_root: Path) -> tuple[list[Vf], list[tuple[str, str]]]:
             if speed and speed.isdigit() and int(speed) > 0:
                 attrs["linkSpeed"] = int(speed)
             numa = vf.numa_node if vf.numa_node is not None else fn.numa_node
-            if numa is not None:
+            if numa is not None:  # the keys other network drivers and the nvidia backend align on
                 attrs["dra.net/numaNode"] = numa
+                attrs["resource.kubernetes.io/numaNode"] = numa
             vfs.append(Vf(vf.bdf, index, fn.bdf, ifname, vf.vendor or "", vf.device or "", vf.driver, ltype,
                           rdma, chars, attrs))
     for fn in walk_pci(host_root, class_prefix="02", vfs=True):

@@ -26,7 +26,7 @@ def test_e810_vf_attributes(tmp_path):
         "vendor": "8086", "deviceID": "1889", "pfDeviceID": "1592", "pciAddress": "0000:17:01.1",
         "pfPciAddress": "0000:17:00.0", "pfName": "enp23s0f0", "vfID": 1, "linkType": "ethernet",
         "linkSpeed": 100000, "eswitchMode": "legacy", "rdma": False, "currentDriver": "iavf",
-        "dra.net/numaNode": 0}
+        "dra.net/numaNode": 0, "resource.kubernetes.io/numaNode": 0}
     assert devs["vf-0000-17-01-3"].attributes["currentDriver"] == "vfio-pci"
     assert all(not d.taints for d in devs.values())
 
