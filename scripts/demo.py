@@ -67,12 +67,10 @@ def main() -> int:
         procs.append(daemon)
         shim.wait_registered(DRIVER, timeout=120)
         say("registered with the kubelet code; ResourceSlices published:")
-        deadline = time.monotonic() + 60
-        while True:
-            slices = cp.get(f"/apis/resource.k8s.io/v1/resourceslices?fieldSelector=spec.driver%3D{DRIVER}")["items"]
-            if slices or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        # All slices of the pool, not just the first: the allocator skips an incomplete pool.
+        slices = k8s.wait_for(lambda: (lambda items: items if k8s.pools_complete(items) else None)(
+            cp.get(f"/apis/resource.k8s.io/v1/resourceslices?fieldSelector=spec.driver%3D{DRIVER}")["items"]),
+            60, f"a complete {DRIVER} pool", interval=0.5)
         for s in slices:
             n = len(s["spec"].get("devices", []))
             c = len(s["spec"].get("sharedCounters", []))

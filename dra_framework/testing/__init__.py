@@ -3,7 +3,7 @@
 Everything a backend's own tests need, importable from here:
 
 - the harness: :class:`ControlPlane`, :class:`KubeletShim`, :class:`Allocator`, :func:`cdi_check`,
-  :func:`find_bins`, :func:`wait_for`, and their errors :class:`ShimError`,
+  :func:`find_bins`, :func:`wait_for`, :func:`pools_complete`, and their errors :class:`ShimError`,
   :class:`AllocationFailed`, :class:`HarnessUnavailable`;
 - :class:`DriverProcess`: the real ``dra-framework run`` daemon against the harness;
 - :class:`Objects`: create/delete Kubernetes objects for a test;
@@ -20,7 +20,7 @@ library is imported here, so the plugin stays cheap to load.
 """
 from .driver import DriverProcess
 from .k8s import (AllocationFailed, Allocator, ControlPlane, HarnessUnavailable, KubeletShim, PreparedPod,
-                  ShimError, cdi_check, find_bins, k8s_version, wait_for)
+                  ShimError, cdi_check, find_bins, k8s_version, pools_complete, wait_for)
 from ..killpoints import KILL_AT, KILL_LOG, killpoint, read_log as read_kill_log
 from .objects import Objects
 from .proxy import PausableProxy
@@ -39,5 +39,5 @@ __all__ = [
     "FakePciKernel", "FakeUdevSource", "HostTree", "pci_bindings",
     "AllocationFailed", "Allocator", "ControlPlane", "DriverProcess", "HarnessUnavailable", "KILL_AT", "KILL_LOG",
     "KubeletShim", "Objects", "PausableProxy", "PreparedPod", "ShimError", "cdi_check", "find_bins", "k8s_version", "killpoint",
-    "read_kill_log", "wait_for",
+    "pools_complete", "read_kill_log", "wait_for",
 ]

@@ -123,6 +123,24 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1, proc: 
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}{logs}")
 
 
+def pools_complete(slices: list[dict[str, Any]]) -> bool:
+    """Whether ``slices`` (raw ResourceSlice JSON, e.g. the ``items`` of a list) hold at least
+    one pool and every pool is complete: as many slices at the pool's newest generation as their
+    ``spec.pool.resourceSliceCount``. The scheduler's allocator treats devices of an incomplete
+    pool as unavailable, so allocate only after this holds
+    (https://kubernetes.io/docs/concepts/scheduling-eviction/dynamic-resource-allocation/#resourceslice).
+    """
+    pools: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for s in slices:
+        pools.setdefault((s["spec"]["driver"], s["spec"]["pool"]["name"]), []).append(s["spec"]["pool"])
+    for members in pools.values():
+        newest = max(int(p.get("generation", 0)) for p in members)
+        current = [p for p in members if int(p.get("generation", 0)) == newest]
+        if len(current) != int(current[0].get("resourceSliceCount", 1)):
+            return False
+    return bool(pools)
+
+
 def run_tool(path: Path, args: Iterable[str], timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([str(path), *args], capture_output=True, text=True, timeout=timeout)
 
