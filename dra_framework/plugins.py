@@ -178,4 +178,6 @@ class Registry:
                 known += "; broken: " + "; ".join(self.broken.values())
             if self.filtered:
                 known += "; not loaded: " + ", ".join(f"{k} ({v})" for k, v in sorted(self.filtered.items()))
-            raise PluginError(f"unknown backend {name!r} (loaded: {known})") from None
+            hint = next((f"; did you mean {t.name!r} (the backend of plugin {t.plugin!r})?"
+                         for t in self.types.values() if t.plugin == name and t.name != name), "")
+            raise PluginError(f"unknown backend {name!r} (loaded: {known}){hint}") from None

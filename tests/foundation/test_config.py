@@ -126,3 +126,20 @@ def test_directory_settings_that_name_a_file_are_refused(tmp_path):
         load_settings(write(tmp_path, "nodeName: n\n"), overrides={"kubelet_root_dir": str(f)}, environ={})
     s = load_settings(write(tmp_path, f"nodeName: n\ncdiRoot: {tmp_path / 'later'}\n"), environ={})
     assert str(s.cdi_root).endswith("later")      # not there yet: created when first needed
+
+
+def test_entry_point_name_of_a_backend_gets_a_did_you_mean_through_the_cli(tmp_path):
+    """The built-in SR-IOV backend is ``sriov-nic`` in a config; its entry point is ``sriov_nic``."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    host = Path(__file__).resolve().parents[2] / "examples" / "hosts" / "sriov-e810"
+    p = write(tmp_path, "drivers:\n- name: sriovnic.dra-framework.io\n  backends:\n"
+                        f"  - {{name: sriov_nic, options: {{hostRoot: '{host}', netlink: fake, hotplug: false}}}}\n")
+    r = subprocess.run([str(Path(sys.executable).parent / "dra-framework"), "discover", "-c", str(p)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "drivers[0].backends[0].name: unknown backend 'sriov_nic'" in r.stderr
+    assert "did you mean 'sriov-nic' (the backend of plugin 'sriov_nic')?" in r.stderr
+    assert "Traceback" not in r.stderr
