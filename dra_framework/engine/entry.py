@@ -119,21 +119,30 @@ class DeviceRecord:
     admin_access: bool = False
     exclusive: bool = True
     configs: tuple[JsonDict, ...] = ()
+    #: consumable capacity this share took (capacity name → quantity string), for the share check
+    consumed_capacity: JsonDict = field(default_factory=dict)
     extra: JsonDict = field(default_factory=dict)
 
-    _KEYS = ("backend", "request", "pool", "device", "shareId", "adminAccess", "exclusive", "configs")
+    _KEYS = ("backend", "request", "pool", "device", "shareId", "adminAccess", "exclusive", "configs",
+             "consumedCapacity")
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> DeviceRecord:
         return cls(backend=_str(raw.get("backend")), request=_str(raw.get("request")), pool=_str(raw.get("pool")),
                    device=_str(raw.get("device")), share_id=_opt_str(raw.get("shareId")),
                    admin_access=raw.get("adminAccess") is True, exclusive=raw.get("exclusive", True) is not False,
-                   configs=tuple(dict(c) for c in _dicts(raw.get("configs"))), extra=_extra(raw, cls._KEYS))
+                   configs=tuple(dict(c) for c in _dicts(raw.get("configs"))),
+                   consumed_capacity={str(k): str(v) for k, v in (raw.get("consumedCapacity") or {}).items()}
+                   if isinstance(raw.get("consumedCapacity"), Mapping) else {},
+                   extra=_extra(raw, cls._KEYS))
 
     def to_json(self) -> JsonDict:
-        return {**self.extra, "backend": self.backend, "request": self.request, "pool": self.pool,
-                "device": self.device, "shareId": self.share_id, "adminAccess": self.admin_access,
-                "exclusive": self.exclusive, "configs": [dict(c) for c in self.configs]}
+        out = {**self.extra, "backend": self.backend, "request": self.request, "pool": self.pool,
+               "device": self.device, "shareId": self.share_id, "adminAccess": self.admin_access,
+               "exclusive": self.exclusive, "configs": [dict(c) for c in self.configs]}
+        if self.consumed_capacity:  # only shares carry it: entries of exclusive devices stay as they were
+            out["consumedCapacity"] = dict(self.consumed_capacity)
+        return out
 
 
 @dataclass(frozen=True)

@@ -98,8 +98,11 @@ def plan_claim(claim: Mapping[str, Any], *, driver: str, node_name: str, invento
             request=base, pool=pool, device=device, subrequest=request if sub else None,
             admin_access=admin, share_id=r.get("shareID") or None,
             consumed_capacity=dict(r.get("consumedCapacity") or {}), configs=tuple(c for _, c in cfgs))
-        plan.append(PlannedDevice(r, allocated, backend_key, not (admin or device.allow_multiple_allocations),
-                                  tuple(cfgs)))
+        # A share (the allocator sets shareID for every allocation of an allowMultipleAllocations
+        # device) is checked by engine/shares.py; a result without one holds the device alone,
+        # even when the device says it may be shared (a server without DRAConsumableCapacity
+        # drops that field and allocates it exclusively).
+        plan.append(PlannedDevice(r, allocated, backend_key, not admin and allocated.share_id is None, tuple(cfgs)))
     return plan
 
 
@@ -148,7 +151,8 @@ def started_entry(info: ClaimInfo, plan: Sequence[PlannedDevice], *, backends: S
     devices = tuple(DeviceRecord(backend=p.backend, request=p.allocated.subrequest or p.allocated.request,
                                  pool=p.allocated.pool, device=p.allocated.name, share_id=p.allocated.share_id,
                                  admin_access=p.allocated.admin_access, exclusive=p.exclusive,
-                                 configs=tuple(dict(e.parameters) for e, _ in p.configs)) for p in plan)
+                                 configs=tuple(dict(e.parameters) for e, _ in p.configs),
+                                 consumed_capacity=dict(p.allocated.consumed_capacity)) for p in plan)
     pending = tuple(PartitionEntry.pending_for(k, name) for k in order if k in partitioning
                     for name in dict.fromkeys(p.allocated.name for p in plan
                                               if p.backend == k and not p.allocated.admin_access))

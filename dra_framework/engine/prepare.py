@@ -18,9 +18,10 @@ from ..model import ClaimInfo, PrepareResult
 from .checkpoint import CheckpointError
 from .claim_lock import Turn
 from .core import EngineCore, is_nonpart, late, outcome, strip_label, until
-from .entry import PREPARE_COMPLETED, CdiDeviceRecord, ClaimEntry, PartitionEntry, device_holder
+from .entry import PREPARE_COMPLETED, CdiDeviceRecord, ClaimEntry, PartitionEntry
 from .interfaces import ClaimError
 from .planning import PlannedDevice, apply_validation, plan_claim, prepared_records, started_entry
+from .shares import conflict
 from .status import json_copy, status_entries
 
 
@@ -132,22 +133,18 @@ class PrepareFlow(EngineCore):
 
     async def _write_started(self, info: ClaimInfo, plan: Sequence[PlannedDevice], label: str) -> None:
         """Checkpoint ``PrepareStarted``, atomically with the check that no other claim holds
-        one of the plan's devices exclusively (ClaimError ``device_in_use``)."""
+        one of the plan's devices in a way this claim cannot join: exclusively, the same share,
+        or shares that leave too little capacity (engine/shares.py; ClaimError ``device_in_use``)."""
         boot = self.checkpoint.boot_id
         entry = started_entry(info, plan, backends=[b.key for b in self.backends], boot_id=boot, now=time.time(),
                               partitioning={b.key for b in self.backends if b.hooks.implements("dra_create_partition")})
-        mine = {(d.pool, d.device) for d in entry.devices if d.exclusive}
+        capacities = {(p.allocated.pool, p.allocated.name): p.allocated.device.capacity for p in plan}
         uid = info.uid
 
         def start(claims: dict[str, ClaimEntry]) -> None:
-            held = device_holder(claims, uid, mine, boot)
-            if held is not None:
-                other, d = held
-                state = "prepared" if other.completed else "being prepared"
-                raise ClaimError(
-                    "device_in_use",
-                    f"claim {label}: device {d.device!r} (pool {d.pool!r}) is already {state} for claim "
-                    f"{other.namespace}/{other.name} ({other.uid}); it becomes available when that claim is unprepared")
+            why = conflict(claims, uid, entry.devices, capacities, boot)
+            if why is not None:
+                raise ClaimError("device_in_use", f"claim {label}: {why}")
             claims[uid] = entry
 
         try:

@@ -2,15 +2,14 @@
 share its counters (KEP-4815 partitionable devices). Found through its entry point."""
 from pydantic import Field
 from dra_framework.api import (BaseOptions, Capacity, ContainerEdits, CounterConsumption, CounterSet, Device,
-                               OpaqueConfig, PreparedDeviceEdits, PrepareResult, Version, hookimpl,
-                               write_state_file)
-
-GIB = 1 << 30
+                               OpaqueConfig, PreparedDeviceEdits, PrepareResult, RequestPolicy, ValidRange, Version,
+                               hookimpl, write_state_file)
 
 class Options(BaseOptions):
     count: int = Field(4, ge=0, le=64, description="Number of simulated accelerators.")
     memory_gib: int = Field(16, alias="memoryGiB", gt=0)
     model: str = "sim-x1"
+    shared: bool = Field(False, description="Whole cards only, shared by memory (consumable capacity).")
 
 
 class ExampleConfig(OpaqueConfig):
@@ -28,14 +27,17 @@ class ExampleBackend:
 
     @hookimpl
     def dra_discover(self, inventory):
-        mem = self.o.memory_gib * GIB
+        mem, gib, shared = self.o.memory_gib << 30, 1 << 30, self.o.shared  # shared: claims take 1Gi steps
+        pol = RequestPolicy(default=gib, valid_range=ValidRange(min=gib, step=gib)) if shared else None
         for i in range(self.o.count):
             attrs = {"model": self.o.model, "index": i, "firmware": Version("1.2.0")}
-            inventory.add_counter_set(CounterSet(f"acc-{i}-counters", {"memory": mem, "halves": 2}))
+            if not shared:
+                inventory.add_counter_set(CounterSet(f"acc-{i}-counters", {"memory": mem, "halves": 2}))
             inventory.add_device(Device(
-                f"acc-{i}", attributes={**attrs, "partition": False}, capacity={"memory": Capacity(mem)},
-                consumes_counters=[CounterConsumption(f"acc-{i}-counters", {"memory": mem, "halves": 2})]))
-            for h in range(2):
+                f"acc-{i}", attributes={**attrs, "partition": False}, capacity={"memory": Capacity(mem, pol)},
+                allow_multiple_allocations=shared, consumes_counters=[] if shared else
+                [CounterConsumption(f"acc-{i}-counters", {"memory": mem, "halves": 2})]))
+            for h in range(0 if shared else 2):
                 inventory.add_device(Device(
                     f"acc-{i}-half-{h}", attributes={**attrs, "partition": True},
                     capacity={"memory": Capacity(mem // 2)}, data={"parent": i, "half": h},
