@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from dra_framework.api import (ContainerEdits, CounterConsumption, DeviceStatus, Health, HealthReport,
+from dra_framework.api import (ContainerEdits, CounterConsumption, DeviceStatus,
                                PreparedDeviceEdits, PrepareResult, Taint, TaintEffect, bind_driver, hookimpl,
                                merge_edits, restore_journal)
 
@@ -221,7 +221,8 @@ class NvidiaBackend:
             return self.cdi.gpu(int(data["minor"])), {"uuid": uuid}
         self._check_mps_alive(d.name)
         await self._ensure_mig_off(ctx, uuid, d.name)
-        conf = cfg.effective(d.configs, cfg.GpuConfig)
+        found = cfg.effective(d.configs, cfg.GpuConfig)
+        conf = found if isinstance(found, cfg.GpuConfig) else None
         sharing = conf.sharing if conf is not None else None
         mps = sharing is not None and sharing.strategy == "MPS"
         # Only where two claims can meet on one GPU (shares, MPS, a vfio sibling): a plain exclusive
@@ -235,7 +236,7 @@ class NvidiaBackend:
             await asyncio.to_thread(self.executor.run, timeslice_cmd(uuid, interval))
             result.teardown["timeslice"].append(uuid)
         parts = [self.cdi.gpu(int(data["minor"]))]
-        if mps:
+        if mps and sharing is not None:
             mem = shares.consumed_memory(d.consumed_capacity) if d.share_id else None
             parts.append(await self.mps.acquire(self._mps_record(ctx, d), d.name, uuid, uuid, holder,
                                                 sharing.mps_config, mem))
@@ -254,8 +255,8 @@ class NvidiaBackend:
         if gi is None or ci is None:
             raise RuntimeError(f"MIG device {d.name!r} has no GPU/compute instance (giId={gi}, ciId={ci})")
         parts = [self.cdi.mig(int(data["parentMinor"]), int(gi), int(ci))]
-        conf = cfg.effective(d.configs, cfg.MigDeviceConfig) if not d.admin_access else None
-        sharing = conf.sharing if conf is not None else None
+        found = cfg.effective(d.configs, cfg.MigDeviceConfig) if not d.admin_access else None
+        sharing = found.sharing if isinstance(found, cfg.MigDeviceConfig) else None
         if sharing is not None and sharing.strategy == "MPS":
             self._check_mps_alive(d.name)
             mig_uuid = rec.get("uuid")

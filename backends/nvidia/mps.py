@@ -65,7 +65,7 @@ def find_daemon(device: str, proc: Path = Path("/proc")) -> list[int]:
     """Pids of live processes started as ``device``'s control daemon (and the MPS servers it
     spawned, which inherit its environment). Zombies do not count."""
     needle = f"{MARKER}={device}".encode()
-    out = []
+    out: list[int] = []
     try:
         entries = list(proc.iterdir())
     except OSError:

@@ -1,6 +1,7 @@
 """kill -9 of the real daemon at each journal point of the NVIDIA backend's MPS and VFIO work.
 
-For every journal write of the backend's ``ctx.record`` calls (the kill point right after it: ``use/<gpu>``, ``mps/<gpu>`` steps holder / compute-mode / start / configure / ready,
+For every journal write of the backend's ``ctx.record`` calls (the kill point right after it:
+``use/<gpu>``, ``mps/<gpu>`` steps holder / compute-mode / start / configure / ready,
 ``pci.rebind/<bdf>`` steps unbind / override / bind / clear / done), the daemon is armed with
 ``DRA_FRAMEWORK_KILL_AT`` (dra_framework/killpoints.py), dies there during prepare or unprepare,
 is started again, and the kubelet's retry (prepare, then unprepare) must succeed and leave

@@ -104,8 +104,8 @@ def test_validate_checks_static_host_paths(tmp_path):
     r = run("validate", "-c", cfg)
     assert r.returncode == 0, r.stderr
     assert f"backend nvidia: options.nvidiaCdiHookPath {hook} exists under hostRoot {host}" in r.stdout
-    assert f"backend nvidia: CDI policy deviceNodes=['/dev/nvidia*'] " in r.stdout
-    assert f"hooks=['{hook}'] env=['NVIDIA_*']" in r.stdout
+    assert "backend nvidia: CDI policy deviceNodes=['/dev/nvidia*', '/dev/vfio/*'] " in r.stdout
+    assert f"hooks=['{hook}'] env=['NVIDIA_*', 'CUDA_MPS_*']" in r.stdout
 
 
 def test_cdi_policy_errors_name_the_field(tmp_path):
