@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from dra_framework.api import quantity_value
 from dra_framework.testing import wait_for
 from test_e2e_example import config, slices_of
 
@@ -46,8 +47,8 @@ def test_example_backend_shares_one_card(kube_apiserver, k8s_objects, kubelet_sh
         if minor >= 35:
             assert p.claims[n]["devices"][0]["shareID"] == shares[n]
     cp = daemon.checkpoint()
-    assert sorted((d["shareId"], d["consumedCapacity"]["memory"]) for e in cp.values() for d in e["devices"]) == \
-        sorted((s, str(8 << 30)) for s in shares.values())
+    assert sorted((d["shareId"], quantity_value(d["consumedCapacity"]["memory"])) for e in cp.values()
+                  for d in e["devices"]) == sorted((s, 8 << 30) for s in shares.values())
     shim.unprepare_pod("default", "a")
     assert [e["name"] for e in daemon.checkpoint().values()] == ["b"]
     shim.unprepare_pod("default", "b")

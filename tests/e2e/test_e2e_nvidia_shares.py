@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dra_framework.api import quantity_value
 from dra_framework.cdi.testing import assert_valid_cdi_dir
 from dra_framework.testing import AllocationFailed, wait_for
 from test_e2e_example import config, slices_of
@@ -64,7 +65,8 @@ def test_two_claims_share_one_h100_by_memory(kube_apiserver, k8s_objects, kubele
     share_ids = {n: r["shareID"] for n, r in results.items()}
     assert share_ids["train"] and share_ids["infer"] and share_ids["train"] != share_ids["infer"], share_ids
     print(f"shared {GPU}: share IDs {share_ids}")  # shown with pytest -s
-    assert all(r["consumedCapacity"] == {"memory": str(40 << 30)} for r in results.values()), results
+    # the server writes the quantity as 40Gi (1.34) or in bytes (1.37)
+    assert all(quantity_value(r["consumedCapacity"]["memory"]) == 40 << 30 for r in results.values()), results
     with pytest.raises(AllocationFailed):  # 80Gi of 80Gi are taken
         allocator.allocate("default", "extra", node)
 
