@@ -40,6 +40,12 @@ def test_helm_lint_strict(helm_bin, values):
     ({"settings": {"kubeletRootDir": "/x"}}, "/settings"),
     ({"nodeGroup": []}, "nodeGroup"),
     ({"hostNetwork": True}, "hostNetwork: true makes ports.metrics and ports.healthz host ports"),
+    ({"nodeGroups": [{"name": "g", "drivers": [{"name": "gpu.nvidia.com", "backends": [{"name": "nvidia"}]}]},
+                     {"name": "g", "drivers": [{"name": "tpu.dra-framework.io", "backends": [{"name": "tpu"}]}]}]},
+     'nodeGroups[1].name: "g" is also the name of nodeGroups[0]'),
+    ({"nodeGroups": [{"name": "g", "drivers": [{"name": "gpu.nvidia.com", "backends": [{"name": "nvidia"}]},
+                                               {"name": "gpu.nvidia.com", "backends": [{"name": "nvidia"}]}]}]},
+     'nodeGroups[0].drivers[1].name: driver "gpu.nvidia.com" is listed twice in node group "g"'),
 ])
 def test_schema_rejects_bad_values_naming_the_field(helm_bin, tmp_path, bad, field):
     r = helm("template", "x", str(CHART), "--kube-version", "1.37.2", "-f", str(write_values(tmp_path / "v.yaml", bad)),
