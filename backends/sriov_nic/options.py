@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dra_framework.api import BaseOptions, CdiPolicy, normalize_bdf
 
 HEX4 = re.compile(r"^[0-9a-f]{4}$")
+#: The highest VF index a PF can have: TotalVFs is a 16-bit field of the SR-IOV capability
+#: (PCIe Base Specification, SR-IOV Extended Capability; Linux ``sriov_totalvfs``).
+MAX_VF_INDEX = 65534
 #: ``ens1f0`` or ``ens1f0#0-3,5``: a PF netdev name, optionally with VF index ranges.
 PF_NAME = re.compile(r"^(?P<pf>[^#\s/]{1,15})(?:#(?P<ranges>\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*))?$")
 
@@ -40,6 +43,9 @@ def vf_ranges(spec: str) -> tuple[str, set[int] | None]:
         a, b = int(lo), int(hi or lo)
         if b < a:
             raise ValueError(f"pfNames entry {spec!r}: range {part} is reversed")
+        if b > MAX_VF_INDEX:  # else a typo like 0-999999999 makes a huge set and discovery hangs
+            raise ValueError(f"pfNames entry {spec!r}: VF index {b} is above {MAX_VF_INDEX} "
+                             "(TotalVFs in the PCIe SR-IOV capability is a 16-bit count)")
         out.update(range(a, b + 1))
     return m["pf"], out
 

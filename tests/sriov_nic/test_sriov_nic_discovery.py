@@ -97,6 +97,7 @@ def test_skipped_functions_logged_once_with_reason(tmp_path, caplog):
 
 @pytest.mark.parametrize("entry, error", [
     ({"pfNames": ["ens1f0#3-1"]}, "range 3-1 is reversed"),
+    ({"pfNames": ["ens1f0#0-65535"]}, "VF index 65535 is above 65534"),
     ({"pfNames": ["ens1f0#x"]}, "expected <pf netdev>"),
     ({"vendors": ["80860"]}, "not a 4-digit hex PCI id"),
     ({"pciAddresses": ["nope"]}, "not a PCI address"),
@@ -130,3 +131,21 @@ def test_pf_link_down_taints_its_vfs_until_it_is_up(tmp_path):
     assert [(t.key, t.value, t.effect.value) for t in reports[0].taints] == [(f"{DRIVER}/pf-link-down", "enp23s0f0", "NoSchedule")]
     state.write_text("up\n")
     assert all(r.health.value == "Healthy" and list(r.taints) == [] for r in b.link_reports())
+
+
+def test_huge_vf_range_is_refused_at_once_by_the_cli(tmp_path):
+    """A typo like ``#0-999999999999`` was expanded into a set of every index: discover hung."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    host = Path(__file__).resolve().parents[2] / "examples" / "hosts" / "sriov-e810"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("drivers:\n- name: sriovnic.dra-framework.io\n  backends:\n  - name: sriov-nic\n"
+                   f"    options: {{hostRoot: '{host}', netlink: fake, hotplug: false,\n"
+                   "              selectors: [{pfNames: ['enp23s0f0#0-999999999999']}]}\n")
+    r = subprocess.run([str(Path(sys.executable).parent / "dra-framework"), "discover", "-c", str(cfg)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "options.selectors[0].pfNames" in r.stderr and "VF index 999999999999 is above 65534" in r.stderr
+    assert "Traceback" not in r.stderr
