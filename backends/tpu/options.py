@@ -1,9 +1,11 @@
 """Options of the ``tpu`` backend (``drivers[].backends[].options``; docs/tpu.md, "Options")."""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from dra_framework.api import BaseOptions, CdiPolicy
+
+from .topology import topology_dims
 
 
 class TpuOptions(BaseOptions):
@@ -31,6 +33,15 @@ class TpuOptions(BaseOptions):
                                        "(scans /proc/*/fd under hostRoot).")
     base_port: int = Field(8476, alias="basePort", ge=1024, le=65000, description="TPU_PROCESS_PORT of the "
                            "device starting at chip 0; a device starting at chip i gets basePort + i.")
+
+    @field_validator("topology")
+    @classmethod
+    def _topology_form(cls, v: str | None) -> str | None:
+        # A malformed value here is the admin's typo: refuse it naming options.topology rather
+        # than warn at discovery and fall back to another source.
+        if v is not None:
+            topology_dims(v)
+        return v
 
     def default_cdi_policy(self) -> CdiPolicy:
         """TPU chip nodes (``/dev/accelN`` or ``/dev/vfio/<group>`` and ``/dev/vfio/vfio``) and ``TPU_*`` env."""

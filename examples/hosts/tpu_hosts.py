@@ -60,7 +60,9 @@ def build(name: str, root: str | Path, tpu_env: dict[str, str] | None = None) ->
         if vfio:
             t.char_device(f"dev/vfio/{i}", VFIO_MAJOR, i)
         else:
-            t.dir(f"sys/devices/pci0000:00/{bdf}/accel/accel{i}")
+            # The class device's "dev" file (major:minor), as in sysfs; it also keeps the directory
+            # in git, which drops empty directories (a clean clone would lack them).
+            t.file(f"sys/devices/pci0000:00/{bdf}/accel/accel{i}/dev", f"{ACCEL_MAJOR}:{i}\n")
             t.rel_symlink(f"sys/class/accel/accel{i}", f"sys/devices/pci0000:00/{bdf}/accel/accel{i}")
             t.char_device(f"dev/accel{i}", ACCEL_MAJOR, i)
     if vfio:

@@ -119,3 +119,18 @@ def test_discover_cli_on_each_sample_host(name):
                           str(REPO / f"examples/configs/{name}.yaml")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "[counters] tpu-chips" in out.stdout and "tpu-host" in out.stdout and "kind=slice" in out.stdout
+
+
+@pytest.mark.parametrize("topology", ["ü", "2x", "0x4", "2x2x2x2"])
+def test_malformed_topology_option_is_a_config_error_naming_it(tmp_path, topology):
+    """It was a discovery warning attributed to the tpu-env file, and the option was ignored."""
+    host = REPO / "examples" / "hosts" / "tpu-v5e-8"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("drivers:\n- name: tpu.dra-framework.io\n  backends:\n  - name: tpu\n"
+                   f"    options: {{hostRoot: '{host}', readNodeLabels: false, topology: '{topology}'}}\n",
+                   encoding="utf-8")
+    r = subprocess.run([str(Path(sys.executable).parent / "dra-framework"), "discover", "-c", str(cfg)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert f"options.topology: Value error, topology '{topology}' is not of the form AxB or AxBxC" in r.stderr
+    assert "Traceback" not in r.stderr
