@@ -141,13 +141,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     reg = Registry()
     rows = [(t.name, t.plugin, t.distribution, t.version, t.description) for t in sorted(reg.types.values(), key=lambda t: t.name)]
     if args.output == "json":
-        print(json.dumps([dict(zip(("backend", "plugin", "distribution", "version", "description"), r)) for r in rows]
+        print(json.dumps([dict(zip(("backend", "plugin", "distribution", "version", "description"), r, strict=True)) for r in rows]
                          + [{"plugin": k, "error": v} for k, v in reg.broken.items()], indent=2))
         return 0
     widths = [max(len(str(r[i])) for r in rows + [("BACKEND", "PLUGIN", "DISTRIBUTION", "VERSION", "")]) for i in range(4)]
-    print("  ".join(h.ljust(w) for h, w in zip(("BACKEND", "PLUGIN", "DISTRIBUTION", "VERSION"), widths)) + "  DESCRIPTION")
+    print("  ".join(h.ljust(w) for h, w in zip(("BACKEND", "PLUGIN", "DISTRIBUTION", "VERSION"), widths, strict=False)) + "  DESCRIPTION")
     for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
     for name, err in reg.broken.items():
         print(f"BROKEN {name}: {err}", file=sys.stderr)
     return 0
@@ -194,7 +194,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
         from .slices import desired_slices
 
         objs = []
-        for d, backends, inv in results:
+        for d, _backends, inv in results:
             slices, report = desired_slices(inv, driver=d.name, node_name=settings.node_name,
                                             server=args.k8s_version)
             objs.extend(slices)
@@ -212,7 +212,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from .slices import build_pools
 
     rows = [["DRIVER", "POOL", "DEVICE", "ATTRIBUTES", "CAPACITY"]]
-    for d, backends, inv in results:
+    for d, _backends, inv in results:
         _desired, report = build_pools(inv, driver=d.name, node_name=settings.node_name, server=args.k8s_version)
         invalid = {(pool, dev) for pool, devs in report.invalid_devices.items() for dev in devs}
         for row in _device_rows(d.name, settings.node_name, inv):
@@ -225,7 +225,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     print(f"ResourceSlice rules of Kubernetes {_rules(args)}", file=sys.stderr)
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] + ("  " + r[4] if r[4] else ""))
+        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=False)) + "  " + r[3] + ("  " + r[4] if r[4] else ""))
     return 1 if failed else 0
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .cdi.policy import CdiPolicy
+
+if TYPE_CHECKING:
+    from pydantic_core import InitErrorDetails
 from .errors import ConfigError
 from .kubenames import dns_subdomain_problem
 from .paths import DEFAULT_CDI_ROOT, DEFAULT_KUBELET_ROOT, DEFAULT_STATE_DIR
@@ -331,7 +334,8 @@ def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | No
         for err in exc.errors():
             top = str(err["loc"][0]) if err["loc"] else ""
             where = origin.get(top, source)
-            lines.append(format_validation_error(ValidationError.from_exception_data(exc.title, [err]), source=where,
+            one = ValidationError.from_exception_data(exc.title, [cast("InitErrorDetails", err)])
+            lines.append(format_validation_error(one, source=where,
                                                  model=Settings))
         raise ConfigError("\n".join(lines)) from None
     settings._source = source

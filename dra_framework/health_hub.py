@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 from .composition import BackendInstance
 from .kubelet.health import DeviceHealth, HealthState
 from .model import HealthReport, Taint
+from .model.health import Health
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class HealthHub:
             self.on_change()
 
     def mark_unknown(self, devices: Iterable[tuple[str | None, str]], message: str) -> None:
-        self.state.set_many([DeviceHealth(self.pool_name(p), d, "Unknown", message, 0, 0) for p, d in devices])
+        self.state.set_many([DeviceHealth(self.pool_name(p), d, Health.UNKNOWN, message, 0, 0) for p, d in devices])
         self._count_unhealthy()
 
     def _count_unhealthy(self) -> None:

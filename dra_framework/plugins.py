@@ -89,8 +89,8 @@ class Registry:
                 continue
             if self.pm.get_plugin(ep.name) is not None or ep.name in self.broken:
                 continue
-            dist = ep.dist
-            dists[ep.name] = (dist.metadata["Name"], dist.version) if dist else ("?", "?")
+            ep_dist = ep.dist
+            dists[ep.name] = (ep_dist.metadata["Name"], ep_dist.version) if ep_dist else ("?", "?")
             try:
                 plugin = ep.load()
             except Exception as exc:  # one broken package must not take down unrelated drivers
@@ -163,7 +163,7 @@ class Registry:
             desc = description or (inspect.getdoc(factory) or "").split("\n")[0]
             self.types[name] = BackendType(name, factory, opts, desc, plugin_name, dist, version)
 
-        return register  # type: ignore[return-value]
+        return register
 
     def get(self, name: str) -> BackendType:
         try:

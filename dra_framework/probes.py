@@ -25,12 +25,12 @@ import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 log = logging.getLogger(__name__)
 
 #: A check returns a list of problems; empty means healthy.
-Check = Callable[[], Awaitable[list[str]]]
+Check = Callable[[], Coroutine[Any, Any, list[str]]]
 
 # An absolute path: "/" not preceded by a word character, ":" or "/" (so URLs stay), up to a
 # separator. Matches /var/lib/kubelet/plugins/x/checkpoint.json, '/dev/nvidia0', "(/a/b)".

@@ -396,5 +396,5 @@ def parse_device_name(name: str) -> dict[str, Any] | None:
     if mig:
         bus, profile, pid, start = mig
         return {"kind": "mig", "bus": bus, "profile": profile, "profileId": pid, "start": start}
-    bus = naming.parse_gpu_name(name)
-    return {"kind": "gpu", "bus": bus} if bus else None
+    gpu_bus = naming.parse_gpu_name(name)
+    return {"kind": "gpu", "bus": gpu_bus} if gpu_bus else None

@@ -8,11 +8,13 @@ ValueError whose message starts with the field path.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Iterable, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dra_framework.api import OpaqueConfig, quantity_value
+
+C = TypeVar("C", bound=OpaqueConfig)
 
 API_VERSION = "resource.nvidia.com/v1beta1"
 MIB = 1 << 20
@@ -127,9 +129,9 @@ def check_applicable(config: OpaqueConfig, device_name: str, device_type: str) -
                          "(use GpuConfig)")
 
 
-def effective(configs, kind: type) -> OpaqueConfig | None:
+def effective(configs: Iterable[object], kind: type[C]) -> C | None:
     """The last config of ``kind`` (later entries win, class configs before claim configs)."""
-    found = None
+    found: C | None = None
     for c in configs:
         if isinstance(c, kind):
             found = c

@@ -176,9 +176,9 @@ class Discoverer:
                                                         [CounterConsumption(cs, mig_consumption(g, p, start, size, counters))]))
             elif info.mig_enabled and self.mig_strategy != "none":
                 for gi in g.instances:
-                    p = g.profile(gi.profile_id)
-                    if p is not None:
-                        devices.append(self._shared(self._mig_device(g, p, gi.start, gi.size, common, taints, gi, [])))
+                    prof = g.profile(gi.profile_id)
+                    if prof is not None:
+                        devices.append(self._shared(self._mig_device(g, prof, gi.start, gi.size, common, taints, gi, [])))
             elif info.mig_enabled:
                 log.info("GPU %s has MIG enabled and migStrategy is none: not published", g.name)
             else:

@@ -190,8 +190,8 @@ class HealthWatcher:
                     changed |= await asyncio.to_thread(self.apply, ev, now)
                 if self.active:
                     changed |= await asyncio.to_thread(self.expire, now)
-                for d in sorted(changed):
-                    report(self.report_for(d))
+                for name in sorted(changed):
+                    report(self.report_for(name))
         finally:
             if fut is not None and not fut.done():
                 fut.add_done_callback(lambda _f: self.nvml.free_event_set(es))

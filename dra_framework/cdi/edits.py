@@ -15,7 +15,7 @@ device-node ``type``/``permissions``, hook names, uint32 ranges, ...); whole-spe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -30,9 +30,6 @@ HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", 
 DEVICE_NODE_TYPES = ("b", "c", "u", "p")
 
 HookName = Literal["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
-
-_CFG = ConfigDict(frozen=True, populate_by_name=True, extra="forbid", validate_default=False)
-
 
 def check_env_entry(entry: str) -> str:
     """Check one CDI env entry ``"NAME=VALUE"`` (docs/cdi-rules.md#fields: ``=`` must exist at index > 0).
@@ -53,7 +50,9 @@ def _check_env_name(name: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = _CFG
+    # written out here (not through a variable) so that the pydantic mypy plugin sees
+    # populate_by_name and accepts the snake_case field names in __init__
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid", validate_default=False)
 
     def to_cdi(self) -> dict[str, Any]:
         """This object as CDI JSON (camelCase keys, no ``null``s, empty optionals omitted)."""
@@ -74,7 +73,7 @@ class _Model(BaseModel):
         return ()
 
     @classmethod
-    def from_cdi(cls, data: Mapping[str, Any]):
+    def from_cdi(cls, data: Mapping[str, Any]) -> Self:
         """Parse CDI JSON (camelCase keys); raises ``pydantic.ValidationError``."""
         return cls.model_validate(data)
 

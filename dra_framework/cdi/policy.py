@@ -70,12 +70,12 @@ def path_allowed(path: str, patterns: tuple[str, ...] | list[str]) -> bool:
     parts = [p for p in posixpath.normpath(path).split("/") if p]
     for pattern in patterns:
         pp = [p for p in posixpath.normpath(pattern).split("/") if p]
-        if len(pp) <= len(parts) and all(fnmatchcase(a, b) for a, b in zip(parts, pp)):
+        if len(pp) <= len(parts) and all(fnmatchcase(a, b) for a, b in zip(parts, pp, strict=False)):
             return True
     return False
 
 
-def _under(host_root: Path, path: str) -> Path:
+def _under(host_root: str | Path, path: str) -> Path:
     return Path(host_root) / posixpath.normpath(path).lstrip("/")
 
 

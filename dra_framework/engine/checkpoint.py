@@ -364,7 +364,7 @@ class Checkpoint:
                         raise
                     continue
                 self._report(problems)
-                for (_, fut), (ok, value) in zip(batch, results):
+                for (_, fut), (ok, value) in zip(batch, results, strict=True):
                     if fut.done():
                         continue
                     if ok:

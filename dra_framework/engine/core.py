@@ -211,7 +211,7 @@ class EngineCore:
             return {}
         claim_edits = ContainerEdits.from_cdi(entry.cdi_claim_edits) if entry.cdi_claim_edits else None
         ids = await asyncio.to_thread(self.cdi.ensure_claim_spec, entry.uid, devices, claim_edits)
-        return {(d, s): i for (d, s, _), i in zip(devices, ids)}
+        return {(d, s): i for (d, s, _), i in zip(devices, ids, strict=True)}
 
     def _remove_spec(self, uid: str) -> None:
         """Remove the claim's CDI spec; a failure counts only while the file is still there (a

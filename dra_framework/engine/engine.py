@@ -90,7 +90,7 @@ class PrepareEngine(StartupReconcile, PrepareFlow, TeardownFlow):
         outs = await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
         return {ref.uid: out if isinstance(out, PrepareOutcome) else
                 PrepareOutcome(error=f"claim {ref.namespace}/{ref.name}: internal error: {out!r}")
-                for ref, out in zip(refs, outs)}
+                for ref, out in zip(refs, outs, strict=True)}
 
     async def unprepare(self, claims: list[ClaimRef], deadline: float | None = None) -> dict[str, str]:
         """NodeUnprepareResources: claim UID → "" or an error (the kubelet retries). ``deadline``
@@ -101,7 +101,7 @@ class PrepareEngine(StartupReconcile, PrepareFlow, TeardownFlow):
         tasks = [self._spawn(self._unprepare_one, ref, call_deadline(deadline)) for ref in refs]
         outs = await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
         return {ref.uid: out if isinstance(out, str) else f"claim {ref.namespace}/{ref.name}: internal error: {out!r}"
-                for ref, out in zip(refs, outs)}
+                for ref, out in zip(refs, outs, strict=True)}
 
 
 def partition_record(part: PartitionEntry | Mapping[str, Any]) -> dict[str, Any]:

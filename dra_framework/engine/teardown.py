@@ -152,6 +152,8 @@ class TeardownFlow(EngineCore):
             claims.pop(uid, None)
         # Removing the spec and dropping the entry run together (one fsync'd write less of
         # latency): a spec whose entry is gone is removed at start-up and by the janitor.
+        removed: BaseException | None
+        dropped: BaseException | None
         removed, dropped = await asyncio.gather(asyncio.to_thread(self._remove_spec, uid),
                                                 self.checkpoint.update(drop), return_exceptions=True)
         if isinstance(dropped, BaseException):

@@ -28,7 +28,7 @@ from .types import ClaimRef
 
 
 def _print(obj: Any) -> None:
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
     print(json.dumps(obj, sort_keys=True, default=str), flush=True)
 
@@ -69,7 +69,9 @@ def _count(text: str) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--driver", required=True, help="DRA driver name (required)")
-    p.add_argument("--kubelet-root-dir", "--kubelet-root", dest="kubelet_root", default=os.environ.get("DRA_FRAMEWORK_KUBELET_ROOT_DIR", DEFAULT_KUBELET_ROOT), help="kubelet --root-dir (default: %(default)s; env DRA_FRAMEWORK_KUBELET_ROOT_DIR)")
+    p.add_argument("--kubelet-root-dir", "--kubelet-root", dest="kubelet_root",
+                   default=os.environ.get("DRA_FRAMEWORK_KUBELET_ROOT_DIR", DEFAULT_KUBELET_ROOT),
+                   help="kubelet --root-dir (default: %(default)s; env DRA_FRAMEWORK_KUBELET_ROOT_DIR)")
     p.add_argument("--registry-dir", help="registration socket directory (default: "
                                           "<kubelet-root-dir>/plugins_registry)")
     p.add_argument("--pod-uid", help="driver pod UID, for rolling-update socket names (default: none)")

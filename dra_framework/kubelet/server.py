@@ -10,6 +10,7 @@ endpoint that GetInfo advertises is always reachable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -127,9 +128,11 @@ class PluginServer:
             self._registration.changed.clear()
             try:
                 await asyncio.wait_for(self._registration.changed.wait(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
-        return self._registration.status
+        status = self._registration.status
+        assert status is not None  # self.registered
+        return status
 
     def _registration_problem(self) -> str:
         s = self._registration.status
@@ -155,7 +158,7 @@ class PluginServer:
         """
         if self._dra_server is not None:
             raise RuntimeError("PluginServer already started")
-        if not os.path.isdir(self.paths.registry_dir):
+        if not await asyncio.to_thread(os.path.isdir, self.paths.registry_dir):
             raise FileNotFoundError(f"kubelet plugin registry directory {self.paths.registry_dir} does not exist")
         make_dirs(self.paths.plugin_dir, PLUGIN_DIR_MODE, own=True)
         make_dirs(os.path.dirname(self.paths.dra), PLUGIN_DIR_MODE)  # the short-name fallback's dir
@@ -208,10 +211,9 @@ class PluginServer:
         for h in self._health_servicers:
             h.wake_all()
         # Wait (briefly) until the streams have really ended, not only been asked to.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 1.0
-        while any(h.open_streams for h in self._health_servicers) and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await asyncio.gather(*(h.wait_closed() for h in self._health_servicers))
         if self._reg_server is not None:
             reg, self._reg_server = self._reg_server, None
             await reg.stop(None)

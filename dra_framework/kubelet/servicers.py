@@ -233,18 +233,24 @@ class HealthServicer:
         self._interval = resend_interval
         self._closing = closing
         self._subs: set = set()
+        self._idle = asyncio.Event()  # set while no stream is open
+        self._idle.set()
         self._logged_unimplemented = False
 
     @property
     def open_streams(self) -> int:
         return len(self._subs)
 
+    async def wait_closed(self) -> None:
+        """Return once no stream is open."""
+        await self._idle.wait()
+
     def wake_all(self) -> None:
         """Make open streams notice `closing` now (used by stop())."""
         for s in list(self._subs):
             s.wake()
 
-    def _response(self):
+    def _response(self, state: HealthState):
         pb = self._pb
         return pb.NodeWatchResourcesResponse(devices=[
             pb.DeviceHealth(
@@ -254,22 +260,27 @@ class HealthServicer:
                 health_check_timeout_seconds=max(0, int(d.timeout_seconds)),
                 message=d.message,
             )
-            for d in self._state.snapshot()
+            for d in state.snapshot()
         ])
 
     async def NodeWatchResources(self, request, context):
-        if self._state is None:
+        state = self._state
+        if state is None:
             if not self._logged_unimplemented:  # once, not every 5 s (docs/failure-modes.md)
                 self._logged_unimplemented = True
                 log.info("%s health watch refused: driver has no health source", self._version)
             await context.abort(grpc.StatusCode.UNIMPLEMENTED,
                                 "this DRA driver has no device health source")
-        sub = self._state.subscribe()
+            return  # abort raises; a test double may not
+        sub = state.subscribe()
         self._subs.add(sub)
+        self._idle.clear()
         try:
             while not self._closing.is_set():
-                yield self._response()
+                yield self._response(state)
                 await sub.wait(self._interval)
         finally:
             self._subs.discard(sub)
+            if not self._subs:
+                self._idle.set()
             sub.close()

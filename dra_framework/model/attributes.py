@@ -53,4 +53,4 @@ def quantity_str(q: Quantity) -> str:
     if isinstance(q, int) and not isinstance(q, bool):
         return str(q)
     quantity_value(q)  # raises for malformed input
-    return q
+    return str(q)

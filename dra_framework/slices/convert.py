@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ..model import Capacity, CounterSet, Device, Pool
+from ..model import Capacity, CounterSet, Device, Pool, Version
 from .apiversions import API_VERSION, Limits, ServerInfo
 from .split import split_pool
 from .validate import (
@@ -117,14 +117,15 @@ def device_to_api(dev: Device, *, driver: str, limits: Limits, pool: str, report
         kind = attribute_value_kind(v)
         if kind is None or kind == "empty-list":
             report.invalid(pool, dev.name, f"attributes[{key}]",
-                           "an empty list" if kind else f"unsupported value type {type(v).__name__} (int, bool, str, Version or a list of one of them)")
+                           "an empty list" if kind else f"unsupported value type {type(v).__name__} "
+                                                        "(int, bool, str, Version or a list of one of them)")
             bad = True
             continue
         if kind in ("ints", "bools", "strings", "versions") and not limits.list_attributes:
             report.warn(pool, dev.name, f"attributes[{key}]",
                         f"list attribute left out: list attributes need Kubernetes 1.36+ (server 1.{limits.minor})")
             continue
-        if kind == "version":
+        if kind == "version" and isinstance(v, Version):
             norm = normalize_version(v.value)
             if norm is None:
                 report.warn(pool, dev.name, f"attributes[{key}].version",
@@ -132,12 +133,13 @@ def device_to_api(dev: Device, *, driver: str, limits: Limits, pool: str, report
                 attrs[key] = {"string": v.value}
             else:
                 attrs[key] = {"version": norm}
-        elif kind == "versions":
-            norms = [normalize_version(x.value) for x in v]
+        elif kind == "versions" and isinstance(v, (list, tuple)):
+            versions = [x for x in v if isinstance(x, Version)]
+            norms = [normalize_version(x.value) for x in versions]
             if any(n is None for n in norms):
                 report.warn(pool, dev.name, f"attributes[{key}].versions",
                             "a value cannot be made SemVer; the list is published as strings")
-                attrs[key] = {"strings": [x.value for x in v]}
+                attrs[key] = {"strings": [x.value for x in versions]}
             else:
                 attrs[key] = {"versions": norms}
         else:
@@ -194,7 +196,7 @@ def _iter_pools(pools: Any) -> Iterable[Pool]:
     if isinstance(pools, Pool):
         yield pools
         return
-    if hasattr(pools, "pools") and isinstance(getattr(pools, "pools"), Mapping):
+    if hasattr(pools, "pools") and isinstance(pools.pools, Mapping):
         pools = pools.pools  # DriverInventory
     if isinstance(pools, Mapping):
         for name, p in pools.items():
@@ -239,24 +241,24 @@ def build_pool(p: Pool, *, driver: str, node_name: str, limits: Limits, report: 
         if dev.name in devices:
             report.invalid(name, dev.name, "name", "duplicate device name in the pool (the first one is published)")
             continue
-        api = device_to_api(dev, driver=driver, limits=limits, pool=name, report=report)
-        if api is None:
+        dev_api = device_to_api(dev, driver=driver, limits=limits, pool=name, report=report)
+        if dev_api is None:
             continue
         ok = True
-        for i, c in enumerate(api.get("consumesCounters") or []):
-            cs = counter_sets.get(c["counterSet"])
-            if cs is None:
+        for i, c in enumerate(dev_api.get("consumesCounters") or []):
+            cset = counter_sets.get(c["counterSet"])
+            if cset is None:
                 report.invalid(name, dev.name, f"consumesCounters[{i}].counterSet",
                                f"counter set {c['counterSet']!r} does not exist in the pool (or is invalid)")
                 ok = False
                 continue
-            missing = sorted(set(c["counters"]) - set(cs["counters"]))
+            missing = sorted(set(c["counters"]) - set(cset["counters"]))
             if missing:
                 report.invalid(name, dev.name, f"consumesCounters[{i}].counters",
                                f"counters {missing} are not in counter set {c['counterSet']!r}")
                 ok = False
         if ok:
-            devices[dev.name] = api
+            devices[dev.name] = dev_api
 
     dev_list = list(devices.values())
     advanced = taints_possible or any(

@@ -19,6 +19,7 @@ Policy:
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -393,7 +394,7 @@ def request_policy_errors(path: str, value: Any, policy: dict) -> Errors:
         vals = [qv(q) for q in vv]
         if len(vals) > MAX_VALID_VALUES:
             return [(f"{path}.validValues", f"must have at most {MAX_VALID_VALUES} items")]
-        if any(a > b for a, b in zip(vals, vals[1:])):
+        if any(a > b for a, b in itertools.pairwise(vals)):
             errs.append((f"{path}.validValues", "values must be sorted in ascending order"))
         if len(set(vals)) != len(vals):
             errs.append((f"{path}.validValues", "values must be unique"))
@@ -471,7 +472,8 @@ def device_errors(dev: dict, limits: Limits, driver: str | None = None) -> Error
     attrs = dev.get("attributes") or {}
     caps = dev.get("capacity") or {}
     if len(attrs) + len(caps) > MAX_ATTRIBUTES_AND_CAPACITIES:
-        errs.append(("attributes", f"the total number of attributes and capacities must not exceed {MAX_ATTRIBUTES_AND_CAPACITIES} (has {len(attrs) + len(caps)})"))
+        errs.append(("attributes", "the total number of attributes and capacities must not exceed "
+                                   f"{MAX_ATTRIBUTES_AND_CAPACITIES} (has {len(attrs) + len(caps)})"))
     if limits.max_attribute_values is not None:
         n = 0
         for a in attrs.values():
@@ -585,7 +587,8 @@ def slice_errors(spec: dict, limits: Limits) -> Errors:
     if limits.max_counters_per_slice is not None:
         total = sum(len(c.get("counters") or {}) for c in counters)
         if total > limits.max_counters_per_slice:
-            errs.append(("sharedCounters", f"at most {limits.max_counters_per_slice} counters across all sets on 1.{limits.minor}, has {total}"))
+            errs.append(("sharedCounters", f"at most {limits.max_counters_per_slice} counters across all sets "
+                                           f"on 1.{limits.minor}, has {total}"))
     if not limits.separate_counter_slices:
         # 1.34: consumed counter sets and counters must be defined in this slice's sharedCounters.
         defined = {c.get("name"): set(c.get("counters") or {}) for c in counters}
@@ -603,5 +606,6 @@ def slice_errors(spec: dict, limits: Limits) -> Errors:
     if limits.max_device_counters_per_slice is not None:
         total = sum(len(c.get("counters") or {}) for d in devices for c in d.get("consumesCounters") or [])
         if total > limits.max_device_counters_per_slice:
-            errs.append(("devices", f"at most {limits.max_device_counters_per_slice} device counters per slice on 1.{limits.minor}, has {total}"))
+            errs.append(("devices", f"at most {limits.max_device_counters_per_slice} device counters per slice "
+                                    f"on 1.{limits.minor}, has {total}"))
     return errs

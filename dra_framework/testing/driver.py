@@ -185,7 +185,7 @@ class DriverProcess:
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> "DriverProcess":
-        if self.alive():
+        if self.alive() and self.proc is not None:
             raise RuntimeError(f"{self.name} is already running (pid {self.proc.pid})")
         env = {k: v for k, v in os.environ.items() if k != "NODE_NAME"}
         env.update(self.env)

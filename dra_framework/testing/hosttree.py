@@ -137,8 +137,9 @@ class HostTree:
         self.rel_symlink(f"sys/bus/pci/devices/{bdf}", sysd)
         if driver:
             self.bind(bdf, driver)
-        if native_driver or driver:
-            self._native(bdf, native_driver or driver)
+        native = native_driver or driver
+        if native:
+            self._native(bdf, native)
         if iommu_group is not None:
             self.iommu_group(iommu_group, [bdf])
         return d
@@ -252,8 +253,9 @@ class FakePciKernel:
             self.writes.append((str(f.relative_to(bus)), bdf))
             dev = self.tree.device_dir(bdf)
             current = os.path.basename(os.readlink(dev / "driver")) if (dev / "driver").is_symlink() else None
-            override = (dev / "driver_override").read_text().strip().strip("\0") if (dev / "driver_override").exists() else ""
-            override = None if override in ("", "(null)") else override
+            written = (dev / "driver_override").read_text().strip().strip("\0") \
+                if (dev / "driver_override").exists() else ""
+            override = None if written in ("", "(null)") else written
             # the group node changes before the driver link, as the kernel has it done when the
             # write returns: whoever sees the new driver also sees the node
             if f.name == "unbind":
@@ -311,7 +313,7 @@ def pci_bindings(driver_process) -> dict[str, dict[str, list[str | None]]]:
             root = Path((b.get("options") or {}).get("hostRoot", "/"))
             funcs: dict[str, list[str | None]] = {f.bdf: [f.driver, f.driver_override] for f in walk(root)}
             vfio = root / "dev/vfio"
-            funcs["/dev/vfio"] = sorted(os.listdir(vfio)) if vfio.is_dir() else []
+            funcs["/dev/vfio"] = [*sorted(os.listdir(vfio))] if vfio.is_dir() else []
             out[str(root)] = funcs
     return out
 

@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 DEFAULT_K8S_VERSION = "1.37.2"
 BINARIES = ("etcd", "kube-apiserver", "kubelet-dra-shim", "dra-allocator", "cdi-check")
@@ -104,7 +104,17 @@ class Process:
             return ""
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1, proc: Process | None = None):
+class Watched(Protocol):
+    """A process :func:`wait_for` can watch: :class:`Process` or a ``testing.driver.DriverProcess``."""
+
+    name: str
+
+    def check_alive(self) -> None: ...
+    def tail(self) -> str: ...
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1,
+             proc: Watched | None = None) -> Any:
     """Polls ``predicate`` until it returns a truthy value; raises TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None

@@ -188,5 +188,5 @@ async def test_default_rate_limit_prepares_a_full_node_well_inside_the_deadline(
     refs = [fake_env.add_claim(f"c{i}", [{"request": "gpu", "device": f"dev-{i}"}]) for i in range(n)]
     t0 = time.monotonic()
     outs = await asyncio.gather(*(engine.prepare([r], deadline=t0 + 45) for r in refs))
-    assert all(o[r.uid].error == "" for o, r in zip(outs, refs))
+    assert all(o[r.uid].error == "" for o, r in zip(outs, refs, strict=True))
     assert time.monotonic() - t0 < 45 / 4

@@ -198,7 +198,7 @@ async def test_concurrent_prepares_of_one_device_only_one_wins(fake_env):
     engine = await fake_env.make_engine()
     refs = [fake_env.add_claim(f"c{i}", [{"request": "gpu", "device": "dev-1"}]) for i in range(5)]
     outs = await asyncio.gather(*(engine.prepare([r]) for r in refs))
-    errors = [o[r.uid].error for o, r in zip(outs, refs)]
+    errors = [o[r.uid].error for o, r in zip(outs, refs, strict=True)]
     assert sum(1 for e in errors if e == "") == 1
     assert all("already" in e for e in errors if e)
 

@@ -29,7 +29,8 @@ def _prepare_returning(value_of):
      "dra_prepare returned PrepareResult.devices['dev-0'].status as dict, expected DeviceStatus or None"),
     (lambda devs: PrepareResult(devices={"dev-9": PreparedDeviceEdits()}),
      "dra_prepare returned PrepareResult.devices['dev-9'], but 'dev-9' is not a device of this call"),
-    (lambda devs: PrepareResult(claim_edits={"env": {}}), "dra_prepare returned PrepareResult.claim_edits as dict, expected ContainerEdits"),
+    (lambda devs: PrepareResult(claim_edits={"env": {}}),
+     "dra_prepare returned PrepareResult.claim_edits as dict, expected ContainerEdits"),
 ])
 async def test_wrong_prepare_result_fails_the_claim_naming_backend_and_hook(tmp_path, value_of, words):
     env = Env(tmp_path, [("b", lambda ctx: _prepare_returning(value_of)(ctx))])

@@ -74,7 +74,7 @@ def test_reference_builds(tmp_path):
 
 def test_every_public_name_and_method_has_a_docstring(module):
     missing = []
-    for doc, is_method in _public_docs(module):
+    for doc, _is_method in _public_docs(module):
         if isinstance(doc, (pdoc.doc.Class, pdoc.doc.Function)) and len(inspect.cleandoc(doc.docstring or "")) < 20:
             missing.append(doc.qualname)
     assert not missing, f"public names without a docstring: {', '.join(missing)}"

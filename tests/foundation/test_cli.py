@@ -46,7 +46,7 @@ def test_misspelled_config_key_is_one_line_error(tmp_path):
     cfg.write_text("nodeName: n\nkubeletRootDri: /x\ndrivers: []\n")
     r = run("validate", "--config", str(cfg))
     assert r.returncode == 1
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines == [f"error: {cfg}: kubeletRootDri: unknown field (did you mean 'kubeletRootDir'?)"]
 
 
@@ -70,7 +70,7 @@ def test_misspelled_hook_in_installed_plugin_is_one_line_error(tmp_path):
     cfg.write_text("drivers:\n- name: typo.example.com\n  backends: [{name: typo}]\n")
     r = run("discover", "--config", str(cfg), env={"PYTHONPATH": str(tmp_path)})
     assert r.returncode == 1
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "dra_discovr" in lines[0] and "typo" in lines[0], r.stderr
 
 
@@ -96,7 +96,8 @@ def test_validate_checks_a_cdi_dir(tmp_path):
     ok = run("validate", "--config", str(EXAMPLE), "--cdi-dir", str(tmp_path))
     assert ok.returncode == 0, ok.stderr
     assert "1 spec(s) checked" in ok.stdout
-    (tmp_path / "bad.json").write_text('{"cdiVersion": "0.3.0", "kind": "x/y", "devices": [{"name": "d", "containerEdits": {"deviceNodes": [{"path": "dev/x"}]}}]}')
+    (tmp_path / "bad.json").write_text('{"cdiVersion": "0.3.0", "kind": "x/y", "devices": '
+                                       '[{"name": "d", "containerEdits": {"deviceNodes": [{"path": "dev/x"}]}}]}')
     bad = run("validate", "--config", str(EXAMPLE), "--cdi-dir", str(tmp_path))
     assert bad.returncode == 1
     assert "bad.json" in bad.stderr and "deviceNodes[0].path" in bad.stderr
@@ -130,7 +131,7 @@ def test_backend_discovery_failure_is_one_line(tmp_path):
     cfg.write_text("drivers:\n- name: boom.example.com\n  backends: [{name: boom}]\n")
     for cmd in ("discover", "validate"):
         r = run(cmd, "--config", str(cfg), env=env)
-        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert r.returncode == 1 and len(lines) == 1, r.stderr
         assert "backend boom: dra_discover failed: RuntimeError: sysfs exploded" in lines[0]
 

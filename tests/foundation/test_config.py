@@ -31,7 +31,8 @@ def test_bad_driver_name_named(tmp_path):
 
 
 def test_backend_option_error_named(tmp_path):
-    p = write(tmp_path, "nodeName: n\ndrivers:\n- name: a.example.com\n  backends:\n  - name: example\n    options: {count: many, colour: red}\n")
+    p = write(tmp_path, "nodeName: n\ndrivers:\n- name: a.example.com\n  backends:\n  - name: example\n"
+                        "    options: {count: many, colour: red}\n")
     s = load_settings(p)
     with pytest.raises(ConfigError) as exc:
         build_backends(s, 0, s.drivers[0], Registry())

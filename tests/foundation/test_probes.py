@@ -9,7 +9,6 @@ import resource
 import signal
 import socket
 import subprocess
-import time
 
 from test_cli import EXE
 from test_cli_robustness import dead_api_config, free_port, http, kubelet, tmp_path, wait  # noqa: F401

@@ -134,7 +134,7 @@ async def test_concurrent_rebinding_of_different_devices(e810):
     vfs = ["0000:17:01.0", "0000:17:01.1", "0000:17:01.2"]
     ctxs = [Journal() for _ in vfs]
     with FakePciKernel(e810):
-        assert await asyncio.gather(*(bind_driver(c, e810, v, "vfio-pci") for c, v in zip(ctxs, vfs))) == [True] * 3
+        assert await asyncio.gather(*(bind_driver(c, e810, v, "vfio-pci") for c, v in zip(ctxs, vfs, strict=True))) == [True] * 3
         assert [PciFunction.at(e810, v).driver for v in vfs] == ["vfio-pci"] * 3
         await asyncio.gather(*(restore_journal(e810, c.journal) for c in ctxs))
         assert [PciFunction.at(e810, v).driver for v in vfs] == ["iavf"] * 3

@@ -140,9 +140,11 @@ async def test_crash_mid_resplit_converges():
                              "spec": {"driver": DRIVER, "nodeName": NODE, "pool": {"name": NODE, "generation": 2, "resourceSliceCount": 3},
                                       "devices": [{"name": "d-000"}]}})
     await fake.create_slice({"metadata": {"generateName": f"00007-{DRIVER}-{NODE}-"},
-                             "spec": {"driver": DRIVER, "nodeName": NODE, "pool": {"name": NODE, "generation": 2, "resourceSliceCount": 3}}})
+                             "spec": {"driver": DRIVER, "nodeName": NODE,
+                                      "pool": {"name": NODE, "generation": 2, "resourceSliceCount": 3}}})
     await fake.create_slice({"metadata": {"generateName": f"{DRIVER}-"},
-                             "spec": {"driver": DRIVER, "nodeName": NODE, "pool": {"name": NODE, "generation": 2, "resourceSliceCount": 3}}})
+                             "spec": {"driver": DRIVER, "nodeName": NODE,
+                                      "pool": {"name": NODE, "generation": 2, "resourceSliceCount": 3}}})
     c2 = ctrl(fake)
     await c2.start()
     await run(c2, [Pool(devices=new)])
@@ -288,7 +290,8 @@ async def test_counter_pool_published():
     c = ctrl(fake)
     await c.start()
     sets = [CounterSet(f"gpu-{i}-cs", {"mem": "80Gi"}) for i in range(10)]
-    d = [Device(f"gpu-{i}-mig-{k}", consumes_counters=[CounterConsumption(f"gpu-{i}-cs", {"mem": "10Gi"})]) for i in range(10) for k in range(8)]
+    d = [Device(f"gpu-{i}-mig-{k}", consumes_counters=[CounterConsumption(f"gpu-{i}-cs", {"mem": "10Gi"})])
+         for i in range(10) for k in range(8)]
     await run(c, [Pool(devices=d, counter_sets=sets)])
     sl = fake.pool_slices(NODE)
     assert [len(s["spec"].get("sharedCounters", [])) for s in sl] == [8, 2, 0, 0]

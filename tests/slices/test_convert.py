@@ -310,7 +310,8 @@ def test_slice_rules_134_vs_137():
     unknown = spec(sharedCounters=[cset("cs")], devices=[{"name": "d", "consumesCounters": cons("cs", counters=("x",))}])
     assert [f for f, _ in slice_errors(unknown, L34)] == ["devices[0].consumesCounters[0].counters[x]"]
     # No limit on entries per device on 1.34 (2 on 1.35+), but ≤32 consumed counters per device.
-    three = spec(sharedCounters=[cset(f"cs-{i}") for i in range(3)], devices=[{"name": "d", "consumesCounters": cons("cs-0", "cs-1", "cs-2")}])
+    three = spec(sharedCounters=[cset(f"cs-{i}") for i in range(3)],
+                 devices=[{"name": "d", "consumesCounters": cons("cs-0", "cs-1", "cs-2")}])
     assert not slice_errors(three, L34)
     assert device_errors({"name": "d", "consumesCounters": cons("a", "b", counters=[f"c{i}" for i in range(17)])}, L34)
     assert not device_errors({"name": "d", "consumesCounters": cons("a", "b", counters=[f"c{i}" for i in range(17)])}, L37)

@@ -8,7 +8,7 @@ import warnings
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pytest
 
@@ -134,7 +134,7 @@ class Subject:
     def snapshot(self) -> dict[str, Any]:
         return support.snapshot(self.proc, self.driver, self.probe)
 
-    def claim(self, name: str, pins: list[str], configs: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    def claim(self, name: str, pins: list[str], configs: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         """Create a ResourceClaim pinned to ``pins`` in :data:`support.NAMESPACE` (unprepared and
         deleted after the test if the test did not)."""
         obj = self.harness.objects.resource_claim(support.NAMESPACE, name,
@@ -252,7 +252,8 @@ def conformance_subject(conformance_target, conformance_discovery, conformance_h
         assert after.get(key) == before.get(key), f"warm-up claims left {key}: {before.get(key)} -> {after.get(key)}"
     s.warmup_files = sorted(set(after["state dir files"]) - set(before["state dir files"]))
     if s.warmup_files:
-        warnings.warn(f"state files the first claims created, taken as the backend's baseline: {s.warmup_files}")
+        warnings.warn(f"state files the first claims created, taken as the backend's baseline: {s.warmup_files}",
+                      stacklevel=1)
     s.baseline = after
     return s
 

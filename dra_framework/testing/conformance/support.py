@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..driver import load_config
 
@@ -118,7 +118,8 @@ def pin_rules(discovery: Discovery) -> tuple[list[dict[str, Any]], dict[str, str
     """``deviceAttributes`` rules giving every discovered device the attribute :data:`PIN_KEY` =
     ``dev-<i>``, and the map ``dev-<i>`` → ``pool/device`` (devices already at the attribute
     limit are left out)."""
-    rules, ids = [], {}
+    rules: list[dict[str, Any]] = []
+    ids: dict[str, str] = {}
     for pool, names in sorted(discovery.pools.items()):
         for name in names:
             if f"{pool}/{name}" in discovery.full:
@@ -214,7 +215,7 @@ def _q(v: Any) -> Decimal:
     return quantity_value(v)
 
 
-def pinned_claim(device_class: str, pins: list[str], configs: list[dict[str, Any]] = ()) -> dict[str, Any]:
+def pinned_claim(device_class: str, pins: list[str], configs: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """A ResourceClaim spec with one request ``d<i>`` per pinned device, tolerating any taint."""
     reqs = [{"name": f"d{i}", "exactly": {
         "deviceClassName": device_class,

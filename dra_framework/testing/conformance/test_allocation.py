@@ -42,4 +42,4 @@ def test_every_device_is_allocatable(conformance_subject, allocator):
     unpinned = sorted(set(s.published.devices) - set(s.pins.values()))
     if unpinned:
         warnings.warn(f"not checked (already at {support.MAX_ATTRS_AND_CAPS} attributes and capacities, "
-                      f"so the suite cannot pin them): {unpinned}")
+                      f"so the suite cannot pin them): {unpinned}", stacklevel=1)
