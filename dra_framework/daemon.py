@@ -12,6 +12,7 @@ and claim status are retried in the background with back-off (docs/operations.md
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from typing import Any
@@ -20,6 +21,10 @@ from .config import Settings
 from .errors import ConfigError, DraFrameworkError
 from .plugins import Registry
 from .runtime import DriverRuntime
+from .tasks import Backoff, TaskSupervisor
+
+#: Start-up retries of a driver that failed to start (hardware or kernel drivers not ready yet).
+DRIVER_RETRY_BACKOFF = Backoff(initial=5.0, factor=2.0, cap=300.0)
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +38,9 @@ async def _node_uid(client: Any, node_name: str, max_delay: float = 30.0) -> str
 
     from .kube import describe
 
-    delay = 1.0
+    delays = Backoff(initial=1.0, factor=2.0, cap=max_delay).delays()
     while True:
+        delay = next(delays)
         try:
             node = await client.get(Node, node_name)
             return node.metadata.uid
@@ -47,7 +53,6 @@ async def _node_uid(client: Any, node_name: str, max_delay: float = 30.0) -> str
         except Exception as exc:  # noqa: BLE001 - unreachable API server, TLS, timeouts: retried
             log.error("cannot look up Node %r: %s; retrying in %.0fs", node_name, describe(exc), delay)
         await asyncio.sleep(delay)
-        delay = min(delay * 2, max_delay)
 
 
 class NodeOwner:
@@ -84,7 +89,9 @@ class NodeOwner:
 async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any = None,
                      stop_event: asyncio.Event | None = None) -> int:
     """Start every driver, serve until a signal (or ``stop_event``), stop cleanly. Returns the exit
-    status: 0 after a clean stop. Raises ConfigError for a config that cannot run."""
+    status: 0 after a clean stop, 1 when no driver was running when the stop came (none could
+    start; the reasons are logged). Raises ConfigError for a config that cannot run (the CLI
+    prints it in one line and exits 1). See docs/operations.md "Exit status"."""
     from .events import NodeEvents
     from .kube import describe, make_client
 
@@ -105,7 +112,7 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
 
     drivers: list[DriverRuntime] = []
     failed: dict[str, str] = {}
-    retries: list[asyncio.Task] = []
+    retries = TaskSupervisor("daemon")
 
     async def start_driver(i: int, cfg: Any) -> bool:
         rt = DriverRuntime(settings, i, cfg, registry, client, owner, events)
@@ -125,18 +132,12 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
     async def retry_driver(i: int, cfg: Any) -> None:
         # Hardware and drivers often come up after the DaemonSet pod (NVML not loaded yet, a
         # sysfs race): retry with back-off instead of exiting or giving up.
-        delay = 5.0
-        while not stop.is_set():
+        for delay in DRIVER_RETRY_BACKOFF.delays():
             log.info("driver %s: retrying start-up in %.0fs", cfg.name, delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-                return
-            except asyncio.TimeoutError:
-                pass
+            await asyncio.sleep(delay)
             if await start_driver(i, cfg):
                 log.info("driver %s started after a failed start-up", cfg.name)
                 return
-            delay = min(delay * 2, 300.0)
 
     async def live() -> list[str]:
         return []
@@ -159,7 +160,7 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
 
     for i, cfg in enumerate(settings.drivers):
         if not await start_driver(i, cfg):
-            retries.append(asyncio.create_task(retry_driver(i, cfg), name=f"retry-{cfg.name}"))
+            retries.spawn(f"retry-{cfg.name}", functools.partial(retry_driver, i, cfg))
     if progress:
         progress.done()
 
@@ -168,15 +169,16 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
                   "visible, not crash-looping")
     log.info("dra-framework running with %d driver(s) on node %s", len(drivers), settings.node_name)
     await stop.wait()
-    for t in retries:
-        t.cancel()
-    await asyncio.gather(*retries, return_exceptions=True)
+    await retries.close()
     await owner.stop()
     log.info("stopping%s", " and deleting this node's ResourceSlices (uninstall)" if uninstall else "")
     for rt in reversed(drivers):
         await rt.stop(uninstall=uninstall)
     for shutdown in servers:
         shutdown()
+    if not drivers:
+        log.error("stopped with no driver running (%s)", "; ".join(f"{n}: {e}" for n, e in failed.items()))
+        return 1
     return 0
 
 
@@ -186,17 +188,17 @@ def _start_http_servers(settings: Settings, loop: asyncio.AbstractEventLoop, liv
     from .metrics import REGISTRY
     from .probes import ProbeServer, metrics_server
 
-    host, limits = settings.bind_address, {"timeout": settings.http_timeout_seconds,
-                                           "max_connections": settings.http_max_connections}
+    host, timeout, conns = settings.bind_address, settings.http_timeout_seconds, settings.http_max_connections
     servers = []
     try:
         if settings.metrics_port:
-            httpd = metrics_server(settings.metrics_port, REGISTRY, host, **limits)
+            httpd = metrics_server(settings.metrics_port, REGISTRY, host, timeout=timeout, max_connections=conns)
             httpd.start()
             servers.append(httpd.stop)
             log.info("metrics on %s:%d/metrics", host, httpd.port)
         if settings.healthz_port:
-            probe = ProbeServer(settings.healthz_port, loop, live, ready, host=host, **limits)
+            probe = ProbeServer(settings.healthz_port, loop, live, ready, host=host, timeout=timeout,
+                                max_connections=conns)
             probe.start()
             servers.append(probe.stop)
             log.info("probes on %s:%d/healthz and /readyz", host, probe.port)

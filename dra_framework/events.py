@@ -12,7 +12,7 @@ class NodeEvents:
     """Posts core/v1 Events about the Node (involvedObject kind Node). Failures are logged, never
     raised: reporting must not break the driver."""
 
-    def __init__(self, client, node_name: str, node_uid: str, component: str = "dra-framework") -> None:
+    def __init__(self, client, node_name: str, node_uid: str | None, component: str = "dra-framework") -> None:
         self.client = client
         self.node_name = node_name
         self.node_uid = node_uid

@@ -3,15 +3,18 @@
 Start order matters: the engine reconciles the checkpoint and CDI directory *before* the kubelet
 can reach the sockets, and slices are published only after discovery. Stop order is the
 reverse: sockets go first so the kubelet stops calling, then health, slices and backends.
+
+Background work (rediscovery, the slice publisher's start-up, the socket watch, Node Events) runs
+under one :class:`~dra_framework.tasks.TaskSupervisor`; every background problem (checkpoint,
+health sources, slices, sockets) reaches :meth:`DriverRuntime._problem` through its ``report``
+channel: logged, shown by /readyz, counted, posted as a Node Event.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
-import os
-import stat
-from typing import Any
+from typing import Any, Protocol
 
 from .composition import BackendInstance, DriverInventory, build_backends, discover
 from .config import DriverConfig, Settings
@@ -23,13 +26,31 @@ from .kubelet.server import PluginServer
 from .metrics import DriverMetrics
 from .model import Pool
 from .plugins import Registry
+from .tasks import Backoff, TaskSupervisor
 
 log = logging.getLogger(__name__)
 
+#: Seconds between checks that the kubelet sockets are still ours.
+SOCKET_CHECK_INTERVAL = 2.0
+#: Retries of the slice publisher's start-up (API server unreachable, too old, Node missing).
+SLICES_START_BACKOFF = Backoff(initial=1.0, factor=2.0, cap=60.0)
+
+
+class NodeUid(Protocol):
+    """The Node's UID once known (``daemon.NodeOwner``): ``uid`` (None until then), ``wait()``."""
+
+    uid: str | None
+
+    async def wait(self) -> str: ...
+
 
 class DriverRuntime:
+    """One driver of the config: started by :meth:`start`, stopped by :meth:`stop`.
+    ``node_uid``: the Node's UID, or a :class:`NodeUid` that learns it later, or None (no API
+    server: nothing is published); ``events``: a ``NodeEvents`` (or None)."""
+
     def __init__(self, settings: Settings, index: int, config: DriverConfig, registry: Registry,
-                 client: Any, node_uid: str | None, events: Any) -> None:
+                 client: Any, node_uid: str | NodeUid | None, events: Any) -> None:
         self.settings = settings
         self.index = index
         self.config = config
@@ -50,8 +71,8 @@ class DriverRuntime:
         self.problems: dict[str, str] = {}  # source → problem, shown by /readyz
         self._rediscover_pending = False
         self._invalid_pools: set[str] = set()
-        self._expiry: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._sockets_seen: tuple[tuple[int, int] | None, ...] = ()
+        self.tasks = TaskSupervisor(f"driver {config.name}", on_problem=self._problem)
 
     # --- inventory ---------------------------------------------------------
 
@@ -84,10 +105,10 @@ class DriverRuntime:
             self.slices.update(self.effective_pools())
 
     def request_rediscovery(self) -> None:
-        loop = self._loop
+        """Discover again soon (backends call it, also from their own threads)."""
         if not self._rediscover_pending:
             self._rediscover_pending = True
-            loop.call_soon_threadsafe(lambda: self._tasks.append(loop.create_task(self._rediscover())))
+            self.tasks.spawn_threadsafe("rediscovery", self._rediscover)
 
     async def _rediscover(self) -> None:
         self._rediscover_pending = False
@@ -106,7 +127,7 @@ class DriverRuntime:
         from .engine import Checkpoint, Janitor, PrepareEngine, checkpoint_path, lightkube_status_writer
         from .kube_get import claim_getter
 
-        self._loop = asyncio.get_running_loop()
+        self.tasks.bind(asyncio.get_running_loop())
         step = progress.step if progress else (lambda m: None)
         step(f"{self.name}: starting backends")
         self.backends = build_backends(self.settings, self.index, self.config, self.registry)
@@ -124,7 +145,7 @@ class DriverRuntime:
 
         if any(b.hooks.implements("dra_watch_health") for b in self.backends):
             self.health_state = HealthState(self.name)
-            self.hub = HealthHub(self.health_state, self.pool_name, self.publish, on_problem=self._problem,
+            self.hub = HealthHub(self.health_state, self.pool_name, self.publish, on_problem=self.tasks.report,
                                  on_unhealthy=self.metrics.set_unhealthy)
             self.metrics.set_unhealthy(0)
 
@@ -151,20 +172,23 @@ class DriverRuntime:
             health_resend_interval=self.settings.health_resend_seconds)
         await self.server.start()
         self.janitor.start()
-        self._tasks.append(asyncio.create_task(self._watch_sockets(), name=f"sockets-{self.name}"))
+        self._sockets_seen = self.server.socket_ids()
+        self.tasks.every("sockets", SOCKET_CHECK_INTERVAL, self._check_sockets,
+                         what="cannot serve the kubelet sockets again")
         log.info("driver %s: serving on %s", self.name, self.server.paths.dra)
         if self.client is not None and self.node_uid is not None:
             # API-facing work runs behind the kubelet-facing side: a dead API server must not
             # keep the sockets (and so the unprepare of checkpointed claims) down.
-            self._tasks.append(asyncio.create_task(self._publish_slices(), name=f"slices-{self.name}"))
+            self.tasks.spawn("slices", self._publish_slices)
 
-    async def _publish_slices(self, max_delay: float = 60.0) -> None:
+    async def _publish_slices(self) -> None:
         """Wait for the Node UID, then start the slice publisher, retrying with back-off while
         the API server is unreachable (or too old, or the Node is missing)."""
         from .kube import describe
         from .slices import SliceController
 
         owner = self.node_uid
+        assert owner is not None
         known = owner if isinstance(owner, str) else owner.uid
         ctl = SliceController(
             self.client, self.name, self.settings.node_name, known,
@@ -175,52 +199,25 @@ class DriverRuntime:
         ctl.update(self.effective_pools())
         # Known before the Node UID is: a stop with --uninstall meanwhile still deletes the slices.
         self.slices = ctl
-        if not known:
+        if not isinstance(owner, str) and not known:
             ctl.node_uid = await owner.wait()
-        delay = 1.0
-        while True:
-            try:
-                await ctl.start()
-            except Exception as exc:  # noqa: BLE001 - retried; shown by /readyz meanwhile
-                msg = f"cannot publish ResourceSlices yet (retried with back-off): {describe(exc)}"
-                if self.problems.get("resourceslices:start") != msg:
-                    self._problem("resourceslices:start", msg)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_delay)
-                continue
-            self._problem("resourceslices:start", None)
-            log.info("driver %s: publishing ResourceSlices", self.name)
-            return
+        await self.tasks.retry("resourceslices:start", ctl.start, SLICES_START_BACKOFF, describe=describe,
+                               what="cannot publish ResourceSlices yet (retried with back-off)")
+        log.info("driver %s: publishing ResourceSlices", self.name)
 
-    def _socket_ids(self) -> tuple[tuple[int, int] | None, ...]:
-        out = []
-        for path in (self.server.paths.registration, self.server.paths.dra):
-            try:
-                st = os.lstat(path)
-                out.append((st.st_dev, st.st_ino) if stat.S_ISSOCK(st.st_mode) else None)
-            except FileNotFoundError:
-                out.append(None)
-        return tuple(out)
-
-    async def _watch_sockets(self, interval: float = 2.0) -> None:
+    async def _check_sockets(self) -> None:
         """Recreate our sockets when they vanish or are replaced (someone cleaned the plugin
         directories, or another instance took the paths over and exited): without them the
-        kubelet cannot reach the driver and wipes its ResourceSlices after 30 s."""
-        ours = self._socket_ids()
-        while True:
-            await asyncio.sleep(interval)
-            now = self._socket_ids()
-            if now == ours:
-                continue
-            log.warning("driver %s: kubelet sockets %s were removed or replaced; serving them again",
-                        self.name, [self.server.paths.registration, self.server.paths.dra])
-            try:
-                await self.server.stop()
-                await self.server.start()
-                ours = self._socket_ids()
-                self._problem("sockets", None)
-            except Exception as exc:  # noqa: BLE001 - retried at the next tick
-                self._problem("sockets", f"cannot serve the kubelet sockets again: {exc}")
+        kubelet cannot reach the driver and wipes its ResourceSlices after 30 s. Raises when
+        serving them again failed (retried at the next check)."""
+        server = self.server
+        if server is None or server.socket_ids() == self._sockets_seen:
+            return
+        log.warning("driver %s: kubelet sockets %s were removed or replaced; serving them again",
+                    self.name, [server.paths.registration, server.paths.dra])
+        await server.stop()
+        await server.start()
+        self._sockets_seen = server.socket_ids()
 
     async def stop(self, uninstall: bool = False) -> None:
         if self.janitor is not None:
@@ -237,9 +234,7 @@ class DriverRuntime:
             await self.server.stop()
         if self.engine is not None:
             await self.engine.drain()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.tasks.close()
         if self.hub is not None:
             await self.hub.stop()
         if self.slices is not None:
@@ -263,20 +258,12 @@ class DriverRuntime:
     CHECKPOINT_PROBLEM_READY_SECONDS = 300.0
 
     def _checkpoint_problem(self, problem: Any) -> None:
-        source = f"checkpoint:{problem.reason}"
-        self._problem(source, problem.message)
-
-        def expire_later() -> None:
-            old = self._expiry.pop(source, None)
-            if old is not None:
-                old.cancel()  # a newer problem of the same kind restarts the window
-            self._expiry[source] = self._loop.call_later(
-                self.CHECKPOINT_PROBLEM_READY_SECONDS, self.problems.pop, source, None)
-
-        self._loop.call_soon_threadsafe(expire_later)
+        # a newer problem of the same kind restarts the window
+        self.tasks.report(f"checkpoint:{problem.reason}", problem.message, ttl=self.CHECKPOINT_PROBLEM_READY_SECONDS)
 
     def _problem(self, source: str, message: str | None) -> None:
-        """Engine/checkpoint problems: logged, shown by /readyz, and posted as a Node Event."""
+        """The sink of :attr:`tasks`' report channel (on the event loop): a problem is logged,
+        shown by /readyz, counted (checkpoint ones) and posted as a Node Event; None clears it."""
         if message is None:
             self.problems.pop(source, None)
             return
@@ -284,11 +271,9 @@ class DriverRuntime:
         log.error("driver %s: %s: %s", self.name, source, message)
         if source.startswith("checkpoint"):
             self.metrics.checkpoint_problem()
-        if self.events is not None:
-            # May be called from the checkpoint's worker thread: hop onto the loop.
-            coro_fn = self.events.warn
-            self._loop.call_soon_threadsafe(
-                lambda: self._tasks.append(self._loop.create_task(coro_fn("DRADriverProblem", f"{self.name}: {message}"))))
+        if self.events is not None and not self.tasks.closed:
+            warn, text = self.events.warn, f"{self.name}: {message}"
+            self.tasks.spawn("event", lambda: warn("DRADriverProblem", text))
 
     def _slice_report(self, report: Any) -> None:
         """Invalid devices, dropped fields and write errors from the publisher: metric per pool,
@@ -302,10 +287,10 @@ class DriverRuntime:
         if errors:
             n = sum(len(v) for v in report.invalid_devices.values())
             head = f"{n} device(s) left out of ResourceSlices" if n else "ResourceSlice problems"
-            self._problem("resourceslices", f"{head}: " + "; ".join(str(i) for i in errors[:5])
-                          + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""))
+            self.tasks.report("resourceslices", f"{head}: " + "; ".join(str(i) for i in errors[:5])
+                              + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""))
         else:
-            self._problem("resourceslices", None)
+            self.tasks.report("resourceslices", None)
 
     async def readiness(self) -> list[str]:
         out = [f"driver {self.name}: {p}" for p in self.problems.values()]

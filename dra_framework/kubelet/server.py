@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 
 import grpc
 
@@ -236,6 +237,11 @@ class PluginServer:
         if ino is not None and _inode(path) in (ino, None):  # gRPC may have unlinked it already
             _remove_quietly(path)
 
+    def socket_ids(self) -> tuple[tuple[int, int] | None, ...]:
+        """(device, inode) of the registration and DRA socket paths, None where no socket is:
+        a change means someone removed or replaced them."""
+        return tuple(_inode(p) if _is_socket(p) else None for p in (self.paths.registration, self.paths.dra))
+
     async def __aenter__(self) -> "PluginServer":
         await self.start()
         return self
@@ -262,6 +268,13 @@ def _inode(path: str) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_dev, st.st_ino)
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _remove_quietly(path: str) -> None:

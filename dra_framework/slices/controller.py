@@ -32,7 +32,7 @@ import asyncio
 import copy
 import logging
 import time
-from typing import Any, Callable
+from typing import AbstractSet, Any, Callable
 
 from ..model.attributes import quantity_value
 from .apiversions import API_VERSION, Limits, ServerInfo, discover_server
@@ -46,10 +46,13 @@ from .convert import (
     index_width,
     owner_reference,
 )
+from ..tasks import Backoff, TaskSupervisor
 from .kubeapi import Gone, KubeAPI, status_code
 from .validate import Issue, Report
 
 log = logging.getLogger(__name__)
+#: Retries of a failed watch or relist; starts over once events arrive again.
+WATCH_BACKOFF = Backoff(initial=0.5, factor=2.0, cap=30.0)
 
 #: Spec fields the publisher owns; others (added by newer servers) are kept on update.
 MANAGED_SPEC_FIELDS = ("pool", "nodeName", "nodeSelector", "allNodes", "perDeviceNodeSelection",
@@ -137,7 +140,7 @@ def _strip(obj: Any, dropped: set[str], prefix: str = "", parent_key: str = "") 
     return obj
 
 
-def normalize_spec(spec: dict, dropped: set[str] = frozenset()) -> dict:
+def normalize_spec(spec: dict, dropped: AbstractSet[str] = frozenset()) -> dict:
     s = {k: spec[k] for k in MANAGED_SPEC_FIELDS if k in spec}
     if "pool" in s:
         p = s["pool"]
@@ -238,7 +241,7 @@ class SliceController:
         self._wake = asyncio.Event()
         self._synced = asyncio.Event()
         self._published_once = False
-        self._tasks: list[asyncio.Task] = []
+        self._tasks = TaskSupervisor(f"ResourceSlices of {driver}")
         self._scope_rv: dict[str, str] = {}
         self._started = False
         self._watching: set[str] = set()
@@ -277,8 +280,8 @@ class SliceController:
             await self._relist(scope)
         self._next_resync = time.monotonic() + self.resync_seconds
         self._started = True
-        self._tasks = [asyncio.create_task(self._worker(), name=f"slices-worker-{self.driver}")]
-        self._watching: set[str] = set()
+        self._tasks.spawn("worker", self._worker)
+        self._watching = set()
         self._ensure_watch("node")
         if any(not s["spec"].get("nodeName") for s in self._slices.values()):
             self._ensure_watch("cluster")
@@ -290,7 +293,7 @@ class SliceController:
         if scope in self._watching or not self._started:
             return
         self._watching.add(scope)
-        self._tasks.append(asyncio.create_task(self._watch_loop(scope), name=f"slices-watch-{scope}"))
+        self._tasks.spawn(f"watch-{scope}", lambda: self._watch_loop(scope))
 
     def update(self, pools: Any) -> None:
         """Set the desired pools (DriverInventory, {name: Pool} or [Pool]). Non-blocking; the latest
@@ -321,14 +324,8 @@ class SliceController:
     async def stop(self, delete: bool = False) -> None:
         """Stop watching. ``delete=True`` (uninstall) deletes the driver's own slices on this node;
         a plain stop (restart, upgrade) keeps them so that scheduling continues meanwhile."""
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
-        self._tasks = []
+        await self._tasks.close()
+        self._tasks = TaskSupervisor(self._tasks.name)  # start() may run again
         self._watching = set()
         self._started = False
         if delete:
@@ -363,11 +360,11 @@ class SliceController:
 
     async def _watch_loop(self, scope: str) -> None:
         fields, labels = self._scopes()[scope]
-        backoff = 0.5
+        delays = WATCH_BACKOFF.delays()
         while True:
             try:
                 async for typ, obj in self._api.watch_slices(fields, labels, self._scope_rv[scope]):
-                    backoff = 0.5
+                    delays = WATCH_BACKOFF.delays()  # progress: start over
                     rv = obj.get("metadata", {}).get("resourceVersion")
                     if rv:
                         self._scope_rv[scope] = rv
@@ -384,12 +381,10 @@ class SliceController:
                     raise
                 except Exception as exc:
                     log.warning("relisting ResourceSlices failed: %s", _err(exc))
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30)
+                    await asyncio.sleep(next(delays))
             except Exception as exc:
                 log.warning("ResourceSlice watch (%s) failed: %s; retrying", scope, _err(exc))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30)
+                await asyncio.sleep(next(delays))
 
     def _on_event(self, typ: str, obj: dict) -> None:
         name = obj["metadata"]["name"]
@@ -623,9 +618,10 @@ class SliceController:
 
     async def _create(self, dp: DesiredPool, index: int, gen: int, pool: str) -> None:
         spec = self._desired_spec(dp, index, gen)
-        obj = {"apiVersion": API_VERSION, "kind": KIND, "metadata": self._metadata_for(dp, index), "spec": spec}
+        obj: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND, "metadata": self._metadata_for(dp, index),
+                               "spec": spec}
         got = await self._write(self._api.create_slice, obj, pool)
-        spec = obj["spec"]
+        spec = obj["spec"]  # _write may have changed it (list attributes dropped for an old server)
         self.stats["creates"] += 1
         self._on_write("create")
         self._stored(got)
