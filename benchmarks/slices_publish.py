@@ -2,7 +2,7 @@
 real kube-apiserver (started like the ``kube_apiserver`` test fixture).
 
 Pool per node: 8 H100 80GB GPUs, each as a full GPU plus every MIG placement from the H100 table
-(ref-drivers-gpu.md §6.3: 25 MIG devices per GPU), all consuming the GPU's counter set
+(25 MIG devices per GPU, https://docs.nvidia.com/datacenter/tesla/mig-user-guide/), all consuming the GPU's counter set
 (7 engine/memory counters + 8 memory slices) -> 208 devices and 8 counter sets, i.e. 1 counter
 slice + 4 device slices of ≤64 devices per node.
 

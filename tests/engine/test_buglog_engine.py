@@ -1,5 +1,6 @@
-"""Bug-log scenarios (../shared/research/bug-log.md) at the engine level: real checkpoint, real
-CDI writer, backends through the real hook layer; each test names its row."""
+"""Scenarios from public DRA driver bug reports at the engine level: real checkpoint, real CDI
+writer, backends through the real hook layer; each test links its report (an upstream issue or
+the docs/failure-modes.md section that cites it)."""
 from __future__ import annotations
 
 import asyncio
@@ -28,7 +29,8 @@ class BlockingUnprepare(FakeBackend):
 
 
 async def test_prepare_during_inflight_unprepare_of_same_uid_runs_after_it(tmp_path):
-    """B42 (1): the kubelet calls Unprepare X and, while that is in flight, Prepare X for another
+    """docs/failure-modes.md#claim-re-created-under-the-same-name (1):
+    the kubelet calls Unprepare X and, while that is in flight, Prepare X for another
     pod. Operations on one UID are serialised in that order: the Prepare waits, then prepares
     the claim from scratch (it must not return the devices being torn down)."""
     env = Env(tmp_path, [("fake", lambda ctx: BlockingUnprepare(ctx))])
@@ -51,7 +53,8 @@ async def test_prepare_during_inflight_unprepare_of_same_uid_runs_after_it(tmp_p
 
 
 async def test_janitor_in_tight_loop_during_50_concurrent_prepare_unprepare_pairs(tmp_path):
-    """B20: a background GC pass runs in a tight loop while 50 Prepare/Unprepare pairs run
+    """https://github.com/kubernetes-sigs/dra-driver-nvidia-gpu/issues/839:
+    a background GC pass runs in a tight loop while 50 Prepare/Unprepare pairs run
     concurrently. Nothing is rolled back or swept by mistake, and the final checkpoint and CDI
     directory match exactly the claims still prepared."""
     names = [f"d-{i}" for i in range(50)]
@@ -96,7 +99,8 @@ async def test_janitor_in_tight_loop_during_50_concurrent_prepare_unprepare_pair
 
 
 async def test_state_for_later_steps_survives_a_restart(tmp_path):
-    """B23: everything later steps need (configs, teardown data, CDI edits) is persisted with the
+    """https://github.com/kubernetes-sigs/dranet/issues/89:
+    everything later steps need (configs, teardown data, CDI edits) is persisted with the
     checkpoint: after a driver restart the stored configs are readable, the kubelet's re-prepare
     returns the same CDI IDs without re-running the backend, and unprepare gets the teardown data
     from the checkpoint alone."""
@@ -132,7 +136,8 @@ async def test_state_for_later_steps_survives_a_restart(tmp_path):
 
 
 async def test_claim_allocated_while_driver_down_and_device_gone(tmp_path):
-    """B33: the driver died uncleanly; during the kubelet's grace period a claim got allocated
+    """docs/failure-modes.md#slices-while-the-driver-is-down:
+    the driver died uncleanly; during the kubelet's grace period a claim got allocated
     to its devices. After the restart Prepare works for a device that still exists, and fails
     with a clear, per-claim error for one that has really gone."""
     env = Env(tmp_path, [("fake", lambda ctx: FakeBackend(ctx, names=("dev-0", "dev-1")))])
@@ -175,7 +180,8 @@ class PartitionsOff(FakeBackend):
 
 
 async def test_partition_cleanup_never_entered_when_feature_disabled(tmp_path):
-    """B36 (2): with the partition feature off, the cleanup of a partial prepare and the later
+    """https://github.com/kubernetes-sigs/dra-driver-nvidia-gpu/issues/1452 (2):
+    with the partition feature off, the cleanup of a partial prepare and the later
     unprepare never fall through into partition teardown (which would fail spuriously)."""
     env = Env(tmp_path, [("mig", lambda ctx: PartitionsOff(ctx))])
     engine = await env.make_engine()
@@ -190,7 +196,8 @@ async def test_partition_cleanup_never_entered_when_feature_disabled(tmp_path):
 
 
 async def test_retry_after_success_reuses_the_pool_allocation(tmp_path):
-    """B11: a retried Prepare of an already prepared claim reuses the stored allocation; the
+    """https://github.com/kubernetes-sigs/dranet/issues/296:
+    a retried Prepare of an already prepared claim reuses the stored allocation; the
     backend's address pool is not asked again (no orphaned addresses)."""
     from test_engine_prepare import IpamBackend
 
@@ -212,7 +219,8 @@ async def test_retry_after_success_reuses_the_pool_allocation(tmp_path):
 
 
 async def test_cdi_names_from_awkward_hardware_ids(tmp_path):
-    """B34: devices whose natural IDs are ``0``, ``MIG-GPU-abc/1/0``, ``gpu:0`` and a 300-character
+    """https://github.com/cncf-tags/container-device-interface/issues/69:
+    devices whose natural IDs are ``0``, ``MIG-GPU-abc/1/0``, ``gpu:0`` and a 300-character
     UUID chain get deterministic, escaped CDI names that the CDI grammar accepts; the spec's
     kind is vendor/class and the names are unique."""
     import json
@@ -245,7 +253,8 @@ async def test_cdi_names_from_awkward_hardware_ids(tmp_path):
 
 
 async def test_claim_level_edits_of_two_groups_are_merged_exactly(tmp_path):
-    """B35: one claim, two requests whose backends both produce claim-level edits (a device node
+    """https://github.com/kubernetes-sigs/dra-driver-nvidia-gpu/issues/1251:
+    one claim, two requests whose backends both produce claim-level edits (a device node
     and env vars, one env var identical in both): all edits reach the spec, de-duplicated, in a
     deterministic order; nothing is overwritten."""
     import json

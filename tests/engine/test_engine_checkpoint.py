@@ -146,7 +146,8 @@ async def test_non_json_update_fails_without_corrupting(tmp_path):
 
 
 async def test_two_processes_share_the_checkpoint_without_lost_updates(tmp_path):
-    """B20: two driver processes (upgrade overlap) doing read-modify-writes concurrently."""
+    """https://github.com/kubernetes-sigs/dra-driver-nvidia-gpu/issues/839:
+    two driver processes (upgrade overlap) doing read-modify-writes concurrently."""
     path = tmp_path / "checkpoint.json"
     script = textwrap.dedent(f"""
         import asyncio

@@ -1,5 +1,5 @@
 """Opaque config resolution: precedence, request scoping, strict user decoding, lenient stored
-decoding (bug log B19)."""
+decoding (docs/failure-modes.md#opaque-configs-from-a-newer-release-in-the-checkpoint)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -188,7 +188,8 @@ def test_stored_configs_are_decoded_leniently():
 
 
 async def test_unprepare_with_newer_stored_config_succeeds(tmp_path):
-    """B19a: a checkpoint written by a newer release holds a config with an extra field."""
+    """docs/failure-modes.md#opaque-configs-from-a-newer-release-in-the-checkpoint:
+    a checkpoint written by a newer release holds a config with an extra field."""
     env = make_env(tmp_path)
     engine = await env.make_engine()
     ref = env.add_claim("c", [{"request": "a", "device": "gpu-0"}], configs=[opaque(gpu("x"))])

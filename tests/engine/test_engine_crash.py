@@ -1,4 +1,5 @@
-"""kill -9 between PrepareStarted and PrepareCompleted (bug log B15), then recovery through the
+"""kill -9 between PrepareStarted and PrepareCompleted
+(https://github.com/kubernetes-sigs/dra-driver-nvidia-gpu/issues/840), then recovery through the
 next Unprepare, the next Prepare, or the janitor; plus the janitor's rules."""
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ async def test_claim_errors_are_per_claim(fake_env):
     unknown = fake_env.add_claim("unknown", [{"request": "gpu", "device": "dev-9"}])
     unalloc = fake_env.add_claim("unalloc", [{"request": "gpu", "device": "dev-1"}], allocated=False)
     missing = ClaimRef(new_uid(), "default", "missing")
-    replaced = ClaimRef(new_uid(), "default", "good")  # same name, other UID (B42)
+    replaced = ClaimRef(new_uid(), "default", "good")  # same name, other UID (docs/failure-modes.md#claim-re-created-under-the-same-name)
     out = await engine.prepare([good, unknown, unalloc, missing, replaced])
     assert set(out) == {good.uid, unknown.uid, unalloc.uid, missing.uid, replaced.uid}
     assert out[good.uid].error == ""
@@ -141,7 +141,7 @@ async def test_results_of_other_drivers_ignored_and_subrequest_reduced(tmp_path)
     assert_valid_cdi_dir(env.cdi_root, allow_empty=False)
 
 
-# --- concurrency (B13) ---------------------------------------------------------------------------
+# --- concurrency (https://github.com/kubernetes-sigs/dra-driver-nvidia-gpu/pull/374) ------------
 
 
 async def test_claims_are_serialised_per_claim_not_globally(fake_env):
@@ -178,7 +178,7 @@ async def test_many_concurrent_claims(fake_env):
     assert engine.checkpoint.claims == {} and fake_env.cdi_files() == []
 
 
-# --- exclusivity (B12) ---------------------------------------------------------------------------
+# --- exclusivity (https://github.com/kubernetes-sigs/dra-example-driver/issues/263) ------------
 
 
 async def test_device_held_by_other_claim_is_refused_with_its_name(fake_env):
@@ -222,7 +222,8 @@ async def test_shareable_device_and_admin_access_are_exempt(fake_env):
 
 
 async def test_recreated_claim_with_same_name_is_independent(fake_env):
-    """B42: ns/foo UID1 prepared, deleted and re-created as UID2: Prepare(UID2) works before
+    """docs/failure-modes.md#claim-re-created-under-the-same-name:
+    ns/foo UID1 prepared, deleted and re-created as UID2: Prepare(UID2) works before
     Unprepare(UID1), and Unprepare(UID1) tears down only UID1."""
     engine = await fake_env.make_engine()
     old = fake_env.add_claim("foo", [{"request": "gpu", "device": "dev-0"}])
@@ -238,7 +239,8 @@ async def test_recreated_claim_with_same_name_is_independent(fake_env):
 
 
 class IpamBackend(FakeBackend):
-    """Allocates an address from a pool per prepare (dranet B11): recorded in the journal before
+    """Allocates an address from a pool per prepare (https://github.com/kubernetes-sigs/dranet/issues/296):
+    recorded in the journal before
     it is taken; rollback returns it from the journal alone."""
 
     def __init__(self, ctx):
@@ -283,7 +285,8 @@ async def test_failed_prepare_rolls_back_from_journal(tmp_path):
 
 
 class PartitionBackend(FakeBackend):
-    """Two-step partition creation (MIG GI then CI, B36): step 2 can fail."""
+    """Two-step partition creation (MIG GI then CI,
+    https://github.com/kubernetes-sigs/dra-driver-nvidia-gpu/issues/1452): step 2 can fail."""
 
     def __init__(self, ctx):
         super().__init__(ctx, names=("gpu-0", "gpu-0-mig-a", "gpu-0-mig-b"))

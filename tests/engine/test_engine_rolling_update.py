@@ -1,5 +1,5 @@
 """Two driver pods on one node during a rolling update share the checkpoint: a claim that one is
-preparing is neither prepared twice nor rolled back by the other (bug log B40, the Go helper's
+preparing is neither prepared twice nor rolled back by the other (https://github.com/kubernetes/kubernetes/issues/140818, the Go helper's
 ``serialize.lock``), while independent claims still run concurrently."""
 from __future__ import annotations
 

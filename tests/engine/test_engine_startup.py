@@ -1,4 +1,5 @@
-"""Start-up: reboot detection (B21), CDI directory reconcile, partition reconcile."""
+"""Start-up: reboot detection (https://github.com/kubernetes-sigs/dra-driver-nvidia-gpu/issues/951),
+CDI directory reconcile, partition reconcile."""
 from __future__ import annotations
 
 import json

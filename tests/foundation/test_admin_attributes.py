@@ -1,4 +1,5 @@
-"""Admin-supplied device attributes: added where allowed, never over discovered facts (B32)."""
+"""Admin-supplied device attributes: added where allowed, never over discovered facts
+(docs/failure-modes.md#admin-attributes-overriding-discovered-facts)."""
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
-"""Bug-log scenarios (../shared/research/bug-log.md) around discovery and the daemon's start-up:
-B30 (silent empty publishing), B31 (the Node owning node-local slices)."""
+"""Scenarios from public DRA driver bug reports around discovery and the daemon's start-up:
+silent empty publishing (docs/failure-modes.md#backend-that-discovers-nothing) and the Node
+owning node-local slices (docs/failure-modes.md#slices-left-behind-after-the-node-is-deleted)."""
 from __future__ import annotations
 
 import asyncio
@@ -42,7 +43,8 @@ def instance(key: str, obj: object, tmp_path: Path) -> BackendInstance:
 
 @pytest.mark.parametrize("feature", [False, True])
 async def test_discovered_devices_all_published_and_empty_backend_warned(tmp_path, caplog, feature):
-    """B30: every device a backend reports ends up in the driver's inventory (what the slices
+    """docs/failure-modes.md#backend-that-discovers-nothing:
+    every device a backend reports ends up in the driver's inventory (what the slices
     are built from) on every feature path, and a backend that reports success with no devices
     is logged as a warning naming it, instead of publishing an empty pool silently."""
     from dra_framework.slices.convert import build_pools
@@ -61,7 +63,8 @@ async def test_discovered_devices_all_published_and_empty_backend_warned(tmp_pat
 
 
 async def test_missing_node_is_reported_and_waited_for(caplog, monkeypatch):
-    """B31: the Node's UID (owner of node-local slices) is looked up at start-up; a missing
+    """docs/failure-modes.md#slices-left-behind-after-the-node-is-deleted:
+    the Node's UID (owner of node-local slices) is looked up at start-up; a missing
     Node is logged as an error naming it (no slices without an owner), and the daemon picks the
     UID up once the Node exists."""
     from lightkube.core.exceptions import ApiError

@@ -1,7 +1,8 @@
 """Code cites only what a reader of the repository can open: docs/ in the repo or upstream URLs.
 
-Comments and docstrings under dra_framework/ and backends/ (and their Markdown files) must not
-point at private notes (paths outside the repository, unpublished row ids such as "B05"), every
+Comments and docstrings of every Python file of the repository (the package, the built-in
+backends, tests, examples, benchmarks, scripts) and the Markdown files next to them must not
+point at private notes (paths outside the repository, unpublished row ids: a B and two digits), every
 ``docs/<file>.md#anchor`` they name must exist, and every section reference ``<file> §x.y`` (in
 any string, error messages included) must name a file in the repository with that numbered
 section.
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ("dra_framework", "backends")
+SELF = Path(__file__).resolve()
+SCANNED = ("dra_framework", "backends", "tests", "examples", "benchmarks", "scripts", "docs")
 
 FORBIDDEN = [
     (re.compile(r"\.\./shared"), "path outside the repository"),
@@ -35,8 +37,8 @@ def _sources(pattern: str = "*.py") -> list[Path]:
     files = []
     for top in SCANNED:
         for p in sorted((ROOT / top).rglob(pattern)):
-            if "_pb2" in p.name or "/build/" in p.as_posix() or ".venv" in p.parts:
-                continue
+            if "_pb2" in p.name or "/build/" in p.as_posix() or ".venv" in p.parts or p == SELF:
+                continue  # generated code, build output, and this checker's own examples
             files.append(p)
     return files
 
@@ -64,6 +66,8 @@ MARKDOWN = _sources("*.md")
 
 def test_sources_found():
     assert len(SOURCES) > 50
+    assert {p.relative_to(ROOT).parts[0] for p in SOURCES} >= {"dra_framework", "backends", "tests", "examples",
+                                                                  "benchmarks", "scripts"}
 
 
 def _cited_texts(path: Path) -> list[tuple[int, str]]:

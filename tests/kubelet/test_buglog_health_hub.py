@@ -1,5 +1,5 @@
-"""Bug log B39 (../shared/research/bug-log.md): a health source that cannot connect, through
-the real HealthHub, HealthState and PluginServer."""
+"""A health source that cannot connect (docs/failure-modes.md#health-source-that-cannot-connect),
+through the real HealthHub, HealthState and PluginServer."""
 from __future__ import annotations
 
 import asyncio
@@ -47,7 +47,8 @@ def instance(tmp_path: Path, source: object) -> BackendInstance:
 
 
 async def test_failing_health_source_reports_unknown_and_driver_keeps_serving(tmp_path, kroot, engine, caplog):
-    """B39: the health source's connect always fails. Devices are reported Unknown on the
+    """docs/failure-modes.md#health-source-that-cannot-connect:
+    the health source's connect always fails. Devices are reported Unknown on the
     kubelet's health stream, the source is retried with back-off, the error is logged once per
     failure streak (not per retry), Prepare/Unprepare keep working, and stopping (SIGTERM)
     while it waits for the daemon is a clean exit."""
@@ -79,7 +80,8 @@ async def test_failing_health_source_reports_unknown_and_driver_keeps_serving(tm
 
 
 async def test_health_source_that_worked_for_a_while_logs_a_new_streak(tmp_path, caplog):
-    """B39: a source that reported before failing starts a new streak: logged again, and the
+    """docs/failure-modes.md#health-source-that-cannot-connect:
+    a source that reported before failing starts a new streak: logged again, and the
     back-off starts over (not stuck at the maximum)."""
     caplog.set_level(logging.DEBUG, logger="dra_framework.health_hub")
     source = NoDaemon()

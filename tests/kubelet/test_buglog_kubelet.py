@@ -1,5 +1,5 @@
-"""Bug-log scenarios (../shared/research/bug-log.md) for the kubelet-facing layer, over real
-unix sockets with the kubelet-like client; each test names its row."""
+"""Scenarios from public DRA driver bug reports for the kubelet-facing layer, over real unix
+sockets with the kubelet-like client; each test links its report (docs/failure-modes.md)."""
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +35,8 @@ class BlockingEngine(FakeEngine):
 
 
 async def test_get_info_fast_and_endpoint_listening_before_registration_appears(kroot):
-    """B02: GetInfo answers at once from static data, also while the engine is stuck in a
+    """docs/failure-modes.md#slow-or-failing-getinfo:
+    GetInfo answers at once from static data, also while the engine is stuck in a
     backend call; the DRA socket it advertises already accepts connections when the
     registration socket appears; a failed registration does not stop the server, and the
     kubelet's retry registers it."""
@@ -82,7 +83,8 @@ async def test_get_info_fast_and_endpoint_listening_before_registration_appears(
 
 
 async def test_call_after_client_idle_timeout_on_same_channel(kroot, engine):
-    """B04: the kubelet's gRPC client goes idle (connection closed by its idle timeout) and then
+    """docs/failure-modes.md#idle-connection-closed-by-the-kubelet:
+    the kubelet's gRPC client goes idle (connection closed by its idle timeout) and then
     calls again without any process restart; the server serves the re-opened connection."""
     async with PluginServer(DRIVER, engine, kubelet_root=kroot) as srv:
         opts = [("grpc.client_idle_timeout_ms", 200)]
@@ -102,7 +104,8 @@ async def test_call_after_client_idle_timeout_on_same_channel(kroot, engine):
 @pytest.mark.parametrize("kubelet_accepts", [("v1beta1.DRAPlugin",), ("v1.DRAPlugin",),
                                              ("v1.DRAPlugin", "v1beta1.DRAPlugin")])
 async def test_kubelets_of_the_skew_window_find_a_service(kroot, engine, kubelet_accepts):
-    """B07: kubelets that accept only v1beta1, only v1, or both all find a fully qualified
+    """docs/failure-modes.md#both-dra-api-versions:
+    kubelets that accept only v1beta1, only v1, or both all find a fully qualified
     service name in supported_versions (never a bare "1.0.0"), pick the first one they know
     in the plugin's order, and get the same answers through it."""
     async with PluginServer(DRIVER, engine, kubelet_root=kroot) as srv:
@@ -122,7 +125,8 @@ async def test_kubelets_of_the_skew_window_find_a_service(kroot, engine, kubelet
 
 async def test_two_overlapping_instances_stream_full_snapshots_and_stop_stream_before_deregister(
         kroot, engine, monkeypatch):
-    """B40: two instances of one driver overlap during a rolling update. Each stream message is
+    """https://github.com/kubernetes/kubernetes/issues/140818:
+    two instances of one driver overlap during a rolling update. Each stream message is
     a complete snapshot of the devices that instance owns; the instance going away ends its
     health stream before its registration socket disappears, and the other keeps streaming."""
     states = []
@@ -175,7 +179,8 @@ async def test_two_overlapping_instances_stream_full_snapshots_and_stop_stream_b
 
 
 async def test_new_pod_instance_after_sigkill_leaves_one_registration(kroot, engine):
-    """B01: a rolling-update instance (per-pod socket names) started after a SIGKILLed one
+    """docs/failure-modes.md#stale-sockets-after-a-kill-or-a-rolling-update:
+    a rolling-update instance (per-pod socket names) started after a SIGKILLed one
     leaves exactly one registration socket for the driver: the dead one's sockets are gone."""
     import socket as so
     dead = PluginServer(DRIVER, engine, kubelet_root=kroot, pod_uid="pod-old").paths
@@ -194,7 +199,8 @@ async def test_new_pod_instance_after_sigkill_leaves_one_registration(kroot, eng
 
 
 async def test_rejected_registration_shows_in_readiness_not_exit(kroot, engine):
-    """B02/B03: a rejected registration does not stop the driver; its readiness says why
+    """docs/failure-modes.md#slow-or-failing-getinfo/docs/failure-modes.md#registration-never-happens-or-is-rejected:
+    a rejected registration does not stop the driver; its readiness says why
     (quoting the kubelet), and clears once the kubelet's retry registers it."""
     from dra_framework.config import BackendConfig, DriverConfig, Settings
     from dra_framework.runtime import DriverRuntime

@@ -1,4 +1,4 @@
-"""Generated descriptors match the fact sheet (sections 1-3), and are current."""
+"""Generated descriptors match the kubelet's DRA gRPC API (docs/protocol.md), and are current."""
 from __future__ import annotations
 
 import subprocess

@@ -143,7 +143,7 @@ async def test_engine_exception_becomes_claim_error(server, engine):
 
 
 async def test_reconnect_after_client_close(server, engine):
-    for _ in range(3):  # the kubelet may drop and re-dial its connection (bug log B04)
+    for _ in range(3):  # the kubelet may drop and re-dial its connection (docs/failure-modes.md#idle-connection-closed-by-the-kubelet)
         ch = grpc.aio.insecure_channel(f"unix:{server.paths.dra}")
         resp = await dra_v1_pb2_grpc.DRAPluginStub(ch).NodePrepareResources(
             dra_v1_pb2.NodePrepareResourcesRequest(claims=[dra_v1_pb2.Claim(uid="u", namespace="n", name="x")]),
@@ -240,7 +240,7 @@ async def test_health_unimplemented_without_source(server, version, caplog):
                 pass
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     refusals = [r for r in caplog.records if "health watch refused" in r.getMessage()]
-    assert len(refusals) == 1  # no log line per kubelet retry (bug log B05)
+    assert len(refusals) == 1  # no log line per kubelet retry (docs/failure-modes.md#health-service-advertised-but-not-implemented)
     # DRA calls still work on the same socket.
     assert (await client.prepare(server.paths.dra, [A]))["uid-a"].error == ""
 

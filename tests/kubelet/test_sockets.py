@@ -1,4 +1,5 @@
-"""Socket naming (fact sheet section 1) and stale-socket handling (bug log B01)."""
+"""Socket naming (docs/protocol.md#socket-names) and stale-socket handling
+(docs/failure-modes.md#stale-sockets-after-a-kill-or-a-rolling-update)."""
 from __future__ import annotations
 
 import base64

@@ -95,7 +95,8 @@ async def test_h100_profile_ids_and_placements(driver_factory, host):
 
 
 async def test_a100_golden_counters(driver_factory, tmp_path):
-    """The golden data of ref-drivers-gpu.md §6.4 (zero-valued counters are omitted)."""
+    """The A100 MIG profiles of https://docs.nvidia.com/datacenter/tesla/mig-user-guide/ as
+    counters (zero-valued counters are omitted)."""
     drv = driver_factory(preset_host(tmp_path, "dgx-a100"), migStrategy="dynamic")
     pool = await drv.discover()
     cs = pool.counter_sets[0]
