@@ -9,8 +9,10 @@ class PluginError(DraFrameworkError):
     """A plugin could not be loaded or failed validation (misspelled hook, bad registration)."""
 
 
-class ConfigError(DraFrameworkError):
-    """The composed-driver config is invalid; the message names the field (``drivers[0].name``)."""
+class ConfigError(DraFrameworkError, ValueError):
+    """A configuration is invalid: the composed-driver config (the message names the field,
+    ``drivers[0].name``) or a claim's opaque device config (``claim <ns>/<name>: config[1]
+    (<apiVersion> <kind>): <field>: <problem>``; the engine answers the claim with it)."""
 
 
 class HookError(PluginError):

@@ -28,14 +28,11 @@ from typing import Any, Mapping, Sequence
 from pydantic import ValidationError
 
 from ..config import format_validation_error
+from ..errors import ConfigError  # a claim's opaque config: the message names the entry and field
 from ..model import OpaqueConfig
 
 FROM_CLASS = "FromClass"
 FROM_CLAIM = "FromClaim"
-
-
-class ConfigError(ValueError):
-    """A per-claim config error; the message names the config entry and field."""
 
 
 @dataclass(frozen=True)

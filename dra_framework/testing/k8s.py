@@ -4,156 +4,22 @@
 The Go binaries are built by ``scripts/build-harness.sh`` (``make harness``) into a cache
 outside the repo; see tests/harness/README.md. Everything here is plain subprocess and
 HTTP, so it is usable without pytest too; :mod:`dra_framework.testing.pytest_plugin`
-wraps it in fixtures.
+wraps it in fixtures. Processes and binaries live in :mod:`.processes`, the kubelet shim in
+:mod:`.kubelet_shim`; both are re-exported here.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import ssl
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Iterable
 
-DEFAULT_K8S_VERSION = "1.37.2"
-BINARIES = ("etcd", "kube-apiserver", "kubelet-dra-shim", "dra-allocator", "cdi-check")
-
-
-class HarnessUnavailable(RuntimeError):
-    """The harness binaries are not built (or Go is missing); the message says how to fix it."""
-
-
-# ---------------------------------------------------------------- locating the binaries
-
-
-def k8s_version() -> str:
-    return os.environ.get("DRA_HARNESS_K8S_VERSION", DEFAULT_K8S_VERSION).removeprefix("v")
-
-
-def cache_root() -> Path:
-    if os.environ.get("DRA_HARNESS_CACHE"):
-        return Path(os.environ["DRA_HARNESS_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "dra-framework" / "harness"
-
-
-def bin_dir(version: str | None = None) -> Path:
-    return cache_root() / f"k8s-{version or k8s_version()}" / "bin"
-
-
-def find_bins(version: str | None = None) -> Path:
-    """The bin dir of ``version``, or :class:`HarnessUnavailable` naming what is missing."""
-    d = bin_dir(version)
-    missing = [b for b in BINARIES if not os.access(d / b, os.X_OK)]
-    if not missing:
-        return d
-    hint = "run `make harness` (scripts/build-harness.sh)"
-    if shutil.which("go") is None:
-        hint = "Go is not installed, so the harness cannot be built; install Go 1.26+ and " + hint
-    raise HarnessUnavailable(f"Kubernetes harness binaries missing in {d}: {', '.join(missing)}; {hint}")
-
-
-# ---------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Process:
-    """A child process whose stdout+stderr go to a log file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None):
-        self.name, self.args, self.log_path = name, args, log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log_path, "ab")
-        # Own process group: a Ctrl-C on pytest must not reach the children first, teardown stops them.
-        self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def check_alive(self) -> None:
-        if not self.alive:
-            raise RuntimeError(f"{self.name} exited with code {self.popen.returncode}:\n{self.tail()}")
-
-    def stop(self, timeout: float = 10) -> None:
-        if self.alive:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        self._log.close()
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-class Watched(Protocol):
-    """A process :func:`wait_for` can watch: :class:`Process` or a ``testing.driver.DriverProcess``."""
-
-    name: str
-
-    def check_alive(self) -> None: ...
-    def tail(self) -> str: ...
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1,
-             proc: Watched | None = None) -> Any:
-    """Polls ``predicate`` until it returns a truthy value; raises TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None:
-            proc.check_alive()
-        try:
-            result = predicate()
-            if result:
-                return result
-        except Exception as e:  # noqa: BLE001 - reported on timeout
-            last_exc = e
-        time.sleep(interval)
-    detail = f" (last error: {last_exc})" if last_exc else ""
-    logs = f"\n--- {proc.name} log ---\n{proc.tail()}" if proc else ""
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}{detail}{logs}")
-
-
-def pools_complete(slices: list[dict[str, Any]]) -> bool:
-    """Whether ``slices`` (raw ResourceSlice JSON, e.g. the ``items`` of a list) hold at least
-    one pool and every pool is complete: as many slices at the pool's newest generation as their
-    ``spec.pool.resourceSliceCount``. The scheduler's allocator treats devices of an incomplete
-    pool as unavailable, so allocate only after this holds
-    (https://kubernetes.io/docs/concepts/scheduling-eviction/dynamic-resource-allocation/#resourceslice).
-    """
-    pools: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for s in slices:
-        pools.setdefault((s["spec"]["driver"], s["spec"]["pool"]["name"]), []).append(s["spec"]["pool"])
-    for members in pools.values():
-        newest = max(int(p.get("generation", 0)) for p in members)
-        current = [p for p in members if int(p.get("generation", 0)) == newest]
-        if len(current) != int(current[0].get("resourceSliceCount", 1)):
-            return False
-    return bool(pools)
-
-
-def run_tool(path: Path, args: Iterable[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(path), *args], capture_output=True, text=True, timeout=timeout)
-
+from .kubelet_shim import KubeletShim, PreparedPod, ShimError
+from .processes import (BINARIES, DEFAULT_K8S_VERSION, HarnessUnavailable, Process, Watched, bin_dir, cache_root,
+                        find_bins, free_port, k8s_version, pools_complete, run_tool, wait_for)
 
 # ---------------------------------------------------------------- certificates
 
@@ -357,148 +223,6 @@ def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
         return False
 
 
-# ---------------------------------------------------------------- kubelet shim
-
-
-class ShimError(RuntimeError):
-    """The shim's control API returned an error (the kubelet's own error text)."""
-
-
-class KubeletShim:
-    """The kubelet's plugin manager + DRA manager on a private kubelet root dir.
-
-    ``root`` has the kubelet's layout: ``plugins_registry/`` (drivers put their
-    registration sockets here), ``plugins/`` (their DRA service sockets, by convention
-    ``plugins/<driver>/dra.sock``) and the checkpoint ``dra_manager_state``.
-    """
-
-    def __init__(self, bins: Path, kubeconfig: Path, node_name: str, root: Path, log_dir: Path,
-                 feature_gates: str = ""):
-        self.bins, self.kubeconfig, self.node_name = bins, kubeconfig, node_name
-        self.root, self.log_dir, self.feature_gates = root, log_dir, feature_gates
-        self.proc: Process | None = None
-        self.url = ""
-        self.starts = 0
-
-    @property
-    def registry_dir(self) -> Path:
-        return self.root / "plugins_registry"
-
-    @property
-    def plugins_dir(self) -> Path:
-        return self.root / "plugins"
-
-    def start(self, timeout: float = 30) -> "KubeletShim":
-        (self.root / "plugins_registry").mkdir(parents=True, exist_ok=True)
-        (self.root / "plugins").mkdir(parents=True, exist_ok=True)
-        port_file = self.root.parent / f".{self.root.name}-shim.port"
-        port_file.unlink(missing_ok=True)
-        self.starts += 1
-        args = [str(self.bins / "kubelet-dra-shim"), f"--kubeconfig={self.kubeconfig}",
-                f"--root-dir={self.root}", f"--node-name={self.node_name}", f"--port-file={port_file}", "--v=4"]
-        if self.feature_gates:
-            args.append(f"--feature-gates={self.feature_gates}")
-        self.proc = Process("kubelet-dra-shim", args, self.log_dir / f"kubelet-dra-shim-{self.node_name}-{self.starts}.log")
-        port = wait_for(lambda: port_file.exists() and port_file.read_text().strip(), timeout,
-                        "kubelet-dra-shim control port", proc=self.proc)
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.stop()
-
-    def restart(self) -> "KubeletShim":
-        """Stop and start again on the same root: a kubelet restart. The DRA manager reloads
-        its checkpoint and the plugin watcher re-registers sockets still in the registry."""
-        self.stop()
-        return self.start()
-
-    def _call(self, method: str, path: str, body: Any = None, timeout: float = 120) -> Any:
-        if self.proc is None:
-            raise ShimError("kubelet-dra-shim is not started")
-        self.proc.check_alive()
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return json.load(r)
-        except urllib.error.HTTPError as e:
-            try:
-                msg = json.load(e).get("error", "")
-            except ValueError:
-                msg = str(e)
-            raise ShimError(f"{method} {path}: {msg}") from None
-
-    def registered(self) -> dict[str, Any]:
-        """``{"drivers": {name: {endpoint, versions, since}}, "rejections": [...], "events": [...]}``.
-        Rejections carry the kubelet's error text (failed ValidatePlugin/RegisterPlugin)."""
-        return self._call("GET", "/registered")
-
-    def wait_registered(self, driver: str, timeout: float = 30) -> dict[str, Any]:
-        """Waits until ``driver`` is registered; returns its entry. Fails early with the
-        kubelet's reason if the driver was rejected meanwhile."""
-        since = len(self.registered()["events"])
-
-        def check():
-            snap = self.registered()
-            if driver in snap["drivers"]:
-                return snap["drivers"][driver]
-            new_rejections = [e for e in snap["events"][since:] if e.get("error") and e["driver"] == driver]
-            if new_rejections:
-                raise AssertionError(f"kubelet rejected DRA driver {driver}: {new_rejections[-1]['error']}")
-            return None
-
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"DRA driver {driver} not registered with the kubelet within {timeout}s: "
-                                   f"{json.dumps(self.registered(), indent=1)[-2000:]}")
-            time.sleep(0.1)
-
-    def prepare_pod(self, namespace: str, name: str) -> "PreparedPod":
-        """Runs the kubelet's PrepareResources for the pod (read from the apiserver), then
-        GetResources per container. Returns ``{claim name: [CDI device IDs]}`` with the
-        full answer in ``.claims`` and ``.containers`` (CDI IDs per container, as the
-        kubelet would pass them to the runtime). Raises :class:`ShimError` with the
-        kubelet's error text on failure."""
-        return PreparedPod(self._call("POST", "/prepare", {"namespace": namespace, "name": name}))
-
-    def resources(self, namespace: str, name: str) -> "PreparedPod":
-        """What the kubelet recorded for an already prepared pod (no driver call)."""
-        return PreparedPod(self._call("POST", "/resources", {"namespace": namespace, "name": name}))
-
-    def unprepare_pod(self, namespace: str, name: str) -> None:
-        self._call("POST", "/unprepare", {"namespace": namespace, "name": name})
-
-    def health(self, namespace: str, name: str) -> dict[str, Any]:
-        """``{"containers": {name: [allocatedResourcesStatus entries]}, "updates": [...]}``:
-        what the kubelet would write into the pod's container statuses from the drivers'
-        health streams, and the pod-status updates the DRA manager requested."""
-        return self._call("POST", "/health", {"namespace": namespace, "name": name})
-
-    def logs(self, lines: int = 60) -> str:
-        return self.proc.tail(lines) if self.proc else ""
-
-
-class PreparedPod(dict):
-    """``{claim name: [CDI IDs]}`` plus the shim's full answer."""
-
-    def __init__(self, raw: dict[str, Any]):
-        super().__init__({name: c["cdiDevices"] for name, c in raw["claims"].items()})
-        self.raw = raw
-        self.pod_uid: str = raw["podUID"]
-        self.claims: dict[str, Any] = raw["claims"]
-        self.containers: dict[str, list[str]] = raw["containers"]
-
-    def by_uid(self) -> dict[str, list[str]]:
-        return {c["uid"]: c["cdiDevices"] for c in self.claims.values()}
-
-
 # ---------------------------------------------------------------- allocator, cdi-check
 
 
@@ -550,3 +274,10 @@ def cdi_check(bins: Path, cdi_dir: str | os.PathLike, ids: Iterable[str]) -> dic
     if r.returncode != 0:
         raise AssertionError(r.stderr.strip() or f"cdi-check exited {r.returncode}")
     return json.loads(r.stdout)
+
+
+__all__ = [
+    "BINARIES", "DEFAULT_K8S_VERSION", "AllocationFailed", "Allocator", "ControlPlane", "HarnessUnavailable",
+    "KubeletShim", "PreparedPod", "Process", "ShimError", "Watched", "bin_dir", "cache_root", "cdi_check",
+    "find_bins", "free_port", "k8s_version", "pools_complete", "run_tool", "wait_for", "write_kubeconfig", "write_pki",
+]
