@@ -237,10 +237,6 @@ class HealthServicer:
         self._idle.set()
         self._logged_unimplemented = False
 
-    @property
-    def open_streams(self) -> int:
-        return len(self._subs)
-
     async def wait_closed(self) -> None:
         """Return once no stream is open."""
         await self._idle.wait()

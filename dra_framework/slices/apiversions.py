@@ -29,9 +29,6 @@ class ServerInfo:
     git_version: str = ""
     served_versions: tuple[str, ...] = (VERSION,)
 
-    def at_least(self, minor: int) -> bool:
-        return (self.major, self.minor) >= (1, minor)
-
     @classmethod
     def parse(cls, version_info: dict, served_versions: tuple[str, ...]) -> "ServerInfo":
         """Build from /version output ({major, minor, gitVersion}); minor may read "35+"."""

@@ -29,168 +29,35 @@ seconds after someone else changed or deleted one of its slices, and relists eve
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
-from typing import AbstractSet, Any, Callable
+from typing import Any, Callable
 
-from ..model.attributes import quantity_value
-from .apiversions import API_VERSION, Limits, ServerInfo, discover_server
+from .apiversions import Limits, ServerInfo, discover_server
 from .convert import (
-    GENERATE_NAME_MAX_BASE,
-    KIND,
     PUBLISHER_LABEL,
     DesiredPool,
     build_pools,
-    generate_name,
-    index_width,
-    owner_reference,
 )
 from ..tasks import Backoff, TaskSupervisor
 from .kubeapi import Gone, KubeAPI, status_code
+from .normalize import (FEATURE_OF_FIELD, MANAGED_SPEC_FIELDS, dropped_paths, err_text, normalize_spec,
+                        resource_version)
+from .sync import PoolSync
 from .validate import Issue, Report
 
 log = logging.getLogger(__name__)
 #: Retries of a failed watch or relist; starts over once events arrive again.
 WATCH_BACKOFF = Backoff(initial=0.5, factor=2.0, cap=30.0)
 
-#: Spec fields the publisher owns; others (added by newer servers) are kept on update.
-MANAGED_SPEC_FIELDS = ("pool", "nodeName", "nodeSelector", "allNodes", "perDeviceNodeSelection",
-                       "devices", "sharedCounters")
-_MAP_FIELDS = {"attributes", "capacity", "counters"}
-#: Feature gates behind fields the server may drop.
-FEATURE_OF_FIELD = {
-    "devices[].taints": "DRADeviceTaints",
-    "devices[].consumesCounters": "DRAPartitionableDevices",
-    "sharedCounters": "DRAPartitionableDevices",
-    "perDeviceNodeSelection": "DRAPartitionableDevices",
-    "devices[].allowMultipleAllocations": "DRAConsumableCapacity",
-    "devices[].capacity.*.requestPolicy": "DRAConsumableCapacity",
-    "devices[].attributes.*.ints": "DRAListTypeAttributes",
-    "devices[].attributes.*.bools": "DRAListTypeAttributes",
-    "devices[].attributes.*.strings": "DRAListTypeAttributes",
-    "devices[].attributes.*.versions": "DRAListTypeAttributes",
-}
-
-
 class NodeNotFoundError(RuntimeError):
     pass
-
-
-# --- normalization for comparison ----------------------------------------------------------------
-
-_QUANTITY_KEYS = {"value", "default", "min", "max", "step"}
-_FLAG_KEYS = {"allowMultipleAllocations", "allNodes", "perDeviceNodeSelection"}
-
-
-def _qnorm(q: Any) -> Any:
-    try:
-        return str(quantity_value(q if isinstance(q, (int, str)) else str(q)).normalize())
-    except (ValueError, ArithmeticError):
-        return q
-
-
-def _norm(obj: Any, key: str = "") -> Any:
-    """Drop empty values, taint timeAdded; quantities compared by value."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if k == "timeAdded":
-                continue
-            n = _norm(v, k)
-            if n is None or n == [] or n == {} or (n is False and k in _FLAG_KEYS):
-                continue
-            out[k] = n
-        return out
-    if isinstance(obj, list):
-        if key == "validValues":
-            return [_qnorm(x) for x in obj]
-        return [_norm(x) for x in obj]
-    if key in _QUANTITY_KEYS and isinstance(obj, (str, int)) and not isinstance(obj, bool):
-        return _qnorm(obj)
-    return obj
-
-
-def _paths(obj: Any, prefix: str = "", out: set[str] | None = None, parent_key: str = "") -> set[str]:
-    out = set() if out is None else out
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            p = f"{prefix}.*" if parent_key in _MAP_FIELDS else (f"{prefix}.{k}" if prefix else k)
-            out.add(p)
-            _paths(v, p, out, k)
-    elif isinstance(obj, list):
-        for v in obj:
-            _paths(v, prefix + "[]", out, "")
-    return out
-
-
-def _strip(obj: Any, dropped: set[str], prefix: str = "", parent_key: str = "") -> Any:
-    if not dropped:
-        return obj
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            p = f"{prefix}.*" if parent_key in _MAP_FIELDS else (f"{prefix}.{k}" if prefix else k)
-            if p in dropped:
-                continue
-            out[k] = _strip(v, dropped, p, k)
-        return out
-    if isinstance(obj, list):
-        return [_strip(v, dropped, prefix + "[]") for v in obj]
-    return obj
-
-
-def normalize_spec(spec: dict, dropped: AbstractSet[str] = frozenset()) -> dict:
-    s = {k: spec[k] for k in MANAGED_SPEC_FIELDS if k in spec}
-    if "pool" in s:
-        p = s["pool"]
-        s["pool"] = {"name": p.get("name"), "generation": int(p.get("generation") or 0),
-                     "resourceSliceCount": int(p.get("resourceSliceCount") or 0)}
-    return _strip(_norm(s), set(dropped))
-
-
-def dropped_paths(sent: dict, returned: dict) -> set[str]:
-    """Paths present in what was sent but absent from what the server stored."""
-    a = _paths(normalize_spec(sent))
-    b = _paths(normalize_spec(returned))
-    missing = a - b
-    # Report the top-most missing paths only.
-    return {p for p in missing if not any(p != q and p.startswith(q) and p[len(q)] in ".[" for q in missing)}
-
-
-_LIST_KINDS = ("ints", "bools", "strings", "versions")
-
-
-def _strip_list_attributes(spec: dict) -> set[str]:
-    """Remove list-valued attributes from a slice spec in place; return the list kinds removed."""
-    kinds: set[str] = set()
-    for d in spec.get("devices") or []:
-        attrs = d.get("attributes")
-        if not attrs:
-            continue
-        for name in [n for n, a in attrs.items() if any(k in a for k in _LIST_KINDS)]:
-            kinds.update(k for k in _LIST_KINDS if k in attrs[name])
-            del attrs[name]
-        if not attrs:
-            del d["attributes"]
-    return kinds
-
-
-def _err(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
-
-
-def _rv(obj: dict) -> int:
-    try:
-        return int(obj["metadata"].get("resourceVersion") or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 # --- the controller --------------------------------------------------------------------------------
 
 
-class SliceController:
+class SliceController(PoolSync):
     """Publishes one driver's pools on one node.
 
     ``client`` is a lightkube ``AsyncClient`` (or pass ``api=`` a ``KubeAPI``-compatible object).
@@ -312,10 +179,6 @@ class SliceController:
         await asyncio.wait_for(self._synced.wait(), timeout)
 
     @property
-    def synced(self) -> bool:
-        return self._synced.is_set()
-
-    @property
     def published_once(self) -> bool:
         """True once every pool has been published at least once (later updates do not reset it:
         readiness must not flap on each taint change)."""
@@ -335,9 +198,6 @@ class SliceController:
                     if self._in_scope(scope, obj):
                         await self._delete(obj)
 
-    def current_slices(self) -> list[dict]:
-        return [copy.deepcopy(s) for s in sorted(self._slices.values(), key=lambda s: s["metadata"]["name"])]
-
     # -- list / watch ----------------------------------------------------------------------------
     async def _relist(self, scope: str) -> None:
         fields, labels = self._scopes()[scope]
@@ -349,8 +209,8 @@ class SliceController:
             name = obj["metadata"]["name"]
             seen.add(name)
             old = self._slices.get(name)
-            if old is None or _rv(obj) >= _rv(old):
-                if old is None or _rv(obj) != _rv(old):
+            if old is None or resource_version(obj) >= resource_version(old):
+                if old is None or resource_version(obj) != resource_version(old):
                     self._schedule(obj["spec"]["pool"]["name"], 0.0 if not self._started else self.sync_delay)
                 self._slices[name] = obj
         for name in [n for n, o in self._slices.items() if self._in_scope(scope, o) and n not in seen]:
@@ -380,10 +240,10 @@ class SliceController:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("relisting ResourceSlices failed: %s", _err(exc))
+                    log.warning("relisting ResourceSlices failed: %s", err_text(exc))
                     await asyncio.sleep(next(delays))
             except Exception as exc:
-                log.warning("ResourceSlice watch (%s) failed: %s; retrying", scope, _err(exc))
+                log.warning("ResourceSlice watch (%s) failed: %s; retrying", scope, err_text(exc))
                 await asyncio.sleep(next(delays))
 
     def _on_event(self, typ: str, obj: dict) -> None:
@@ -398,10 +258,10 @@ class SliceController:
             self._schedule(pool, self.sync_delay)
             return
         old = self._slices.get(name)
-        if old is not None and _rv(obj) <= _rv(old):
+        if old is not None and resource_version(obj) <= resource_version(old):
             return  # stale or our own write, already stored
         self._slices[name] = obj
-        if self._own_rv.get(name) == _rv(obj):
+        if self._own_rv.get(name) == resource_version(obj):
             return
         self._schedule(pool, self.sync_delay)
 
@@ -454,7 +314,7 @@ class SliceController:
                 try:
                     await self._relist(scope)
                 except Exception as exc:
-                    log.warning("periodic relist failed: %s", _err(exc))
+                    log.warning("periodic relist failed: %s", err_text(exc))
             for pool in self._all_pools():
                 self._due.setdefault(pool, now)
         if self._desired is None:
@@ -474,8 +334,8 @@ class SliceController:
                 code = status_code(exc)
                 delay = 0.05 if code == 409 and n < 3 else min(self.retry_seconds * 2 ** (n - 1), self.max_retry_seconds)
                 if code != 409:
-                    log.warning("syncing pool %s failed (attempt %d, retry in %.1fs): %s", pool, n, delay, _err(exc))
-                    self._write_errors[pool] = Issue(pool, None, "server", f"publishing failed: {_err(exc)}")
+                    log.warning("syncing pool %s failed (attempt %d, retry in %.1fs): %s", pool, n, delay, err_text(exc))
+                    self._write_errors[pool] = Issue(pool, None, "server", f"publishing failed: {err_text(exc)}")
                     self._emit_report()
                 self._due[pool] = time.monotonic() + delay
         if not self._due and self._update_due is None and self._built_seq == self._input_seq:
@@ -527,158 +387,6 @@ class SliceController:
             except Exception:
                 log.exception("on_report callback failed")
 
-    # -- the per-pool sync ---------------------------------------------------------------------
-    def _parse_index(self, name: str, count: int) -> int | None:
-        idx_s, _, _ = name.partition("-")
-        if len(idx_s) != index_width(count):
-            return None
-        try:
-            idx = int(idx_s, 16)
-        except ValueError:
-            return None
-        if idx >= count:
-            return None
-        base = generate_name(idx, count, self.driver, self.node_name)[:GENERATE_NAME_MAX_BASE]
-        if not name.startswith(base) or len(name) != len(base) + 5:
-            return None
-        return idx
 
-    def _desired_spec(self, dp: DesiredPool, index: int, generation: int) -> dict:
-        spec = {"driver": self.driver,
-                "pool": {"name": dp.name, "generation": generation, "resourceSliceCount": len(dp.slices)},
-                **dp.selection(self.node_name), **copy.deepcopy(dp.slices[index])}
-        if self._no_list_attributes:
-            _strip_list_attributes(spec)
-        return spec
-
-    def _same(self, actual: dict, desired: dict, pool: str) -> bool:
-        dropped = self._dropped.get(pool, set())
-        return normalize_spec(actual, dropped) == normalize_spec(desired, dropped)
-
-    async def _sync_pool(self, pool: str) -> None:
-        dp = (self._desired or {}).get(pool)
-        existing = sorted((s for s in self._slices.values()
-                           if s["spec"]["pool"]["name"] == pool and not s["metadata"].get("deletionTimestamp")),
-                          key=lambda s: s["metadata"]["name"])
-        if dp is None:
-            for s in existing:
-                await self._delete(s)
-            return
-        cur_gen = max((int(s["spec"]["pool"].get("generation") or 0) for s in existing), default=0)
-        n = len(dp.slices)
-        matched: dict[int, dict] = {}
-        obsolete: list[dict] = []
-        for s in existing:
-            idx = self._parse_index(s["metadata"]["name"], n)
-            if (int(s["spec"]["pool"].get("generation") or 0) < cur_gen or idx is None or idx in matched
-                    or bool(s["spec"].get("nodeName")) != dp.node_local):
-                obsolete.append(s)
-                continue
-            matched[idx] = s
-        changed = [i for i, s in matched.items() if not self._same(s["spec"], self._desired_spec(dp, i, cur_gen), pool)]
-        new = [i for i in range(n) if i not in matched]
-        gen = cur_gen
-        # Go rule: a changed resourceSliceCount makes every matched slice "changed", so shrinking
-        # to one slice keeps the generation and anything else with matched slices bumps it.
-        if new or len(changed) > 1:
-            gen = cur_gen + 1
-            changed = sorted(matched)
-        for s in obsolete:
-            await self._delete(s)
-        for i in sorted(changed):
-            await self._update(matched[i], self._desired_spec(dp, i, gen), pool)
-        for i in new:
-            await self._create(dp, i, gen, pool)
-
-    # -- writes ----------------------------------------------------------------------------------
-    def _metadata_for(self, dp: DesiredPool, index: int) -> dict:
-        meta: dict = {"generateName": generate_name(index, len(dp.slices), self.driver, self.node_name)}
-        if self.node_uid:
-            meta["ownerReferences"] = [owner_reference(self.node_name, self.node_uid)]
-        if not dp.node_local:
-            meta["labels"] = {PUBLISHER_LABEL: self.node_name}
-        return meta
-
-    async def _write(self, call, obj: dict, pool: str) -> dict:
-        """One create/update. A 422 on a slice with list attributes means DRAListTypeAttributes is
-        off (the server drops the list and then rejects the empty attribute): list attributes are
-        then left out from now on, reported once as dropped fields, and the write is retried."""
-        try:
-            return await call(obj)
-        except Exception as exc:
-            kinds = _strip_list_attributes(copy.deepcopy(obj["spec"]))
-            if status_code(exc) != 422 or not kinds or self._no_list_attributes:
-                raise
-            self._no_list_attributes = True
-            log.warning("the API server rejected list attributes (DRAListTypeAttributes off?): they are left out: %s", exc)
-            self._dropped.setdefault(pool, set()).update(f"devices[].attributes.*.{k}" for k in kinds)
-            self._emit_report()
-            _strip_list_attributes(obj["spec"])
-            return await call(obj)
-
-    async def _create(self, dp: DesiredPool, index: int, gen: int, pool: str) -> None:
-        spec = self._desired_spec(dp, index, gen)
-        obj: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND, "metadata": self._metadata_for(dp, index),
-                               "spec": spec}
-        got = await self._write(self._api.create_slice, obj, pool)
-        spec = obj["spec"]  # _write may have changed it (list attributes dropped for an old server)
-        self.stats["creates"] += 1
-        self._on_write("create")
-        self._stored(got)
-        self._check_dropped(spec, got, pool)
-
-    async def _update(self, old: dict, spec: dict, pool: str) -> None:
-        obj = copy.deepcopy(old)
-        obj["apiVersion"], obj["kind"] = API_VERSION, KIND
-        new_spec = {k: v for k, v in obj["spec"].items() if k not in MANAGED_SPEC_FIELDS}
-        new_spec.update(spec)
-        # Keep the server-set timeAdded of taints that are still there.
-        old_devs = {d["name"]: d for d in obj["spec"].get("devices") or []}
-        for d in new_spec.get("devices") or []:
-            od = old_devs.get(d["name"])
-            if od and d.get("taints"):
-                added = {(t.get("key"), t.get("value", ""), t.get("effect")): t.get("timeAdded") for t in od.get("taints") or []}
-                for t in d["taints"]:
-                    ta = added.get((t.get("key"), t.get("value", ""), t.get("effect")))
-                    if ta:
-                        t["timeAdded"] = ta
-        obj["spec"] = new_spec
-        meta = obj["metadata"]
-        meta.pop("managedFields", None)
-        if self.node_uid and spec.get("nodeName"):
-            refs = [r for r in meta.get("ownerReferences") or [] if not (r.get("kind") == "Node" and r.get("apiVersion") == "v1")]
-            meta["ownerReferences"] = [owner_reference(self.node_name, self.node_uid)] + refs
-        got = await self._write(self._api.update_slice, obj, pool)
-        spec = {k: v for k, v in obj["spec"].items() if k in spec}
-        self.stats["updates"] += 1
-        self._on_write("update")
-        self._stored(got)
-        self._check_dropped(spec, got, pool)
-
-    async def _delete(self, obj: dict) -> None:
-        name = obj["metadata"]["name"]
-        self._deleted_by_us.add(name)
-        try:
-            await self._api.delete_slice(name, obj["metadata"].get("uid"), obj["metadata"].get("resourceVersion"))
-        except Exception:
-            self._deleted_by_us.discard(name)
-            raise
-        self.stats["deletes"] += 1
-        self._on_write("delete")
-        self._slices.pop(name, None)
-
-    def _stored(self, got: dict) -> None:
-        name = got["metadata"]["name"]
-        self._slices[name] = got
-        self._own_rv[name] = _rv(got)
-
-    def _check_dropped(self, sent: dict, got: dict, pool: str) -> None:
-        missing = dropped_paths(sent, got["spec"])
-        if not missing:
-            return
-        known = self._dropped.setdefault(pool, set())
-        if missing - known:
-            known |= missing
-            log.warning("the API server dropped fields of pool %s: %s (feature gate off?); they are ignored from now on",
-                        pool, ", ".join(sorted(missing)))
-            self._emit_report()
+__all__ = ["FEATURE_OF_FIELD", "MANAGED_SPEC_FIELDS", "NodeNotFoundError", "SliceController", "WATCH_BACKOFF",
+           "dropped_paths", "normalize_spec"]

@@ -140,9 +140,6 @@ class KubeAPI:
         return await self._request("PUT", f"{SLICES}/{obj['metadata']['name']}",
                                    params={"fieldManager": self.field_manager}, body=obj)
 
-    async def get_slice(self, name: str) -> dict:
-        return await self._request("GET", f"{SLICES}/{name}")
-
     async def delete_slice(self, name: str, uid: str | None = None, resource_version: str | None = None) -> None:
         """Delete with UID + resourceVersion preconditions. NotFound is fine; a failed
         precondition raises ApiError 409 (someone changed it: resync)."""

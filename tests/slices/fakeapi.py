@@ -137,11 +137,6 @@ class FakeKube:
         self._notify("MODIFIED", obj)
         return copy.deepcopy(obj)
 
-    async def get_slice(self, name):
-        if name not in self.objects:
-            raise api_error(404, "not found")
-        return copy.deepcopy(self.objects[name])
-
     async def delete_slice(self, name, uid=None, resource_version=None):
         self._maybe_fail()
         cur = self.objects.get(name)
