@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
