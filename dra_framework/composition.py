@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from .admin_attributes import apply_admin_attributes
 from .cdi.policy import CdiPolicy
 from .backend import BackendContext
-from .config import DriverConfig, Settings, format_validation_error
+from .config import DriverConfig, Settings
+from .validation_errors import format_validation_error
 from .errors import ConfigError, HookError, PluginError
 from .model import Device, Inventory, Pool
 from .plugins import BackendHooks, Registry

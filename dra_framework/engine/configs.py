@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import ValidationError
 
-from ..config import format_validation_error
+from ..validation_errors import format_validation_error
 from ..errors import ConfigError  # a claim's opaque config: the message names the entry and field
 from ..model import OpaqueConfig
 

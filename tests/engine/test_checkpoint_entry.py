@@ -115,7 +115,7 @@ def test_upgrade_applies_each_step_in_order():
 
 def test_decode_runs_the_registered_steps(monkeypatch):
     """decode() of a file of an older version goes through MIGRATIONS up to SCHEMA_VERSION."""
-    import dra_framework.engine.checkpoint as cp_mod
+    import dra_framework.engine.codec as cp_mod
     import dra_framework.engine.entry as entry_mod
     monkeypatch.setattr(entry_mod, "MIGRATIONS", {1: _v1_to_v2})
     monkeypatch.setattr(cp_mod, "SCHEMA_VERSION", 2)
