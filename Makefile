@@ -1,5 +1,5 @@
 # The README's two commands are `make demo` and `make test`; .ci/run calls `make test`.
-.PHONY: setup demo test harness protos bench api-docs
+.PHONY: setup demo test lint harness protos bench api-docs
 
 setup:
 	@./scripts/setup.sh
@@ -12,6 +12,10 @@ harness: setup
 
 test: setup
 	@./scripts/test.sh
+
+# ruff + mypy (also the first step of `make test`)
+lint: setup
+	@./scripts/lint.sh
 
 protos: setup
 	@.venv/bin/python scripts/gen_protos.py

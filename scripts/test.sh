@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite (`make test`, and `.ci/run` with CI=true).
+# 0. scripts/lint.sh: ruff and mypy with zero findings (rule sets in pyproject.toml);
 # 1. builds the Go harness (etcd, kube-apiserver, kubelet-dra-shim, allocator, cdi-check, and helm) for the
 #    newest (1.37.2) and the oldest GA (1.34.4) Kubernetes, cached outside the repo;
 # 2. runs every test against 1.37.2;
@@ -12,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OLDEST=1.34.4
+[ $# -gt 0 ] || ./scripts/lint.sh   # seconds, before the harness build
 have_go=0
 if command -v go >/dev/null 2>&1; then
   have_go=1
