@@ -17,9 +17,20 @@ DNS1123_SUBDOMAIN_MAX = 253
 UID_MAX = 128
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_LABEL = re.compile(rf"^{_LABEL}$")
-_DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
-_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# used with fullmatch: "$" alone would also accept a trailing newline
+_DNS1123_LABEL = re.compile(_LABEL)
+_DNS1123_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def is_dns_label(value: str) -> bool:
+    """``IsDNS1123Label``: at most 63 lower-case alphanumerics or '-', alphanumeric at both ends."""
+    return len(value) <= DNS1123_LABEL_MAX and _DNS1123_LABEL.fullmatch(value) is not None
+
+
+def is_dns_subdomain(value: str) -> bool:
+    """``IsDNS1123Subdomain``: at most 253 characters of dot-separated DNS labels."""
+    return len(value) <= DNS1123_SUBDOMAIN_MAX and _DNS1123_SUBDOMAIN.fullmatch(value) is not None
 
 
 def dns_label_problem(value: str) -> str | None:
@@ -28,7 +39,7 @@ def dns_label_problem(value: str) -> str | None:
         return "must not be empty"
     if len(value) > DNS1123_LABEL_MAX:
         return f"must be at most {DNS1123_LABEL_MAX} characters (a DNS-1123 label)"
-    if not _DNS1123_LABEL.match(value):
+    if not _DNS1123_LABEL.fullmatch(value):
         return "must be a DNS-1123 label (lower-case letters, digits and '-', starting and ending alphanumeric)"
     return None
 
@@ -39,7 +50,7 @@ def dns_subdomain_problem(value: str) -> str | None:
         return "must not be empty"
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         return f"must be at most {DNS1123_SUBDOMAIN_MAX} characters (a DNS-1123 subdomain)"
-    if not _DNS1123_SUBDOMAIN.match(value):
+    if not _DNS1123_SUBDOMAIN.fullmatch(value):
         return ("must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', each part "
                 "starting and ending alphanumeric)")
     return None
@@ -48,7 +59,7 @@ def dns_subdomain_problem(value: str) -> str | None:
 def uid_problem(value: str) -> str | None:
     if not value:
         return "must not be empty"
-    if len(value) > UID_MAX or not _UID.match(value):
+    if len(value) > UID_MAX or not _UID.fullmatch(value):
         return f"must match [A-Za-z0-9][A-Za-z0-9._-]* (at most {UID_MAX} characters)"
     return None
 

@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any
 
 from .edits import DEVICE_NODE_TYPES, HOOK_NAMES, INT64_MAX, INT64_MIN, UINT32_MAX
+from ..kubenames import is_dns_subdomain
 from .errors import CdiIssue, CdiValidationError
 from .names import is_go_device_name, is_go_vendor_or_class
 from .version import KNOWN_VERSIONS, minimum_version, version_key
@@ -49,7 +50,6 @@ _KEYS = {
     "rdt": {"closID", "l3CacheSchema", "memBwSchema", "schemata", "enableMonitoring"},
     "net": {"hostInterfaceName", "name"},
 }
-_DNS1123_SUB = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 _QNAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
 ANNOTATIONS_MAX_BYTES = 256 * 1024
 _NON_BIND_OK = {"", "bind", "rbind", "none"}
@@ -147,7 +147,7 @@ def _check_annotations(c: _Ctx, ann: Any, path: tuple[Any, ...]) -> None:
         key = str(k).lower()
         prefix, slash, name = key.rpartition("/")
         ok = (key.count("/") <= 1 and 0 < len(name) <= 63 and _QNAME.match(name)
-              and (not slash or (0 < len(prefix) <= 253 and _DNS1123_SUB.match(prefix))))
+              and (not slash or (0 < len(prefix) and is_dns_subdomain(prefix))))
         if not ok:
             c.add(path + (k,), "annotation key must be a Kubernetes qualified name ([prefix/]name, docs/cdi-rules.md#annotations)", GO)
     if total > ANNOTATIONS_MAX_BYTES:

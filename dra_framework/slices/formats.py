@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import re
 
+from ..kubenames import is_dns_subdomain
+
 # --- name formats (k8s.io/apimachinery/pkg/util/validation) -------------------------------------
 
-DNS1123_LABEL_MAX = 63
-DNS1123_SUBDOMAIN_MAX = 253
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUALIFIED_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -36,14 +34,6 @@ _BUILD = r"[0-9a-zA-Z-]+"
 SEMVER_RE = re.compile(rf"^{_NUM}\.{_NUM}\.{_NUM}(-{_PRE}(\.{_PRE})*)?(\+{_BUILD}(\.{_BUILD})*)?$")
 
 
-def is_dns_label(s: str) -> bool:
-    return len(s) <= DNS1123_LABEL_MAX and bool(_DNS1123_LABEL.match(s))
-
-
-def is_dns_subdomain(s: str) -> bool:
-    return len(s) <= DNS1123_SUBDOMAIN_MAX and bool(_DNS1123_SUBDOMAIN.match(s))
-
-
 def driver_name_errors(name: str) -> list[str]:
     """ValidateCSIDriverName: ≤63 characters, DNS subdomain after lower-casing."""
     errs = []
@@ -51,7 +41,7 @@ def driver_name_errors(name: str) -> list[str]:
         return ["must not be empty"]
     if len(name) > DRIVER_NAME_MAX_LENGTH:
         errs.append(f"must be no more than {DRIVER_NAME_MAX_LENGTH} characters")
-    if not _DNS1123_SUBDOMAIN.match(name.lower()):
+    if not is_dns_subdomain(name.lower()):
         errs.append("must be a DNS subdomain (lowercase alphanumerics, '-' and '.')")
     return errs
 

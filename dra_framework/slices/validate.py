@@ -26,13 +26,13 @@ import itertools
 from decimal import Decimal
 from typing import Any, Iterable
 
+from ..kubenames import is_dns_label, is_dns_subdomain
 from ..model.attributes import Version, quantity_value
 from .apiversions import Limits
 from .formats import (ATTRIBUTE_MAX_VALUE_LENGTH, DEVICE_MAX_DOMAIN_LENGTH, DEVICE_MAX_ID_LENGTH, DRIVER_NAME_MAX_LENGTH,
-                      INT64_MAX, INT64_MIN,
-                      MAX_ATTRIBUTE_VALUES, MAX_ATTRIBUTES_AND_CAPACITIES, MAX_COUNTERS_PER_CONSUMPTION,
-                      MAX_COUNTERS_PER_SET, MAX_VALID_VALUES, POOL_NAME_MAX_LENGTH, SEMVER_RE, driver_name_errors,
-                      is_dns_label, is_dns_subdomain, label_name_errors, label_value_errors, normalize_version,
+                      INT64_MAX, INT64_MIN, MAX_ATTRIBUTE_VALUES, MAX_ATTRIBUTES_AND_CAPACITIES,
+                      MAX_COUNTERS_PER_CONSUMPTION, MAX_COUNTERS_PER_SET, MAX_VALID_VALUES, POOL_NAME_MAX_LENGTH,
+                      SEMVER_RE, driver_name_errors, label_name_errors, label_value_errors, normalize_version,
                       pool_name_errors, qualified_name_errors)
 from .report import Issue, Report
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from dra_framework.engine.checkpoint import _entry_json, decode, encode
+from dra_framework.engine.codec import _entry_json, decode, encode
 from dra_framework.engine.entry import ClaimEntry
 
 
