@@ -45,7 +45,7 @@ class Pyroute2Netlink:
     """The kernel's rtnetlink through pyroute2's IPRoute (one socket per call: calls are rare)."""
 
     def _ipr(self) -> Any:
-        from pyroute2 import IPRoute  # type: ignore[import-untyped]
+        from pyroute2 import IPRoute
         return IPRoute()
 
     @staticmethod

@@ -126,7 +126,7 @@ class Preparer:
                 self.nl.set_mtu(host_if, cfg["mtu"])
             # default: the host's name, unique on the node, so VFs of several claims never clash in one pod
             if_name = cfg["if_name"] or host_if
-            edits["net_devices"].append(NetDevice(hostInterfaceName=host_if, name=if_name))
+            edits["net_devices"].append(NetDevice(host_interface_name=host_if, name=if_name))
             status.update(ifName=if_name, hostInterfaceName=host_if)
             mac = state.get("mac") if state.get("mac") not in (None, "00:00:00:00:00:00") else \
                 fn.attr(f"net/{host_if}/address")  # no administrative MAC: the one the VF uses
@@ -148,8 +148,8 @@ class Preparer:
             status["mtu"] = cfg["mtu"]
         status["vhost"] = bool(cfg["vhost"])
         dev_nodes: list[DeviceNode] = edits["device_nodes"]
-        return PreparedDeviceEdits(ContainerEdits(env=edits["env"], deviceNodes=tuple(dev_nodes),
-                                                  netDevices=tuple(edits["net_devices"])),
+        return PreparedDeviceEdits(ContainerEdits(env=edits["env"], device_nodes=tuple(dev_nodes),
+                                                  net_devices=tuple(edits["net_devices"])),
                                    status=DeviceStatus(data=status, network_data=network))
 
     async def restore(self, journal: Mapping[str, Any], physically_prepared: bool) -> None:
