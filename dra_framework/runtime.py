@@ -72,6 +72,7 @@ class DriverRuntime:
         self._rediscover_pending = False
         self._invalid_pools: set[str] = set()
         self._sockets_seen: tuple[tuple[int, int] | None, ...] = ()
+        self._socket_watch: asyncio.Task[Any] | None = None
         self.tasks = TaskSupervisor(f"driver {config.name}", on_problem=self._problem)
 
     # --- inventory ---------------------------------------------------------
@@ -173,8 +174,8 @@ class DriverRuntime:
         await self.server.start()
         self.janitor.start()
         self._sockets_seen = self.server.socket_ids()
-        self.tasks.every("sockets", SOCKET_CHECK_INTERVAL, self._check_sockets,
-                         what="cannot serve the kubelet sockets again")
+        self._socket_watch = self.tasks.every("sockets", SOCKET_CHECK_INTERVAL, self._check_sockets,
+                                              what="cannot serve the kubelet sockets again")
         log.info("driver %s: serving on %s", self.name, self.server.paths.dra)
         if self.client is not None and self.node_uid is not None:
             # API-facing work runs behind the kubelet-facing side: a dead API server must not
@@ -226,10 +227,10 @@ class DriverRuntime:
             self.engine.drop_pending()  # calls waiting in a queue answer now, within the grace
         # The socket watcher first: seeing the sockets go while the server stops, it would serve
         # them again (a server left behind that the closed event loop can no longer shut down).
-        watchers = [t for t in self._tasks if t.get_name().startswith("sockets-")]
-        for t in watchers:
-            t.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        watcher = self._socket_watch
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
         if self.server is not None:
             await self.server.stop()
         if self.engine is not None:
