@@ -1,8 +1,8 @@
 """The ``dra-framework`` command line.
 
-Sub-commands: ``run`` (the node daemon), ``discover``, ``plugins``, ``validate`` and ``kubelet``
-(a kubelet-like client for operators and tests); the inspecting ones live in
-:mod:`dra_framework.cli_inspect`. Exit status: 0 success, 1 invalid input or
+Sub-commands: ``run`` (the node daemon), ``discover``, ``plugins``, ``validate``, ``explain``
+(docs/explain.md) and ``kubelet`` (a kubelet-like client for operators and tests); the inspecting
+ones live in :mod:`dra_framework.cli_inspect`. Exit status: 0 success, 1 invalid input or
 failed check, 2 usage error.
 """
 from __future__ import annotations
@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--cdi-dir", help="also validate every CDI spec in this directory (default: none)")
     _add_k8s_version(v)
     v.set_defaults(func=cmd_validate)
+
+    from .explain.command import add_parser as add_explain_parser
+
+    add_explain_parser(sub, _HelpFormatter)
 
     try:
         from .kubelet.cli import add_kubelet_subcommands
