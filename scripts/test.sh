@@ -48,6 +48,6 @@ conformance() {
 if [ "$have_go" = 1 ]; then
   conformance
   echo "==> again against Kubernetes $OLDEST (the oldest resource.k8s.io/v1 release)"
-  DRA_HARNESS_K8S_VERSION=$OLDEST .venv/bin/python -m pytest -m k8s tests/e2e tests/slices tests/harness_tests tests/deploy tests/fpga tests/tpu tests/sriov_nic
+  DRA_HARNESS_K8S_VERSION=$OLDEST .venv/bin/python -m pytest -m k8s tests/e2e tests/slices tests/harness_tests tests/deploy tests/fpga tests/tpu tests/sriov_nic tests/explain
   DRA_HARNESS_K8S_VERSION=$OLDEST conformance
 fi

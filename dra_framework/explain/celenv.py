@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any, Callable
 
-import celpy
-import lark
 import semver as _semver
 from celpy import celtypes
 from celpy.evaluation import CELEvalError
@@ -50,7 +47,10 @@ class Quantity:
 
     def __init__(self, text: str, value: Decimal | None = None):
         self.text = text
-        self.value = parse_quantity(text) if value is None else value
+        parsed = parse_quantity(text) if value is None else value
+        if parsed is None:
+            raise ValueError(f"invalid quantity {text!r}")
+        self.value: Decimal = parsed
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Quantity) and self.value == other.value
@@ -296,7 +296,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "trim": lambda s: celtypes.StringType(_str(s).strip()),
     "join": lambda xs, sep="": celtypes.StringType(_str(sep).join(_str(x) for x in xs)),
     "includes": _includes,
-    "isSorted": _list_fn(lambda xs: celtypes.BoolType(all(_compare_any(a, b) <= 0 for a, b in zip(xs, xs[1:])))),
+    "isSorted": _list_fn(lambda xs: celtypes.BoolType(all(_compare_any(a, b) <= 0 for a, b in zip(xs, xs[1:], strict=False)))),
     "sum": _list_fn(_sum),
     "max": _list_fn(lambda xs: max(xs) if xs else _raise(ValueError("max called on empty list"))),
     "find": _regex(False), "findAll": _regex(True),

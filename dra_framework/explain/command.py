@@ -44,10 +44,12 @@ def _legacy(version: str) -> bool:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from .inputs import InputError, Inputs, read_file
+
     try:
-        from .inputs import InputError, Inputs, read_file
-    except ImportError as exc:  # cel-python missing from a partial install
-        print(f"error: explain needs {exc.name}: pip install dra-framework", file=sys.stderr)
+        from .core import Explainer
+    except ImportError as exc:  # the optional CEL dependencies
+        print(f"error: explain needs {exc.name}: pip install 'dra-framework[explain]'", file=sys.stderr)
         return 2
     inputs = Inputs()
     try:
@@ -62,8 +64,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
             load(args.kubeconfig, args.names, args.namespace, inputs)
         if not args.filename and not args.kubeconfig:
             raise InputError("nothing to read: pass -f FILE (claims, classes, slices) or --kubeconfig")
-        from .core import Explainer
-
         targets = inputs.targets()
         if not targets:
             raise InputError("nothing to explain: give a ResourceClaim (without status.allocation), a "

@@ -161,7 +161,7 @@ class Explainer:
         for r in requests:
             by_parent.setdefault(r["request"].split("/")[0], []).append(r)
         short = False
-        for name, subs in by_parent.items():
+        for subs in by_parent.values():
             fits_alone = []
             for r in subs:
                 have = len(r.get("matching", []))

@@ -189,7 +189,8 @@ def gather_pools(slices: list[dict[str, Any]], node: dict[str, Any], legacy: boo
             by_pool[pid] = [s]
         elif gen == _gen(have[0]):
             have.append(s)
-    pools, late = [], []
+    pools: list[Pool] = []
+    late: list[Pool] = []
     for (driver, pname), ss in by_pool.items():
         gen, want = _gen(ss[0]), int((ss[0]["spec"].get("pool") or {}).get("resourceSliceCount") or 0)
         all_of_pool = ss
@@ -223,7 +224,7 @@ def _pid(s: dict[str, Any]) -> tuple[str, str]:
 
 def _build_pool(driver: str, name: str, targeting: list[dict[str, Any]], all_of_pool: list[dict[str, Any]]) -> Pool:
     pool = Pool(driver, name)
-    counter_slices = []
+    counter_slices: list[Slice] = []
     names = {slice_name(s) for s in targeting}
     for s in sorted(targeting, key=slice_name):
         (counter_slices if (s.get("spec") or {}).get("sharedCounters") else pool.slices).append(make_slice(s))

@@ -49,7 +49,7 @@ def _attr_value(a: dict[str, Any]) -> Any:
     for key, conv in (("ints", lambda v: celtypes.IntType(int(v))), ("bools", lambda v: celtypes.BoolType(bool(v))),
                       ("strings", celtypes.StringType), ("versions", parse_semver)):
         if key in a:
-            return celtypes.ListType([conv(v) for v in a[key]])
+            return celtypes.ListType([conv(v) for v in a[key]])  # type: ignore[misc]
     raise ValueError("unsupported attribute value")
 
 

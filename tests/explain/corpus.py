@@ -114,7 +114,7 @@ def selector_pool(slices: list[dict[str, Any]], rng: random.Random) -> list[str]
             typo = ident.lower() if ident != ident.lower() else ident + "x"
             out += [f'device.attributes["{dom}"].{typo} == "x"',                       # typo: runtime error
                     f'has(device.attributes["{dom}"].{typo}) || device.driver == "{driver}"',
-                    f'device.attributes["unknown.example.com"].size() == 0']
+                    'device.attributes["unknown.example.com"].size() == 0']
     return sorted(set(out))
 
 

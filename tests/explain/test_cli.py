@@ -103,9 +103,9 @@ def test_example_host_firstavailable_and_all(tmp_path):
                   "selectors": [{"cel": {"expression": '!device.attributes["example.dra.dev"].partition'}}]},
                  {"name": "halves", "deviceClassName": "acc", "count": 2,
                   "selectors": [{"cel": {"expression": 'device.attributes["example.dra.dev"].partition'}}]}]},
-             {"name": "rest", "exactly": {"deviceClassName": "acc", "allocationMode": "All",
-                                          "selectors": [{"cel": {"expression":
-                                                                 'device.attributes["example.dra.dev"].index == 3 && !device.attributes["example.dra.dev"].partition'}}]}}]}}},
+             {"name": "rest", "exactly": {"deviceClassName": "acc", "allocationMode": "All", "selectors": [
+                 {"cel": {"expression": 'device.attributes["example.dra.dev"].index == 3'}},
+                 {"cel": {"expression": '!device.attributes["example.dra.dev"].partition'}}]}}]}}},
     ]
     (tmp_path / "objs.yaml").write_text(yaml.safe_dump_all(docs))
     r = cli("explain", "-f", str(tmp_path / "slices.json"), "-f", str(tmp_path / "objs.yaml"), "-o", "json")
