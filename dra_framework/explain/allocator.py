@@ -277,7 +277,16 @@ class Search:
             raise AllocationError(f"claim {self.key}: explain gave up after {self.max_steps} steps of its search "
                                   "(the scheduler's allocator stops after 10 s per node, DRASchedulerFilterTimeout)")
 
-    def allocate_device(self, req: Request, d: Device, s: Slice, pool: Pool, must: bool) -> Callable[[], None] | None:
+    def _legacy_capacity_device(self, s: Slice, di: int) -> Device:
+        """1.34 re-checked the capacity of the slice's device at the index of the device within
+        the request (``slice.Spec.Devices[r.deviceIndex]``), and crashed past the slice's end."""
+        if di >= len(s.devices):
+            raise AllocationError(f"claim {self.key}: the 1.34 allocator crashes here (index out of range "
+                                  f"[{di}] with length {len(s.devices)} in CmpRequestOverCapacity)")
+        return s.devices[di]
+
+    def allocate_device(self, req: Request, d: Device, s: Slice, pool: Pool, must: bool,
+                        di: int = 0) -> Callable[[], None] | None:
         """``allocateDevice``: None when the device cannot be taken, else the undo function."""
         undo: list[Callable[[], None]] = []
 
@@ -312,7 +321,7 @@ class Search:
         if not multi:
             self.allocating.add(d.id)
             undo.append(lambda: self.allocating.discard(d.id))
-        if self._fits(req, d):
+        if self._fits(req, self._legacy_capacity_device(s, di) if self.legacy else d):
             rollback()
             return None
         res = Result(req, d)
@@ -381,7 +390,7 @@ class Search:
             raise _MaxSize()
         if req.mode == "All":
             d, s, pool = req.all_devices[di]
-            undo = self.allocate_device(req, d, s, pool, must=True)
+            undo = self.allocate_device(req, d, s, pool, must=True, di=di)
             if undo is None:
                 return False
             try:
@@ -408,7 +417,7 @@ class Search:
                         continue
                     if not self.selectable(req, d, s) or self._fits(req, d):
                         continue
-                    undo = self.allocate_device(req, d, s, pool, must=False)
+                    undo = self.allocate_device(req, d, s, pool, must=False, di=di)
                     if undo is None:
                         continue
                     try:

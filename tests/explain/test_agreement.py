@@ -43,8 +43,8 @@ def disagreement(mine: dict[str, Any], oracle: dict[str, Any], exact: bool) -> s
     if bool(oracle.get("error")) != bool(mine["error"]):
         return f"allocator error {oracle.get('error')!r}, explain error {mine['error']!r}"
     if oracle["allocated"]:
-        if not (oracle.get("check") or {}).get("ok"):
-            return f"proposal rejected: {(oracle.get('check') or {}).get('error')}"
+        if "check" in oracle and not oracle["check"].get("ok"):
+            return f"proposal rejected: {oracle['check'].get('error')}"
         if exact and _keys(oracle["allocation"]) != _keys(mine["allocation"]):
             return f"allocator chose {_keys(oracle['allocation'])}, explain {_keys(mine['allocation'])}"
     return ""
@@ -68,14 +68,16 @@ def test_explain_agrees_with_the_allocator(corpus, harness_bins, k8s_version, re
         for case in sc["cases"]:
             m = _explain_case(ex, case["claim"])
             mine[(sc["name"], case["name"])] = m
+            # 1.34's allocator crashes on the check's pinned slices (see docs/explain.md): there the
+            # proposal must be the allocator's own choice instead
             cases.append({"name": case["name"], "claim": case["claim"], **({"check": m["allocation"]}
-                                                                           if m["allocation"] else {})})
+                                                                           if m["allocation"] and not legacy else {})})
         batch.append({**sc, "slices": named(sc["slices"]), "cases": cases})
     oracle = allocate_batch(harness_bins, batch)
     assert len(oracle) == len(mine)
     bad = {}
     for o in oracle:
-        why = disagreement(mine[(o["scenario"], o["case"])], o, exact=not legacy)
+        why = disagreement(mine[(o["scenario"], o["case"])], o, exact=True)
         if why:
             bad[f"{o['scenario']} {o['case']}"] = why
     n = len(oracle)
@@ -87,3 +89,28 @@ def test_explain_agrees_with_the_allocator(corpus, harness_bins, k8s_version, re
     assert n >= 500
     assert allocated >= n // 5 and n - allocated - errors >= n // 5, f"corpus too one-sided: {figure}"
     assert not bad, f"{figure}; disagreements:\n" + "\n".join(f"{k}: {v}" for k, v in list(bad.items())[:20])
+
+
+def test_the_oracle_rejects_a_wrong_proposal(harness_bins):
+    """The check can fail: a device the selector does not match, or one device too few."""
+    sl = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", "metadata": {"name": "s"},
+          "spec": {"driver": "d.example.com", "pool": {"name": "node-1", "generation": 1, "resourceSliceCount": 1},
+                   "nodeName": "node-1", "devices": [{"name": f"dev-{i}", "attributes": {"i": {"int": i}}}
+                                                     for i in range(3)]}}
+    cls = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": "c"},
+           "spec": {"selectors": [{"cel": {"expression": 'device.driver == "d.example.com"'}}]}}
+    claim = {"metadata": {"name": "x", "namespace": "default"}, "spec": {"devices": {"requests": [
+        {"name": "r", "exactly": {"deviceClassName": "c", "count": 2, "selectors": [
+            {"cel": {"expression": 'device.attributes["d.example.com"].i > 0'}}]}}]}}}
+
+    def prop(*devs: str) -> dict[str, Any]:
+        return {"devices": {"results": [{"request": "r", "driver": "d.example.com", "pool": "node-1", "device": d}
+                                        for d in devs]}}
+    out = allocate_batch(harness_bins, [{"name": "s", "nodeName": "node-1", "slices": [sl], "classes": [cls],
+                                         "claims": [], "cases": [
+                                             {"name": "right", "claim": claim, "check": prop("dev-1", "dev-2")},
+                                             {"name": "unmatched", "claim": claim, "check": prop("dev-0", "dev-2")},
+                                             {"name": "short", "claim": claim, "check": prop("dev-1")}]}])
+    assert [o["check"]["ok"] for o in out] == [True, False, False]
+    mine = {"satisfiable": True, "error": None, "allocation": prop("dev-0", "dev-2")}
+    assert "proposal rejected" in disagreement(mine, out[1], exact=True)
