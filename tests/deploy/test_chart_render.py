@@ -33,11 +33,11 @@ def test_helm_lint_strict(helm_bin, values):
     ({"paths": {"kubeletRootDir": "var/lib/kubelet", "cdiRoot": "/var/run/cdi", "stateDir": "/s", "hostRoot": "/"}},
      "/paths/kubeletRootDir"),
     ({"nodeGroups": [{"name": "g", "drivers": [{"name": "gpu.nvidia.com", "backends": [
-        {"name": "nvidia", "options": {"hostRoot": "/x"}}]}]}]}, "/nodeGroups/0/drivers/0/backends/0/options"),
+        {"name": "nvidia", "options": {"hostRoot": "/x"}}]}]}]}, "/nodeGroups/0/drivers/0/backends/0/options/hostRoot"),
     ({"nodeGroups": [{"name": "Bad_Name", "drivers": [{"name": "d.example.com", "backends": [{"name": "b"}]}]}]},
      "/nodeGroups/0/name"),
     ({"nodeGroups": []}, "/nodeGroups"),
-    ({"settings": {"kubeletRootDir": "/x"}}, "/settings"),
+    ({"settings": {"kubeletRootDir": "/x"}}, "/settings/kubeletRootDir"),
     ({"nodeGroup": []}, "nodeGroup"),
     ({"hostNetwork": True}, "hostNetwork: true makes ports.metrics and ports.healthz host ports"),
     ({"nodeGroups": [{"name": "g", "drivers": [{"name": "gpu.nvidia.com", "backends": [{"name": "nvidia"}]}]},
