@@ -24,6 +24,7 @@ from .k8s import (AllocationFailed, Allocator, ControlPlane, HarnessUnavailable,
 from ..killpoints import KILL_AT, KILL_LOG, killpoint, read_log as read_kill_log
 from .objects import Objects
 from .proxy import PausableProxy
+from .snapshot import tree_snapshot
 
 _HOSTTREE = ("HostTree", "FakePciKernel", "FakeUdevSource", "pci_bindings")
 
@@ -39,5 +40,5 @@ __all__ = [
     "FakePciKernel", "FakeUdevSource", "HostTree", "pci_bindings",
     "AllocationFailed", "Allocator", "ControlPlane", "DriverProcess", "HarnessUnavailable", "KILL_AT", "KILL_LOG",
     "KubeletShim", "Objects", "PausableProxy", "PreparedPod", "ShimError", "cdi_check", "find_bins", "k8s_version", "killpoint",
-    "pools_complete", "read_kill_log", "wait_for",
+    "pools_complete", "read_kill_log", "tree_snapshot", "wait_for",
 ]

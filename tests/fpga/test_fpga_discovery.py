@@ -3,7 +3,6 @@ docs/fpga.md; VF ports find their FME through physfn; unusable cards are publish
 the reason; a broken card never hides the others."""
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
@@ -11,31 +10,14 @@ from fpga_helpers import REPO, build, hosts_module
 
 from dra_backends.fpga import discovery
 from dra_backends.fpga.ids import dfl_board, fim_version, normalize_uuid
+from dra_framework.testing import tree_snapshot
 
 STD = "resource.kubernetes.io/"
 
 
-def _snapshot(root):
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in dirnames + filenames:
-            p = os.path.join(dirpath, n)
-            rel = os.path.relpath(p, root)
-            if rel == "README.md":
-                continue
-            if os.path.islink(p):
-                out[rel] = ("link", os.readlink(p))
-            elif os.path.isfile(p):
-                with open(p, "rb") as f:
-                    out[rel] = ("file", f.read())
-            else:
-                out[rel] = ("dir",)
-    return out
-
-
 @pytest.mark.parametrize("name", ["fpga-d5005", "fpga-n3000", "fpga-u250"])
 def test_sample_host_is_what_the_script_writes(tmp_path, name):
-    assert _snapshot(REPO / "examples/hosts" / name) == _snapshot(build(name, tmp_path / name))
+    assert tree_snapshot(REPO / "examples/hosts" / name) == tree_snapshot(build(name, tmp_path / name))
 
 
 def devices(root):

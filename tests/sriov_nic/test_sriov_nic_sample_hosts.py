@@ -2,39 +2,22 @@
 ``dra-framework discover`` lists the selected VFs with their attributes on each."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 from sriov_nic_helpers import REPO, build_host
+from dra_framework.testing import tree_snapshot
 
 CLI = [sys.executable, "-m", "dra_framework.cli"]
-
-
-def _snapshot(root):
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            rel = os.path.relpath(p, root)
-            if rel == "README.md":
-                continue
-            if os.path.islink(p):
-                out[rel] = ("link", os.readlink(p))
-            elif os.path.isfile(p):
-                out[rel] = ("file", open(p, "rb").read())
-            else:
-                out[rel] = ("dir",)
-    return out
 
 
 @pytest.mark.parametrize("kind, folder", [("cx6dx", "sriov-cx6dx"), ("dgx", "dgx-h100-cx7")])
 def test_committed_sample_host_matches_its_generator(tmp_path, kind, folder):
     gen = build_host(kind, tmp_path / "gen")
-    committed = _snapshot(REPO / "examples/hosts" / folder)
+    committed = tree_snapshot(REPO / "examples/hosts" / folder)
     committed.pop("README.md", None)
-    assert committed == _snapshot(gen), (
+    assert committed == tree_snapshot(gen), (
         f"examples/hosts/{folder} is out of date (dgx-h100-cx7 copies examples/hosts/dgx-h100): rerun "
         f"python examples/hosts/{ {'cx6dx': 'sriov_cx6dx.py', 'dgx': 'dgx_h100_cx7.py'}[kind] } examples/hosts/{folder} "
         "on a removed folder and keep its README.md")
