@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .allocator import AllocationError, Request, Result, Search
+from .allocator import AllocationError, Search
+from .request import Request, Result
 from .inputs import Inputs, Target
 from .model import Pool, fmt, gather_pools, make_slice, slice_targets
 from .reasons import KINDS, Reason, device_reason

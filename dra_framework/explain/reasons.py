@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .allocator import Request, untolerated_taint
+from .request import Request, untolerated_taint
 from .capacity import CapacityError, fits
 from .celenv import CelError
 from .model import Device, Pool, Slice, fmt, placement_matches, qty

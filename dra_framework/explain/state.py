@@ -16,7 +16,7 @@ from .model import Device, Pool, qty
 from .selector import Selector, Verdict
 
 if TYPE_CHECKING:
-    from .allocator import Request
+    from .request import Request
 
 DeviceID = tuple[str, str, str]
 
