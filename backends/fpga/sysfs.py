@@ -52,7 +52,9 @@ def _glob_sorted(base: Path, pattern: str) -> list[Path]:
 
 
 @dataclass
-class DflFme:
+class DflFeatureDevice:
+    """A DFL feature device (``dfl-fme.N`` or ``dfl-port.N``) of a PCI function."""
+
     fn: PciFunction
     path: Path
 
@@ -64,6 +66,8 @@ class DflFme:
     def dev(self) -> tuple[int, int] | None:
         return dev_numbers(read(self.path / "dev"))
 
+
+class DflFme(DflFeatureDevice):
     @property
     def bitstream_id(self) -> str | None:
         return read(self.path / "bitstream_id")
@@ -79,15 +83,7 @@ class DflFme:
         return None
 
 
-@dataclass
-class DflPort:
-    fn: PciFunction
-    path: Path
-
-    @property
-    def instance(self) -> str:
-        return self.path.name
-
+class DflPort(DflFeatureDevice):
     @property
     def port_id(self) -> int:
         v = read(self.path / "id")
@@ -96,10 +92,6 @@ class DflPort:
     @property
     def afu_id(self) -> str | None:
         return ids.normalize_uuid(read(self.path / "afu_id"))
-
-    @property
-    def dev(self) -> tuple[int, int] | None:
-        return dev_numbers(read(self.path / "dev"))
 
     @property
     def errors(self) -> int | None:
