@@ -58,7 +58,7 @@ def _add_global_flags(p: argparse.ArgumentParser, top: bool) -> None:
     p.add_argument("--log-format", choices=("text", "json"), default=fmt if top else argparse.SUPPRESS,
                    help=f"log lines on stderr as text or JSON lines (default: text; env {LOG_FORMAT_ENV})")
     p.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
-                   help="more log detail: -v debug logs of dra-framework, -vv of every library (default: 0)")
+                   help="more log detail: -v dra-framework at debug level, -vv every library too (default: 0)")
 
 
 def _subparsers(p: argparse.ArgumentParser):
