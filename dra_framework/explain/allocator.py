@@ -71,7 +71,7 @@ class Search:
         for i, c in enumerate(devices.get("constraints") or []):
             if not c.get("matchAttribute") and not c.get("distinctAttribute"):
                 raise AllocationError(f"claim {self.key}, constraint #{i}: empty constraint (unsupported constraint type?)")
-            self.constraints.append(Constraint(c))
+            self.constraints.append(Constraint(c, self.legacy))
 
     def _request(self, name: str, parent: str, spec: dict[str, Any]) -> Request:
         req = Request(name, parent, spec)
@@ -276,8 +276,8 @@ class Search:
             undo = self.allocate_device(req, d, s, pool, must=True, di=di)
             if undo is None:
                 return False
-            try:
-                done = self.one(ri, si, di + 1, sub, (0, 0, 0))
+            try:  # 1.34 went on with subrequest 0 here (lost the index; fixed in 1.35)
+                done = self.one(ri, 0 if self.legacy else si, di + 1, sub, (0, 0, 0))
             except BaseException:
                 undo()
                 raise

@@ -91,13 +91,21 @@ def attr_set(a: dict[str, Any] | None) -> tuple[str, frozenset[Any]] | None:
 
 
 class Constraint:
-    """matchAttribute (same value, or a common value of list attributes) / distinctAttribute."""
+    """matchAttribute (same value, or a common value of list attributes) / distinctAttribute.
 
-    def __init__(self, spec: dict[str, Any]):
+    ``legacy``: the 1.34 distinctAttribute, which compared the attribute values' pointers (so
+    only the same device counts as a duplicate), kept one value per request name and let the
+    first device in always (``distinctAttributeConstraint`` in 1.34's constraint.go).
+    """
+
+    def __init__(self, spec: dict[str, Any], legacy: bool = False):
         self.requests = set(spec.get("requests") or [])
         self.distinct = "distinctAttribute" in spec and "matchAttribute" not in spec
         self.attribute = spec.get("distinctAttribute") if self.distinct else spec.get("matchAttribute")
         self.stack: list[tuple[str, frozenset[Any]]] = []
+        self.legacy = legacy and self.distinct
+        self.by_request: dict[str, tuple[str, str, str]] = {}
+        self.count = 0
 
     def applies(self, req: Request) -> bool:
         if not self.requests:
@@ -110,6 +118,12 @@ class Constraint:
         s = attr_set(lookup_attribute(device, str(self.attribute)))
         if s is None:
             return False
+        if self.legacy:
+            if self.count and device.id in self.by_request.values():
+                return False
+            self.by_request[req.parent or req.name] = device.id
+            self.count += 1
+            return True
         if self.distinct:
             if any(e[0] == s[0] and e[1] & s[1] for e in self.stack):
                 return False
@@ -124,5 +138,10 @@ class Constraint:
         return True
 
     def remove(self, req: Request) -> None:
-        if self.applies(req):
+        if not self.applies(req):
+            return
+        if self.legacy:  # forgets the request's value even when it still holds other devices
+            self.by_request.pop(req.parent or req.name, None)
+            self.count -= 1
+        else:
             self.stack.pop()
