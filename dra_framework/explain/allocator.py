@@ -1,4 +1,4 @@
-"""The scheduler's structured allocator for one claim on one node, in the same search order.
+"""The scheduler's structured allocator for the claims of one pod on one node, in the same search order.
 
 A line-by-line counterpart of ``Allocator.Allocate`` in k8s.io/dynamic-resource-allocation
 ``structured/internal/experimental`` (1.35+; ``legacy=True`` follows the 1.34 variant where it
@@ -8,6 +8,9 @@ order, and devices in pool/slice/device order; a device is taken when it is free
 class and request selectors, fits the requested capacity, its counters are available, its taints
 are tolerated and the claim's constraints still hold. CEL errors on a device the search reaches
 abort the allocation, as in the scheduler. Returns the first allocation found, like the scheduler.
+The claims of a pod are allocated together, in one search (``Allocate`` with all of them): a
+later claim sees the devices, counters and capacity the earlier ones take, and the search may
+move an earlier claim to other devices when a later one does not fit.
 """
 from __future__ import annotations
 
@@ -35,56 +38,65 @@ class _MaxSize(Exception):
     pass
 
 
-class Search:
-    """One ``Allocate`` call for ``claim`` on ``node``; ``run()`` → results or None, or raises."""
+def claim_key(claim: dict[str, Any]) -> str:
+    meta = claim.get("metadata") or {}
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name', '')}"
 
-    def __init__(self, claim: dict[str, Any], pools: list[Pool], matcher: Matcher, state: AllocatedState,
+
+class Search:
+    """One ``Allocate`` call for ``claims`` (one pod's, or one claim) on ``node``; ``run()`` →
+    the results per claim, or None, or raises AllocationError."""
+
+    def __init__(self, claims: list[dict[str, Any]], pools: list[Pool], matcher: Matcher, state: AllocatedState,
                  node: dict[str, Any], legacy: bool = False, max_steps: int = MAX_STEPS):
-        self.claim, self.pools, self.m, self.state, self.node = claim, pools, matcher, state, node
+        self.claims, self.pools, self.m, self.state, self.node = claims, pools, matcher, state, node
         self.legacy = legacy
         self.fractional = not legacy
-        self.key = f"{(claim.get('metadata') or {}).get('namespace', '')}/{(claim.get('metadata') or {}).get('name', '')}"
-        self.requests: list[list[Request]] = []
-        self.selected: dict[int, int] = {}
-        self.results: list[Result] = []
-        self.allocating: set[tuple[str, str, str]] = set()
+        self.keys = [claim_key(c) for c in claims]
+        self.requests: list[list[list[Request]]] = [[] for _c in claims]
+        self.selected: dict[tuple[int, int], int] = {}
+        self.results: list[list[Result]] = [[] for _c in claims]
+        self.allocating: dict[tuple[str, str, str], set[int]] = {}  # device → claims taking it
         self.allocating_cap: dict[tuple[str, str, str], dict[str, Decimal]] = {}
         self.counters_used: dict[str, dict[str, dict[str, Decimal]]] = {}
-        self.constraints: list[Constraint] = []
+        self.constraints: list[list[Constraint]] = [[] for _c in claims]
         self.steps, self.max_steps = 0, max_steps
         self._selectable: dict[tuple[int, tuple[str, str, str]], bool] = {}
 
     # -- validation (``validateDeviceRequest`` and the loop before the search) ----------------
     def prepare(self) -> None:
-        devices = (self.claim.get("spec") or {}).get("devices") or {}
-        total = 0
-        for r in devices.get("requests") or []:
-            subs = r.get("firstAvailable") or []
-            group = ([self._request(s.get("name", ""), r.get("name", ""), s) for s in subs] if subs
-                     else [self._request(r.get("name", ""), "", r.get("exactly") or {})])
-            self.requests.append(group)
-            need = min(g.num for g in group)
-            if need > MAX_RESULTS - total:
-                raise AllocationError(f"claim {self.key}, request {r.get('name')}: adding {need} devices exceeds "
-                                      f"the claim limit of {MAX_RESULTS}, with {total} already accounted for")
-            total += need
-        for i, c in enumerate(devices.get("constraints") or []):
-            if not c.get("matchAttribute") and not c.get("distinctAttribute"):
-                raise AllocationError(f"claim {self.key}, constraint #{i}: empty constraint (unsupported constraint type?)")
-            self.constraints.append(Constraint(c, self.legacy))
+        for ci, claim in enumerate(self.claims):
+            devices = (claim.get("spec") or {}).get("devices") or {}
+            total = 0
+            for r in devices.get("requests") or []:
+                subs = r.get("firstAvailable") or []
+                group = ([self._request(ci, s.get("name", ""), r.get("name", ""), s) for s in subs] if subs
+                         else [self._request(ci, r.get("name", ""), "", r.get("exactly") or {})])
+                self.requests[ci].append(group)
+                need = min(g.num for g in group)
+                if need > MAX_RESULTS - total:
+                    raise AllocationError(f"claim {self.keys[ci]}, request {r.get('name')}: adding {need} devices "
+                                          f"exceeds the claim limit of {MAX_RESULTS}, with {total} already accounted for")
+                total += need
+            for i, c in enumerate(devices.get("constraints") or []):
+                if not c.get("matchAttribute") and not c.get("distinctAttribute"):
+                    raise AllocationError(f"claim {self.keys[ci]}, constraint #{i}: empty constraint "
+                                          "(unsupported constraint type?)")
+                self.constraints[ci].append(Constraint(c, self.legacy))
 
-    def _request(self, name: str, parent: str, spec: dict[str, Any]) -> Request:
-        req = Request(name, parent, spec)
+    def _request(self, ci: int, name: str, parent: str, spec: dict[str, Any]) -> Request:
+        req = Request(name, parent, spec, claim=ci)
+        key = self.keys[ci]
         for i, sel in enumerate(spec.get("selectors") or []):
             if not (sel.get("cel") or {}).get("expression") and not sel.get("cel"):
-                raise AllocationError(f"claim {self.key}, request {name}, selector #{i}: CEL expression empty "
+                raise AllocationError(f"claim {key}, request {name}, selector #{i}: CEL expression empty "
                                       "(unsupported selector type?)")
         cname = spec.get("deviceClassName") or ""
         if not cname:
-            raise AllocationError(f"claim {self.key}, request {name}: missing device class name (unsupported request type?)")
+            raise AllocationError(f"claim {key}, request {name}: missing device class name (unsupported request type?)")
         req.cls = self.m.classes.get(cname)
         if req.cls is None:
-            raise AllocationError(f"claim {self.key}, request {name}: could not retrieve device class {cname}: "
+            raise AllocationError(f"claim {key}, request {name}: could not retrieve device class {cname}: "
                                   f'deviceclass.resource.k8s.io "{cname}" not found')
         if req.mode == "ExactCount":
             req.num = int(spec.get("count") or 1)
@@ -92,7 +104,7 @@ class Search:
             for pool in self.pools:
                 if pool.incomplete or pool.invalid:
                     state = "being updated" if pool.incomplete else "invalid"
-                    raise AllocationError(f"claim {self.key}, request {name}: asks for all devices, but resource "
+                    raise AllocationError(f"claim {key}, request {name}: asks for all devices, but resource "
                                           f"pool {pool} is currently {state}")
                 for s in pool.slices:
                     for d in s.devices:
@@ -100,7 +112,7 @@ class Search:
                             req.all_devices.append((d, s, pool))
             req.num = len(req.all_devices)
         else:
-            raise AllocationError(f"claim {self.key}, request {name}: unsupported count mode {req.mode}")
+            raise AllocationError(f"claim {key}, request {name}: unsupported count mode {req.mode}")
         return req
 
     # -- per-device checks ---------------------------------------------------------------------
@@ -109,7 +121,7 @@ class Search:
         key = (id(req), d.id)
         hit = self._selectable.get(key)
         if hit is None:
-            hit = self.m.selectors_match(req, d, self.key) and not (
+            hit = self.m.selectors_match(req, d, self.keys[req.claim]) and not (
                 s.spec.get("perDeviceNodeSelection") and not placement_matches(d.raw, self.node))
             self._selectable[key] = hit
         return hit
@@ -122,10 +134,14 @@ class Search:
         try:
             return fits(d, req.capacity, in_use, mine, self.fractional)
         except CapacityError as exc:
-            raise AllocationError(f"claim {self.key}, request {req.name}: checking capacity for device {d}: {exc}") from exc
+            raise AllocationError(f"claim {self.keys[req.claim]}, request {req.name}: checking capacity for device {d}: {exc}") from exc
 
     def in_use(self, d: Device) -> bool:
-        return d.id in self.state.devices or d.id in self.allocating
+        return d.id in self.state.devices or bool(self.allocating.get(d.id))
+
+    def _taking(self, d: Device, ci: int) -> bool:
+        """``allocatingDeviceForClaim``: this claim already takes ``d``."""
+        return ci in self.allocating.get(d.id, ())
 
     def _counters_ok(self, d: Device, pool: Pool) -> bool:
         avail = self.state.available_counters(pool, self.legacy)
@@ -157,14 +173,14 @@ class Search:
     def _step(self) -> None:
         self.steps += 1
         if self.steps > self.max_steps:
-            raise AllocationError(f"claim {self.key}: explain gave up after {self.max_steps} steps of its search "
+            raise AllocationError(f"claim {', '.join(self.keys)}: explain gave up after {self.max_steps} steps of its search "
                                   "(the scheduler's allocator stops after 10 s per node, DRASchedulerFilterTimeout)")
 
-    def _legacy_capacity_device(self, s: Slice, di: int) -> Device:
+    def _legacy_capacity_device(self, req: Request, s: Slice, di: int) -> Device:
         """1.34 re-checked the capacity of the slice's device at the index of the device within
         the request (``slice.Spec.Devices[r.deviceIndex]``), and crashed past the slice's end."""
         if di >= len(s.devices):
-            raise AllocationError(f"claim {self.key}: the 1.34 allocator crashes here (index out of range "
+            raise AllocationError(f"claim {self.keys[req.claim]}: the 1.34 allocator crashes here (index out of range "
                                   f"[{di}] with length {len(s.devices)} in CmpRequestOverCapacity)")
         return s.devices[di]
 
@@ -177,7 +193,7 @@ class Search:
             for f in reversed(undo):
                 f()
         multi = d.allow_multiple
-        if not multi and req.admin and d.id in self.allocating:
+        if not multi and req.admin and self._taking(d, req.claim):
             return None
         if not req.admin and self.in_use(d):
             return None
@@ -193,18 +209,18 @@ class Search:
         if untolerated_taint(d, req, self.legacy) is not None:
             rollback()
             return None
-        for c in self.constraints:
+        for c in self.constraints[req.claim]:
             if not c.add(req, d):
                 rollback()
                 if must:
-                    raise AllocationError(f"claim {self.key}, request {req.name}: cannot add device {d} because a "
+                    raise AllocationError(f"claim {self.keys[req.claim]}, request {req.name}: cannot add device {d} because a "
                                           "claim constraint would not be satisfied")
                 return None
             undo.append(lambda c=c: c.remove(req))  # type: ignore[misc]
         if not multi:
-            self.allocating.add(d.id)
-            undo.append(lambda: self.allocating.discard(d.id))
-        if self._fits(req, self._legacy_capacity_device(s, di) if self.legacy else d):
+            self.allocating.setdefault(d.id, set()).add(req.claim)
+            undo.append(lambda: self.allocating[d.id].discard(req.claim))
+        if self._fits(req, self._legacy_capacity_device(req, s, di) if self.legacy else d):
             rollback()
             return None
         res = Result(req, d)
@@ -228,38 +244,44 @@ class Search:
             undo.append(drop)
         elif self.legacy and d.consumes:
             undo.append(lambda: self._release_counters(d, pool))
-        n = len(self.results)
-        self.results.append(res)
-        undo.append(lambda: self.results.__delitem__(slice(n, None)))
+        results = self.results[req.claim]
+        n = len(results)
+        results.append(res)
+        undo.append(lambda: results.__delitem__(slice(n, None)))
         return rollback
 
     # -- the search (``allocateOne``) ----------------------------------------------------------
-    def run(self) -> list[Result] | None:
+    def run(self) -> list[list[Result]] | None:
         self.prepare()
         try:
-            done = self.one(0, 0, 0, False, (0, 0, 0))
+            done = self.one(0, 0, 0, 0, False, (0, 0, 0))
         except _MaxSize:
             raise AllocationError("allocation max size exceeded") from None
         if not done:
             if any(p.invalid for p in self.pools):
                 raise AllocationError("invalid resource pools were encountered")
             return None
-        return list(self.results)
+        return [list(r) for r in self.results]
 
-    def one(self, ri: int, si: int, di: int, sub: bool, start: tuple[int, int, int]) -> bool:
-        if ri >= len(self.requests):
+    def one(self, ci: int, ri: int, si: int, di: int, sub: bool, start: tuple[int, int, int]) -> bool:
+        if ci >= len(self.claims):
             return True
-        group = self.requests[ri]
+        if ri >= len(self.requests[ci]):
+            try:  # the next claim over the limit: another allocation of this one may still work
+                return self.one(ci + 1, 0, 0, 0, False, (0, 0, 0))
+            except _MaxSize:
+                return False
+        group = self.requests[ci][ri]
         if not sub and group[0].parent:
             all_exceeded = True
             for i in range(len(group)):
                 try:
-                    ok = self.one(ri, i, 0, True, (0, 0, 0))
+                    ok = self.one(ci, ri, i, 0, True, (0, 0, 0))
                 except _MaxSize:
                     continue
                 all_exceeded = False
                 if ok:
-                    self.selected[ri] = i
+                    self.selected[(ci, ri)] = i
                     return True
             if all_exceeded:
                 raise _MaxSize()
@@ -268,8 +290,8 @@ class Search:
         if req.mode == "All" and not req.all_devices:
             return False
         if di >= req.num:
-            return self.one(ri + 1, 0, 0, False, (0, 0, 0))
-        if req.num - di > MAX_RESULTS - len(self.results):
+            return self.one(ci, ri + 1, 0, 0, False, (0, 0, 0))
+        if req.num - di > MAX_RESULTS - len(self.results[ci]):
             raise _MaxSize()
         if req.mode == "All":
             d, s, pool = req.all_devices[di]
@@ -277,7 +299,7 @@ class Search:
             if undo is None:
                 return False
             try:  # 1.34 went on with subrequest 0 here (lost the index; fixed in 1.35)
-                done = self.one(ri, 0 if self.legacy else si, di + 1, sub, (0, 0, 0))
+                done = self.one(ci, ri, 0 if self.legacy else si, di + 1, sub, (0, 0, 0))
             except BaseException:
                 undo()
                 raise
@@ -294,7 +316,7 @@ class Search:
                 for dj in range(d0 if (pi, sj) == (p0, s0) else 0, len(s.devices)):
                     d = s.devices[dj]
                     self._step()
-                    if req.admin and d.id in self.allocating:
+                    if req.admin and self._taking(d, ci):
                         continue
                     if not req.admin and self.in_use(d):
                         continue
@@ -304,7 +326,7 @@ class Search:
                     if undo is None:
                         continue
                     try:
-                        if self.one(ri, si, di + 1, sub, (pi, sj, dj + 1)):
+                        if self.one(ci, ri, si, di + 1, sub, (pi, sj, dj + 1)):
                             return True
                     except BaseException:
                         undo()

@@ -3,8 +3,7 @@ for every request and subrequest the devices that match and why each other devic
 
 The verdict and the allocation come from :class:`~dra_framework.explain.allocator.Search`, the
 same search as the scheduler's allocator; the per-device reasons judge each device alone. The
-claims of one pod are allocated one after another on the same node (the scheduler allocates
-them jointly; see docs/explain.md).
+claims of one pod are allocated together in one search, as the scheduler does (docs/explain.md).
 """
 from __future__ import annotations
 
@@ -79,44 +78,52 @@ class Explainer:
         return {"satisfiable": all(c["satisfiable"] for c in claims), "claims": claims}
 
     def _group(self, group: list[Target], node: str | None) -> list[dict[str, Any]]:
+        """The claims of one pod (or one claim): allocated together in one search, as the scheduler does."""
         keys = {_key(t.claim) for t in group}
-        verdicts: dict[str, list[tuple[AllocatedState, dict[str, Any]]]] = {}
+        others = [c for c in self.inputs.claims if _key(c) not in keys]
+        base = AllocatedState.from_claims(others)
+        verdicts: dict[str, list[dict[str, Any]]] = {}
         for n in candidate_nodes(self.inputs, group[0], node):
-            state = AllocatedState.from_claims([c for c in self.inputs.claims if _key(c) not in keys])
-            verdicts[n] = []
-            for t in group:
-                v = self.search(t.claim, n, state)
-                verdicts[n].append((state, v))
-                if v["satisfiable"]:
-                    state = AllocatedState.from_claims(
-                        [c for c in self.inputs.claims if _key(c) not in keys]
-                        + [{"metadata": {"name": f"{_key(t.claim)}"}, "status": {"allocation": v["allocation"]}}])
-        chosen = next((n for n, vs in verdicts.items() if all(v["satisfiable"] for _s, v in vs)), next(iter(verdicts)))
+            verdicts[n] = self.search_joint([t.claim for t in group], n, base)
+        chosen = next((n for n, vs in verdicts.items() if vs[0]["satisfiable"]), next(iter(verdicts)))
         out = []
         for i, t in enumerate(group):
-            state, v = verdicts[chosen][i]
+            v = verdicts[chosen][i]
+            # the devices of the pod's other claims are in use for this one's per-device reasons
+            siblings = [{"metadata": {"name": _key(o.claim)}, "status": {"allocation": verdicts[chosen][j]["allocation"]}}
+                        for j, o in enumerate(group) if j != i and verdicts[chosen][j]["allocation"]]
+            state = AllocatedState.from_claims(others + siblings) if siblings else base
             entry = {"claim": _key(t.claim), "source": t.source, "node": chosen, **v,
                      "requests": self.requests(t.claim, chosen, state)}
             if len(verdicts) > 1:
-                entry["nodes"] = {n: {k: vs[i][1][k] for k in ("satisfiable", "error")} for n, vs in verdicts.items()}
+                entry["nodes"] = {n: {k: vs[i][k] for k in ("satisfiable", "error")} for n, vs in verdicts.items()}
             if not v["satisfiable"] and not v["error"]:
-                entry["why"] = self.why(t.claim, chosen, state, entry["requests"])
+                alone = len(group) > 1 and self.search(t.claim, chosen, base)["satisfiable"]
+                entry["why"] = ([f"this claim alone fits, but not together with the pod's other claims "
+                                 f"({', '.join(_key(o.claim) for o in group if o is not t)}): the scheduler allocates "
+                                 "them together and they need more devices, counters or capacity than are free"]
+                                if alone else self.why(t.claim, chosen, base, entry["requests"]))
             out.append(entry)
         return out
+
+    def search_joint(self, claims: list[dict[str, Any]], node: str, state: AllocatedState) -> list[dict[str, Any]]:
+        """One search for all ``claims`` (a pod's): per claim ``{"satisfiable", "error", "allocation"}``,
+        the same verdict and error for all."""
+        s = Search(claims, self.pools(node), self.matcher, state, _node_obj(self.inputs, node), self.legacy,
+                   **({"max_steps": self.max_steps} if self.max_steps else {}))
+        try:
+            results = s.run()
+        except AllocationError as exc:
+            return [{"satisfiable": False, "error": str(exc), "allocation": None} for _c in claims]
+        if results is None:
+            return [{"satisfiable": False, "error": None, "allocation": None} for _c in claims]
+        return [{"satisfiable": True, "error": None, "allocation": allocation_dict(r)} for r in results]
 
     def search(self, claim: dict[str, Any], node: str, state: AllocatedState,
                drop_constraints: bool = False) -> dict[str, Any]:
         if drop_constraints:
             claim = {**claim, "spec": {"devices": {**claim["spec"].get("devices", {}), "constraints": []}}}
-        s = Search(claim, self.pools(node), self.matcher, state, _node_obj(self.inputs, node), self.legacy,
-                   **({"max_steps": self.max_steps} if self.max_steps else {}))
-        try:
-            results = s.run()
-        except AllocationError as exc:
-            return {"satisfiable": False, "error": str(exc), "allocation": None}
-        if results is None:
-            return {"satisfiable": False, "error": None, "allocation": None}
-        return {"satisfiable": True, "error": None, "allocation": allocation_dict(results)}
+        return self.search_joint([claim], node, state)[0]
 
     def requests(self, claim: dict[str, Any], node: str, state: AllocatedState) -> list[dict[str, Any]]:
         """Per request and subrequest: the devices that match and the first reason of the others."""

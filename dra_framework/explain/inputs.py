@@ -4,7 +4,9 @@
 Objects: ResourceClaim, ResourceClaimTemplate, Pod (what to explain), DeviceClass, ResourceSlice,
 Node (labels for node selectors) and allocated ResourceClaims (devices in use). Claims get the
 apiserver's defaults (``allocationMode: ExactCount``, ``count: 1``, toleration ``operator: Equal``).
-Bad input raises :class:`InputError` naming the file, document and field.
+Fields are checked strictly (an unknown field is an error, like ``kubectl --validate=strict``;
+see strict.py), names as the apiserver checks them. Bad input raises :class:`InputError` naming
+the file, document, object and field.
 """
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ from typing import Any
 import yaml
 
 from ..errors import DraFrameworkError
+from .strict import name_errors, unknown_fields
 
 RESOURCE_API = "resource.k8s.io/v1"
 _KINDS = {"ResourceClaim", "ResourceClaimTemplate", "Pod", "DeviceClass", "ResourceSlice", "Node"}
+_NAMESPACED = {"ResourceClaim", "ResourceClaimTemplate", "Pod"}
 
 
 class InputError(DraFrameworkError):
@@ -55,6 +59,12 @@ class Inputs:
         meta = obj.get("metadata")
         if not isinstance(meta, dict) or not (meta.get("name") or (kind == "ResourceSlice" and meta.get("generateName"))):
             raise InputError(f"{where}: {kind}: metadata.name is missing")
+        if kind in _NAMESPACED and not meta.get("namespace"):
+            meta["namespace"] = "default"  # as kubectl does for a file without one
+        ref = f"{kind} {_ref(obj) if kind in _NAMESPACED else meta.get('name') or meta.get('generateName')}"
+        problems = [f"{p}: unknown field" for p in unknown_fields(obj)] + name_errors(obj)
+        if problems:
+            raise InputError(f"{where}: {ref}: {'; '.join(problems)}")
         spec = obj.get("spec")
         if kind != "Node" and not isinstance(spec, dict):
             raise InputError(f"{where}: {kind} {meta.get('name')}: spec is missing or not a mapping")
@@ -83,8 +93,11 @@ class Inputs:
         named on the command line even when allocated."""
         out: list[Target] = []
         wanted = set(self.explicit)
+        # a pod's claims are explained with the pod (allocated together), not again on their own
+        by_pod = {(_key(p)[0], pc.get("resourceClaimName")) for p in self.pods
+                  for pc in (p.get("spec") or {}).get("resourceClaims") or [] if pc.get("resourceClaimName")}
         for c in self.claims:
-            if ((c.get("status") or {}).get("allocation") is None and not self.explicit) or \
+            if ((c.get("status") or {}).get("allocation") is None and not self.explicit and _key(c) not in by_pod) or \
                     ("ResourceClaim",) + _key(c) in wanted:
                 out.append(Target(c, f"ResourceClaim {_ref(c)}"))
         used = {(_key(p)[0], pc.get("resourceClaimTemplateName")) for p in self.pods

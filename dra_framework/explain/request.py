@@ -19,6 +19,7 @@ class Request:
     parent: str
     spec: dict[str, Any]
     cls: dict[str, Any] | None = None
+    claim: int = 0  # index of its claim in the search
     num: int = 0
     all_devices: list[tuple[Device, Slice, Pool]] = field(default_factory=list)
 

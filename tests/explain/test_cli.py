@@ -78,6 +78,30 @@ def test_satisfiable_claim_gets_an_allocation_and_exit_0(dgx):
     ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {resourceClaims: [{name: c, resourceClaimName: gone}]}\n",
      "Pod default/p: spec.resourceClaims[0].resourceClaimName: ResourceClaim default/gone not found"),
     ("a: [b\n", "not YAML or JSON"),
+    # strict fields, as kubectl --validate=strict, in every kind explain reads
+    ("apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {name: x}\n"
+     "spec: {devices: {requets: [{name: a, exactly: {deviceClassName: c}}]}}\n",
+     "ResourceClaim default/x: spec.devices.requets: unknown field"),
+    ("apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {name: x, namespace: ns}\n"
+     "spec: {devices: {requests: [{name: a, exactly: {deviceClassName: c, coutn: 2, selectors: [{cel: {expresion: x}}]}}]}}\n",
+     "ResourceClaim ns/x: spec.devices.requests[0].exactly.coutn: unknown field; "
+     "spec.devices.requests[0].exactly.selectors[0].cel.expresion: unknown field"),
+    ("apiVersion: resource.k8s.io/v1\nkind: ResourceClaimTemplate\nmetadata: {name: t}\n"
+     "spec: {spec: {devices: {requests: [{name: a, firstAvailable: [{name: s, deviceClassName: c, count: 1, "
+     "tolerations: [{key: k, operater: Exists}]}]}]}}}\n",
+     "ResourceClaimTemplate default/t: spec.spec.devices.requests[0].firstAvailable[0].tolerations[0].operater: unknown field"),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {resourceClaim: [{name: c, resourceClaimName: x}]}\n",
+     "Pod default/p: spec.resourceClaim: unknown field"),
+    ("apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: c}\nspec: {selector: []}\n",
+     "DeviceClass c: spec.selector: unknown field"),
+    ("apiVersion: resource.k8s.io/v1\nkind: ResourceSlice\nmetadata: {name: s}\nspec: {driver: d, nodeName: n, "
+     "pool: {name: p, generation: 1, resourceSliceCount: 1}, devices: [{name: a, attributes: {x: {strng: v}}}]}\n",
+     "ResourceSlice s: spec.devices[0].attributes[x].strng: unknown field"),
+    # names as the apiserver checks them
+    ("apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {name: t\u00fc}\nspec: {devices: {}}\n",
+     "ResourceClaim default/t\u00fc: metadata.name: Invalid value: 't\u00fc': a lowercase RFC 1123 subdomain"),
+    ("apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {name: x, namespace: Team.A}\nspec: {devices: {}}\n",
+     "metadata.namespace: Invalid value: 'Team.A': a lowercase RFC 1123 label"),
 ])
 def test_bad_input_exits_2_naming_the_object_and_field(tmp_path, doc, message):
     f = tmp_path / "in.yaml"
@@ -118,3 +142,69 @@ def test_example_host_firstavailable_and_all(tmp_path):
     # halves of accelerators 0 and 1; then every device of index 3 whose counters are still free
     assert results[:2] == [("big/halves", "acc-0-half-0"), ("big/halves", "acc-0-half-1")]
     assert r.returncode == 0
+
+
+def test_allocator_errors_name_the_claim_with_its_default_namespace(tmp_path):
+    f = tmp_path / "in.yaml"
+    f.write_text("apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {name: t}\n"
+                 "spec: {devices: {requests: [{name: a, exactly: {deviceClassName: gone}}]}}\n")
+    r = cli("explain", "-f", str(f))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ResourceClaim default/t: ERROR" in r.stdout
+    assert "allocator error: claim default/t, request a: could not retrieve device class gone" in r.stdout
+
+
+def _pod_objects(second_count: int) -> list[dict]:
+    """Two devices (only ``a`` is big); a pod whose first claim takes any device and whose
+    second claim needs ``second_count`` big ones."""
+    api = "resource.k8s.io/v1"
+    sl = {"apiVersion": api, "kind": "ResourceSlice", "metadata": {"name": "s"},
+          "spec": {"driver": "d.example.com", "nodeName": "node-1",
+                   "pool": {"name": "node-1", "generation": 1, "resourceSliceCount": 1},
+                   "devices": [{"name": "a", "attributes": {"big": {"bool": True}}},
+                               {"name": "b", "attributes": {"big": {"bool": False}}}]}}
+    cls = {"apiVersion": api, "kind": "DeviceClass", "metadata": {"name": "c"},
+           "spec": {"selectors": [{"cel": {"expression": 'device.driver == "d.example.com"'}}]}}
+    any_one = {"apiVersion": api, "kind": "ResourceClaim", "metadata": {"name": "any", "namespace": "default"},
+               "spec": {"devices": {"requests": [{"name": "r", "exactly": {"deviceClassName": "c"}}]}}}
+    big = {"apiVersion": api, "kind": "ResourceClaim", "metadata": {"name": "big", "namespace": "default"},
+           "spec": {"devices": {"requests": [{"name": "r", "exactly": {
+               "deviceClassName": "c", "count": second_count,
+               "selectors": [{"cel": {"expression": 'device.attributes["d.example.com"].big'}}]}}]}}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+           "spec": {"containers": [{"name": "c", "image": "x"}],
+                    "resourceClaims": [{"name": "one", "resourceClaimName": "any"},
+                                       {"name": "two", "resourceClaimName": "big"}]}}
+    return [sl, cls, any_one, big, pod]
+
+
+def test_a_pods_claims_are_allocated_together(tmp_path):
+    """The scheduler allocates all claims of a pod in one search: the first claim's first choice
+    (device a) is given up so that the second claim, which only a fits, gets it."""
+    f = tmp_path / "pod.yaml"
+    f.write_text(yaml.safe_dump_all(_pod_objects(1)))
+    r = cli("explain", "-f", str(f), "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    claims = json.loads(r.stdout)["claims"]
+    got = {c["claim"]: [x["device"] for x in c["allocation"]["devices"]["results"]] for c in claims}
+    assert got == {"default/any": ["b"], "default/big": ["a"]}
+    # the per-device reasons of one claim see the other claim's devices as taken
+    big = next(c for c in claims if c["claim"] == "default/big")
+    b = next(d for d in big["requests"][0]["devices"] if d["device"].endswith("/b"))
+    assert b["reason"] == "selector"
+    anyc = next(c for c in claims if c["claim"] == "default/any")
+    a = next(d for d in anyc["requests"][0]["devices"] if d["device"].endswith("/a"))
+    assert a["reason"] == "allocated" and "default/big" in a["detail"]
+
+
+def test_a_pods_claims_competing_for_the_same_device(tmp_path):
+    f = tmp_path / "pod.yaml"
+    objs = _pod_objects(1)
+    objs[2]["spec"]["devices"]["requests"][0]["exactly"]["selectors"] = \
+        [{"cel": {"expression": 'device.attributes["d.example.com"].big'}}]
+    f.write_text(yaml.safe_dump_all(objs))
+    r = cli("explain", "-f", str(f), "-o", "json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    claims = json.loads(r.stdout)["claims"]
+    assert [c["satisfiable"] for c in claims] == [False, False]
+    assert all("alone fits, but not together with the pod's other claims" in c["why"][0] for c in claims)
