@@ -1,0 +1,97 @@
+"""``dra-framework explain --kubeconfig`` against a real apiserver (the harness's), with a
+ServiceAccount that may only get/list what explain reads (docs/explain.md, "Live cluster")."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.k8s
+REPO = Path(__file__).resolve().parents[2]
+NS = "explain-live"
+DRIVER = "live.example.com"
+# what explain reads: lists of classes, slices, claims, templates and nodes; named pods and claims
+READER_RULES = [
+    {"apiGroups": ["resource.k8s.io"], "resources": ["deviceclasses", "resourceslices", "resourceclaims",
+                                                      "resourceclaimtemplates"], "verbs": ["get", "list"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+]
+
+
+def _token_kubeconfig(cp: Any, sa: str, path: Path) -> Path:
+    """A kubeconfig of the harness cluster whose only credential is a token of ServiceAccount ``sa``."""
+    from lightkube.models.authentication_v1 import TokenRequestSpec
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import ServiceAccountToken
+
+    token = cp.client().create(ServiceAccountToken(metadata=ObjectMeta(), spec=TokenRequestSpec(
+        audiences=[], expirationSeconds=3600)), sa, namespace=NS).status.token
+    cfg = json.loads(Path(cp.kubeconfig).read_text())
+    cfg["users"] = [{"name": "sa", "user": {"token": token}}]
+    cfg["contexts"] = [{"name": "harness", "context": {"cluster": cfg["clusters"][0]["name"], "user": "sa"}}]
+    cfg["current-context"] = "harness"
+    path.write_text(json.dumps(cfg))
+    os.chmod(path, 0o600)
+    return path
+
+
+@pytest.fixture
+def live(kube_apiserver, k8s_objects, tmp_path) -> dict[str, Path]:
+    from lightkube.resources.resource_v1 import ResourceClaim
+
+    k8s_objects.namespace(NS)
+    k8s_objects.device_class("live", DRIVER)
+    k8s_objects.resource_slice({"driver": DRIVER, "nodeName": "node-1",
+                                "pool": {"name": "node-1", "generation": 1, "resourceSliceCount": 1},
+                                "devices": [{"name": f"dev-{i}", "attributes": {"index": {"int": i}}}
+                                            for i in range(3)]})
+    # another team's claim holds dev-0: it is in use for the claims explained here
+    k8s_objects.resource_claim(NS, "held", {"devices": {"requests": [{"name": "r", "exactly": {"deviceClassName": "live"}}]}})
+    kube_apiserver.client().patch(ResourceClaim.Status, "held", {"status": {"allocation": {"devices": {"results": [
+        {"request": "r", "driver": DRIVER, "pool": "node-1", "device": "dev-0"}]}}}}, namespace=NS)
+    for name, count in (("two", 2), ("three", 3)):
+        k8s_objects.resource_claim(NS, name, {"devices": {"requests": [
+            {"name": "gpus", "exactly": {"deviceClassName": "live", "count": count}}]}})
+    for sa, rules in (("explain-reader", READER_RULES), ("nobody", [])):
+        k8s_objects.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": NS}})
+        if rules:
+            k8s_objects.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                                "metadata": {"name": sa}, "rules": rules})
+            k8s_objects.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                                "metadata": {"name": sa},
+                                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": sa},
+                                "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": NS}]})
+    return {sa: _token_kubeconfig(kube_apiserver, sa, tmp_path / f"{sa}.kubeconfig") for sa in ("explain-reader", "nobody")}
+
+
+def explain(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dra_framework.cli", "explain", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_live_cluster_claim_by_name_with_a_read_only_identity(live):
+    r = explain("--kubeconfig", str(live["explain-reader"]), "-n", NS, "resourceclaim/two", "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    (c,) = json.loads(r.stdout)["claims"]
+    assert c["claim"] == f"{NS}/two" and c["satisfiable"] and c["node"] == "node-1"
+    assert [x["device"] for x in c["allocation"]["devices"]["results"]] == ["dev-1", "dev-2"]
+    held = next(d for d in c["requests"][0]["devices"] if d["device"] == f"{DRIVER}/node-1/dev-0")
+    assert held["reason"] == "allocated" and f"{NS}/held" in held["detail"]
+
+    r = explain("--kubeconfig", str(live["explain-reader"]), f"resourceclaim/{NS}/three")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"ResourceClaim {NS}/three: NOT SATISFIABLE on node node-1" in r.stdout
+    assert "request gpus: needs 3 device(s), 2 match and are free" in r.stdout
+
+
+def test_live_cluster_without_read_access_is_bad_input(live):
+    r = explain("--kubeconfig", str(live["nobody"]), "-n", NS, "resourceclaim/two")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "GET apis/resource.k8s.io/v1/deviceclasses" in r.stderr and "forbidden" in r.stderr
+    assert "Traceback" not in r.stderr
