@@ -13,8 +13,9 @@ use: ``quantity``/``isQuantity`` with ``compareTo``, ``isGreaterThan``, ``isLess
 ``indexOf``, ``lastIndexOf``, ``replace``, ``split``, ``substring``, ``trim``, ``join``); the
 list library (``isSorted``, ``sum``, ``min``, ``max``, ``indexOf``, ``lastIndexOf``); regex
 ``find``/``findAll``; ``includes`` (list attributes). Equality is heterogeneous as in cel-go
-(``"a" == 1`` is false, ``1 == 1.0`` is true). Not supported: optional chaining (``.?x``),
-``cel.bind``, ``sets.*``, ``ip``/``cidr``/``url`` and the cost limit; see docs/explain.md.
+(``"a" == 1`` is false, ``1 == 1.0`` is true). ``cel.bind``, ``sets.*`` and cel-go's compile-time
+checks are in celext.py. Not supported: optional chaining (``.?x``), ``ip``/``cidr``/``url`` and
+the cost limit; see docs/explain.md.
 """
 from __future__ import annotations
 
@@ -119,6 +120,9 @@ def _eq(a: Any, b: Any) -> Any:
     if type(a) is not type(b) and not (isinstance(a, celtypes.MapType) and isinstance(b, celtypes.MapType)):
         return celtypes.BoolType(False)
     return celtypes.BoolType(a == b)
+
+
+eq = _eq  # heterogeneous equality, for the sets library
 
 
 def _cmp_op(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Any]:

@@ -58,7 +58,7 @@ class Explainer:
     def __init__(self, inputs: Inputs, legacy: bool = False, max_steps: int | None = None):
         self.inputs, self.legacy = inputs, legacy
         self.max_steps = max_steps
-        self.matcher = Matcher(inputs.classes)
+        self.matcher = Matcher(inputs.classes, legacy)
         self._pools: dict[str, list[Pool]] = {}
 
     def pools(self, node: str) -> list[Pool]:

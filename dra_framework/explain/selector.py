@@ -17,10 +17,11 @@ import lark
 from celpy import celtypes
 from celpy.evaluation import CELEvalError
 
-from .celenv import FUNCTIONS, MAX_EXPRESSION_LENGTH, CelError, Quantity, Semver, parse_semver
+from .celenv import FUNCTIONS, MAX_EXPRESSION_LENGTH, CelError, Quantity, Semver, eq, parse_semver
+from .celext import result_type, runner, undeclared
 from .model import Device
 
-_ENV = celpy.Environment()
+_ENV = celpy.Environment(runner_class=runner(eq))
 _NO_SUCH_KEY_HINT = (". consider using CEL optional chaining (.? followed by orValue()) or guarding the "
                      "check with has() for optional fields")
 _REF = re.compile(r'device\.(attributes|capacity)\[\s*"([^"]*)"\s*\]\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|'
@@ -119,11 +120,18 @@ class Verdict:
     values: list[str] = field(default_factory=list)
 
 
-class Selector:
-    """One compiled CEL selector. Raises CelError("compile") for a syntax error or an
-    expression longer than 10 KiB (DeviceSelector validation)."""
+#: cel-go's ConvertToNative(bool) errors per result type (common/types)
+_NOT_BOOL = {"int": "unsupported type conversion from 'int' to bool", "uint": "unsupported type conversion from 'uint' to bool",
+             "string": "unsupported native conversion from string to 'bool'",
+             "double": "type conversion error from Double to 'bool'", "list": "type conversion error from list to 'bool'"}
 
-    def __init__(self, expression: str):
+
+class Selector:
+    """One compiled CEL selector. Raises CelError("compile") for a syntax error, an undeclared
+    reference, a result that is plainly not a bool, or an expression longer than 10 KiB
+    (DeviceSelector validation). ``legacy``: type names as the 1.34 scheduler's cel-go writes them."""
+
+    def __init__(self, expression: str, legacy: bool = False):
         self.expression = expression
         if len(expression) > MAX_EXPRESSION_LENGTH:
             raise CelError("compile", f"expression is {len(expression)} characters long, at most "
@@ -132,6 +140,12 @@ class Selector:
             self.ast = _ENV.compile(expression)
         except celpy.CELParseError as exc:
             raise CelError("compile", "compilation failed: " + " ".join(str(exc).split())) from exc
+        why = undeclared(self.ast, expression, FUNCTIONS)
+        if why:
+            raise CelError("compile", f"compilation failed: {why}")
+        rtype = result_type(self.ast, legacy)
+        if rtype not in ("bool", "dyn"):
+            raise CelError("compile", f"must evaluate to bool or the unknown type, not {rtype}")
         self.program = _ENV.program(self.ast, functions=FUNCTIONS)
         self._clauses: list[Clause] | None = None
 
@@ -149,7 +163,9 @@ class Selector:
     def matches(self, device: Device) -> bool:
         result = self.evaluate(device)
         if not isinstance(result, celtypes.BoolType):
-            raise CelError("runtime", f"CEL result of type {_type_name(result)} could not be converted to bool")
+            name = _type_name(result)
+            why = _NOT_BOOL.get(name)
+            raise CelError("runtime", f"CEL result of type {name} could not be converted to bool" + (f": {why}" if why else ""))
         return bool(result)
 
     def clauses(self) -> list[Clause]:

@@ -95,8 +95,8 @@ class AllocatedState:
 class Matcher:
     """DeviceClasses by name and CEL selectors, compiled once, results cached per device."""
 
-    def __init__(self, classes: dict[str, dict[str, Any]]):
-        self.classes = classes
+    def __init__(self, classes: dict[str, dict[str, Any]], legacy: bool = False):
+        self.classes, self.legacy = classes, legacy
         self._compiled: dict[str, Selector | CelError] = {}
         self._results: dict[tuple[str, DeviceID], bool | CelError] = {}
         self._verdicts: dict[tuple[str, DeviceID], Verdict] = {}
@@ -112,7 +112,7 @@ class Matcher:
         s = self._compiled.get(expression)
         if s is None:
             try:
-                s = Selector(expression)
+                s = Selector(expression, self.legacy)
             except CelError as exc:
                 s = exc
             self._compiled[expression] = s
@@ -150,5 +150,6 @@ class Matcher:
                 except CelError as exc:
                     if exc.kind == "compile":
                         raise AllocationError(f"{owner}: selector #{i}: CEL compile error: {exc}") from exc
-                    raise AllocationError(f"{owner}: selector #{i} on device {d}: CEL runtime error: {exc}") from exc
+                    where = "" if self.legacy else f" on device {d}"  # 1.34 did not name the device
+                    raise AllocationError(f"{owner}: selector #{i}{where}: CEL runtime error: {exc}") from exc
         return True
