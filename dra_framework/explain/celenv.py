@@ -13,9 +13,9 @@ use: ``quantity``/``isQuantity`` with ``compareTo``, ``isGreaterThan``, ``isLess
 ``indexOf``, ``lastIndexOf``, ``replace``, ``split``, ``substring``, ``trim``, ``join``); the
 list library (``isSorted``, ``sum``, ``min``, ``max``, ``indexOf``, ``lastIndexOf``); regex
 ``find``/``findAll``; ``includes`` (list attributes). Equality is heterogeneous as in cel-go
-(``"a" == 1`` is false, ``1 == 1.0`` is true). ``cel.bind``, ``sets.*`` and cel-go's compile-time
-checks are in celext.py. Not supported: optional chaining (``.?x``), ``ip``/``cidr``/``url`` and
-the cost limit; see docs/explain.md.
+(``"a" == 1`` is false, ``1 == 1.0`` is true). ``cel.bind``, ``sets.*``, cel-go's compile-time
+checks (celext.py) and optional chaining (celopt.py) are added on top. Not supported:
+``ip``/``cidr``/``url`` and the cost limit; see docs/explain.md.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 the ``cel.bind`` macro (cel-go ext.Bindings), the ``sets`` library (``sets.contains``,
 ``sets.equivalent``, ``sets.intersects``; cel-go ext.Sets), and the compile-time check for
 undeclared references (an unknown variable or function is a compile error in cel-go, where
-cel-python only fails when it evaluates it). Optional chaining (``.?``, ``[?...]``) does not
-parse in cel-python and is reported as a compile error; see docs/explain.md.
+cel-python only fails when it evaluates it), and optional chaining (``.?``, ``[?...]``) with the
+parser of celopt.py.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import lark
 from celpy import InterpretedRunner, celtypes
 from celpy.evaluation import CELEvalError, Evaluator
 
+from . import celopt
+
 #: cel-go's standard functions and macros that cel-python also has, beyond FUNCTIONS
 STANDARD = {"has", "size", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn", "duration",
             "timestamp", "matches", "contains", "startsWith", "endsWith", "all", "exists", "exists_one", "map",
@@ -20,6 +22,13 @@ STANDARD = {"has", "size", "int", "uint", "double", "string", "bytes", "bool", "
             "getMilliseconds", "getMinutes", "getMonth", "getSeconds"}
 _MACROS = {"all", "exists", "exists_one", "map", "filter"}
 SETS = ("contains", "equivalent", "intersects")
+_OPT = {"member_dot_opt", "member_index_opt"}
+_NAMESPACES = {"cel": {"bind"}, "sets": set(SETS), "optional": set(celopt.NAMESPACE)}
+
+
+def _has_opt(tree: lark.Tree) -> bool:
+    """``tree`` holds a ``.?`` or ``[?`` (then a plain selection on it may meet an optional)."""
+    return any(t.data in _OPT for t in tree.iter_subtrees())
 
 
 def _namespace(member: lark.Tree) -> str | None:
@@ -80,7 +89,56 @@ class DraEvaluator(Evaluator):
                 return _sets(name, self.eq)(*values)
             except TypeError as exc:
                 return CELEvalError("no such overload", TypeError, exc.args, tree=tree)
+        if ns == "optional" and name in celopt.NAMESPACE:
+            values = [self.visit(a) for a in args]
+            err = next((v for v in values if isinstance(v, CELEvalError)), None)
+            return err if err is not None else celopt.NAMESPACE[name](*values)
         return super().member_dot_arg(tree)
+
+    def _opt_select(self, tree: lark.Tree, member: Any, key: Any, optional: bool) -> Any:
+        if isinstance(member, CELEvalError):
+            return member
+        if isinstance(member, celopt.Optional):
+            if member.value is None:
+                return member
+            if not optional:  # x.?a.b: select inside the optional
+                try:
+                    return celopt.Optional(member.value[key])
+                except KeyError:
+                    return CELEvalError(f"no such key: {key}", KeyError, None, tree=tree)
+                except TypeError:
+                    return CELEvalError("no such overload", TypeError, None, tree=tree)
+            member = member.value
+        try:
+            return celopt.select(member, key)
+        except TypeError:
+            return CELEvalError("no such overload", TypeError, None, tree=tree)
+
+    def member_dot_opt(self, tree: lark.Tree) -> Any:
+        return self._opt_select(tree, self.visit(tree.children[0]), celtypes.StringType(str(tree.children[1])), True)
+
+    def member_index_opt(self, tree: lark.Tree) -> Any:
+        key = self.visit(tree.children[1])
+        if isinstance(key, CELEvalError):
+            return key
+        return self._opt_select(tree, self.visit(tree.children[0]), key, True)
+
+    def member_dot(self, tree: lark.Tree) -> Any:
+        member_tree = tree.children[0]
+        if isinstance(member_tree, lark.Tree) and _has_opt(member_tree):
+            member = self.visit(member_tree)
+            if isinstance(member, celopt.Optional):
+                return self._opt_select(tree, member, celtypes.StringType(str(tree.children[1])), False)
+        return super().member_dot(tree)
+
+    def member_index(self, tree: lark.Tree) -> Any:
+        member_tree = tree.children[0]
+        if isinstance(member_tree, lark.Tree) and _has_opt(member_tree):
+            member = self.visit(member_tree)
+            if isinstance(member, celopt.Optional):
+                key = self.visit(tree.children[1])
+                return key if isinstance(key, CELEvalError) else self._opt_select(tree, member, key, False)
+        return super().member_index(tree)
 
 
 def runner(eq: Callable[[Any, Any], Any]) -> type[InterpretedRunner]:
@@ -109,16 +167,16 @@ def _refs(ast: lark.Tree, functions: Iterable[str]) -> list[tuple[int, int, str]
             tok: Any = node.children[1]
             ns = _namespace(node.children[0])
             name = str(tok)
-            ok = (ns, name) in {("cel", "bind")} | {("sets", s) for s in SETS} if ns in ("cel", "sets") else name in known
+            ok = name in _NAMESPACES[ns] if ns in _NAMESPACES else name in known
             if not ok:
                 out.append((tok.line, tok.column + len(name), name))
-                if ns in ("cel", "sets"):
+                if ns in _NAMESPACES:
                     ident: Any = node.children[0].children[0].children[0].children[0]
                     out.append((ident.line, ident.column, ns))
         elif node.data == "ident_arg" and str(node.children[0]) not in known:
             tok = cast(Any, node.children[0])
             out.append((tok.line, tok.column + len(str(tok)), str(tok)))
-        elif node.data == "ident" and str(node.children[0]) not in bound | {"cel", "sets"}:
+        elif node.data == "ident" and str(node.children[0]) not in bound | set(_NAMESPACES):
             tok = cast(Any, node.children[0])
             out.append((tok.line, tok.column, str(tok)))
     return sorted(set(out))

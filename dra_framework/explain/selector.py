@@ -19,9 +19,12 @@ from celpy.evaluation import CELEvalError
 
 from .celenv import FUNCTIONS, MAX_EXPRESSION_LENGTH, CelError, Quantity, Semver, eq, parse_semver
 from .celext import result_type, runner, undeclared
+from .celopt import FUNCTIONS as OPTIONAL_FUNCTIONS, parser
 from .model import Device
 
 _ENV = celpy.Environment(runner_class=runner(eq))
+_ENV.cel_parser = parser()
+_FUNCTIONS: dict[str, Any] = {**FUNCTIONS, **OPTIONAL_FUNCTIONS}
 _NO_SUCH_KEY_HINT = (". consider using CEL optional chaining (.? followed by orValue()) or guarding the "
                      "check with has() for optional fields")
 _REF = re.compile(r'device\.(attributes|capacity)\[\s*"([^"]*)"\s*\]\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|'
@@ -140,13 +143,13 @@ class Selector:
             self.ast = _ENV.compile(expression)
         except celpy.CELParseError as exc:
             raise CelError("compile", "compilation failed: " + " ".join(str(exc).split())) from exc
-        why = undeclared(self.ast, expression, FUNCTIONS)
+        why = undeclared(self.ast, expression, _FUNCTIONS)
         if why:
             raise CelError("compile", f"compilation failed: {why}")
         rtype = result_type(self.ast, legacy)
         if rtype not in ("bool", "dyn"):
             raise CelError("compile", f"must evaluate to bool or the unknown type, not {rtype}")
-        self.program = _ENV.program(self.ast, functions=FUNCTIONS)
+        self.program = _ENV.program(self.ast, functions=_FUNCTIONS)
         self._clauses: list[Clause] | None = None
 
     def evaluate(self, device: Device) -> Any:
@@ -183,7 +186,7 @@ class Selector:
             for p in parts:
                 text = self.expression[p.meta.start_pos:p.meta.end_pos] if len(parts) > 1 else self.expression
                 try:
-                    out.append(Clause(text.strip(), _ENV.program(_ENV.compile(text), functions=FUNCTIONS)))
+                    out.append(Clause(text.strip(), _ENV.program(_ENV.compile(text), functions=_FUNCTIONS)))
                 except celpy.CELParseError:
                     out = [Clause(self.expression, self.program)]
                     break

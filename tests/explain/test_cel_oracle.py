@@ -1,6 +1,7 @@
 """CEL selectors through explain and through the scheduler's allocator (the harness's
 ``dra-allocator --batch``): the same devices, the same error text. Covers ``cel.bind``, the
-``sets`` library, cel-go's compile-time errors for undeclared references and non-bool results,
+``sets`` library, optional chaining (``.?``, ``[?]``, ``optional.*``), cel-go's compile-time
+errors for undeclared references and non-bool results,
 and the runtime error for a non-bool result."""
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ EXPRESSIONS = [
     f"sets.equivalent([1, 1], [{ATTR}])",
     f"sets.intersects([2, 5], [{ATTR}])",
     f"[1, 2].exists(x, x == {ATTR})",
+    # optional chaining, as the scheduler's own "no such key" hint suggests
+    'device.attributes["d.example.com"].?i.orValue(0) > 1',
+    'device.attributes["d.example.com"].?nope.orValue(7) == 7 && device.attributes["d.example.com"].i == 0',
+    'device.attributes["other.example.com"].?i.hasValue()',
+    'device.attributes[?"d.example.com"].?model.orValue("") == "m1"',
+    f"optional.of(1).value() == {ATTR}",
+    f"optional.none().orValue(2) == {ATTR}",
+    f"optional.ofNonZeroValue({ATTR}).hasValue()",
+    'device.attributes["d.example.com"].?nope.value() == 1',
+    "optional.foo(1)",
     'dev.driver == "d.example.com"',           # undeclared variable
     f"foo({ATTR})",                                # undeclared function
     "sets.foo([1], [1])",                       # not in the sets library
