@@ -95,3 +95,76 @@ def test_live_cluster_without_read_access_is_bad_input(live):
     assert r.returncode == 2, r.stdout + r.stderr
     assert "GET apis/resource.k8s.io/v1/deviceclasses" in r.stderr and "forbidden" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.fixture
+def kube_scheduler(harness_bins, kube_apiserver, tmp_path):
+    """The harness's kube-scheduler (upstream cmd/kube-scheduler) against the test apiserver."""
+    import yaml
+
+    from dra_framework.testing.k8s import Process
+
+    binary = harness_bins / "kube-scheduler"
+    if not binary.exists():
+        pytest.skip(f"{binary} is missing: run scripts/build-harness.sh")
+    cfg = tmp_path / "kube-scheduler.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": str(kube_apiserver.kubeconfig)}, "leaderElection": {"leaderElect": False}}))
+    proc = Process("kube-scheduler", [str(binary), f"--config={cfg}", "--secure-port=0",
+                                      f"--feature-gates={kube_apiserver.feature_gates}", "--v=2"],
+                   tmp_path / "logs" / "kube-scheduler.log")
+    yield proc
+    proc.stop()
+
+
+def _ready_node(client: Any, name: str) -> None:
+    """What kube-scheduler's fit checks need from a node that has no kubelet."""
+    import time
+
+    from lightkube.resources.core_v1 import Node
+    from lightkube.types import PatchType
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    res = {"cpu": "4", "memory": "8Gi", "pods": "110"}
+    client.patch(Node.Status, name, {"status": {"capacity": res, "allocatable": res, "conditions": [
+        {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "harness",
+         "lastHeartbeatTime": now, "lastTransitionTime": now}]}})
+    # TaintNodesByCondition taints a new Node not-ready; no node controller lifts it here
+    client.patch(Node, name, {"spec": {"taints": None}}, patch_type=PatchType.MERGE)
+
+
+def test_a_pods_claims_as_kube_scheduler_allocates_them(kube_apiserver, k8s_objects, request, tmp_path):
+    """Two claims of one pod compete for device ``a`` (the second fits only ``a``): kube-scheduler
+    allocates them together, and explain, run before the scheduler, proposes the same devices."""
+    from lightkube.resources.core_v1 import Pod
+
+    from dra_framework.testing import wait_for
+
+    node, driver = "explain-sched", "sched.example.com"
+    k8s_objects.namespace(NS)
+    k8s_objects.node(node)
+    client = kube_apiserver.client()
+    _ready_node(client, node)
+    k8s_objects.device_class("sched", driver)
+    k8s_objects.resource_slice({"driver": driver, "nodeName": node,
+                                "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
+                                "devices": [{"name": "a", "attributes": {"big": {"bool": True}}},
+                                            {"name": "b", "attributes": {"big": {"bool": False}}}]})
+    k8s_objects.resource_claim(NS, "any", {"devices": {"requests": [{"name": "r", "exactly": {"deviceClassName": "sched"}}]}})
+    k8s_objects.resource_claim(NS, "big", {"devices": {"requests": [{"name": "r", "exactly": {
+        "deviceClassName": "sched", "selectors": [{"cel": {"expression": f'device.attributes["{driver}"].big'}}]}}]}})
+    k8s_objects.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": NS},
+                        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+                                 "resourceClaims": [{"name": "one", "resourceClaimName": "any"},
+                                                    {"name": "two", "resourceClaimName": "big"}]}})
+    r = explain("--kubeconfig", str(kube_apiserver.kubeconfig), "-n", NS, "pod/p", "--node", node, "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    mine = {c["claim"]: [x["device"] for x in c["allocation"]["devices"]["results"]] for c in json.loads(r.stdout)["claims"]}
+    assert mine == {f"{NS}/any": ["b"], f"{NS}/big": ["a"]}
+
+    sched = request.getfixturevalue("kube_scheduler")
+    wait_for(lambda: client.get(Pod, "p", namespace=NS).spec.nodeName, 120, "kube-scheduler to bind the pod", proc=sched)
+    got = {f"{NS}/{n}": [x["device"] for x in k8s_objects.get("ResourceClaim", n, NS)["status"]["allocation"]["devices"]["results"]]
+           for n in ("any", "big")}
+    assert got == mine
