@@ -25,10 +25,13 @@ import posixpath
 import stat
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .edits import ContainerEdits
+if TYPE_CHECKING:  # annotations only: the config model needs this module, not the CDI edits model
+    from .edits import ContainerEdits
+
 
 
 class CdiPolicy(BaseModel):

@@ -14,6 +14,7 @@ import os
 import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -25,10 +26,12 @@ from ._proto import (
     pluginregistration_v1_pb2 as reg_pb2,
     pluginregistration_v1_pb2_grpc as reg_grpc,
 )
-from .health import DeviceHealth, Health
 from .servicers import DRA_PB, DRA_V1, DRA_V1BETA1, HEALTH_PB, HEALTH_V1, HEALTH_V1ALPHA1, PLUGIN_TYPE
 from .sockets import socket_paths
 from .types import ClaimRef, PrepareOutcome, PreparedDevice
+
+if TYPE_CHECKING:  # .health imports the backend model: `dra-framework` parses its flags without it
+    from .health import DeviceHealth
 
 # Kubelet timeouts (docs/protocol.md#registration, #prepare-and-unprepare).
 DIAL_TIMEOUT = 10.0
@@ -40,7 +43,6 @@ CALL_TIMEOUT = 45.0
 KUBELET_DRA_SERVICES = (DRA_V1, DRA_V1BETA1)
 KUBELET_HEALTH_SERVICES = (HEALTH_V1, HEALTH_V1ALPHA1)
 _SERVICE_VERSION = {DRA_V1: "v1", DRA_V1BETA1: "v1beta1", HEALTH_V1: "v1", HEALTH_V1ALPHA1: "v1alpha1"}
-_PB_TO_HEALTH = {0: Health.UNKNOWN, 1: Health.HEALTHY, 2: Health.UNHEALTHY}
 
 
 class KubeletCheckError(Exception):
@@ -245,13 +247,16 @@ async def watch_health(endpoint: str, version: str = "v1") -> AsyncIterator[list
     Raises grpc.aio.AioRpcError (code UNIMPLEMENTED when the driver has no
     health source). Stop by breaking out of the loop / closing the iterator.
     """
+    from .health import DeviceHealth, Health
+
+    to_health = {0: Health.UNKNOWN, 1: Health.HEALTHY, 2: Health.UNHEALTHY}
     async with _channel(endpoint) as ch:
         stub = _health_stub(ch, version)
         call = stub.NodeWatchResources(HEALTH_PB[version].NodeWatchResourcesRequest())
         try:
             async for resp in call:
                 yield [DeviceHealth(pool=d.device.pool_name, device=d.device.device_name,
-                                    health=_PB_TO_HEALTH.get(d.health, Health.UNKNOWN), message=d.message,
+                                    health=to_health.get(d.health, Health.UNKNOWN), message=d.message,
                                     last_updated=float(d.last_updated_time),
                                     timeout_seconds=d.health_check_timeout_seconds)
                        for d in resp.devices]
