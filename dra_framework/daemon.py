@@ -15,12 +15,11 @@ import asyncio
 import functools
 import logging
 import signal
+import sys
 from typing import Any
 
 from .config import Settings
 from .errors import ConfigError, DraFrameworkError
-from .plugins import Registry
-from .runtime import DriverRuntime
 from .tasks import Backoff, TaskSupervisor
 
 #: Start-up retries of a driver that failed to start (hardware or kernel drivers not ready yet).
@@ -92,9 +91,9 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
     status: 0 after a clean stop, also when a driver never started (that is a state the daemon
     reports through /readyz and its log while it retries, not a failure of the stop). Raises
     ConfigError for a config that cannot run (the CLI prints it in one line and exits 1). See
-    docs/operations.md "Exit status"."""
-    from .events import NodeEvents
-    from .kube import describe, make_client
+    docs/operations.md "Exit status" and "Start-up": the kubelet sockets are served first, before
+    the heavy imports, so the kubelet's GetInfo is answered at once."""
+    from .startup import serve_early, stop_early
 
     if not settings.drivers:
         raise ConfigError("drivers: at least one driver is required to run")
@@ -102,8 +101,38 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
     stop = stop_event or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    early = await serve_early(settings)
+    try:
+        return await _run(settings, uninstall, progress, stop, early)
+    finally:
+        await stop_early(early, "the daemon is stopping")
 
-    registry = Registry()
+
+def _load_plugins() -> Any:
+    """Import the daemon's modules and load the backend plugins (the slow part of start-up:
+    lightkube, pydantic models, every installed backend). Runs in a thread, so that the event
+    loop answers the kubelet's GetInfo meanwhile."""
+    from . import events, kube, runtime  # noqa: F401 - imported here, off the event loop
+    from .plugins import Registry
+
+    return Registry()
+
+
+async def _run(settings: Settings, uninstall: bool, progress: Any, stop: asyncio.Event, early: dict[str, Any]) -> int:
+    # The importing thread holds the GIL; a short switch interval lets the event loop answer
+    # the kubelet's GetInfo within about a millisecond meanwhile (default 5 ms per hand-off).
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0005))
+    try:
+        registry = await asyncio.to_thread(_load_plugins)
+    finally:
+        sys.setswitchinterval(interval)
+    from .events import NodeEvents
+    from .kube import describe, make_client
+    from .runtime import DriverRuntime
+    from .startup import attach
+
+    loop = asyncio.get_running_loop()
     client = make_client(settings)
     events = NodeEvents(client, settings.node_name, None)
     owner = NodeOwner(client, settings.node_name)
@@ -117,16 +146,20 @@ async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any 
 
     async def start_driver(i: int, cfg: Any) -> bool:
         rt = DriverRuntime(settings, i, cfg, registry, client, owner, events)
+        served = early.get(cfg.name)
         try:
-            await rt.start(progress)
+            await rt.start(progress, server=served.server if served else None)
         except Exception as exc:  # noqa: BLE001 - one broken backend must not stop the others
             failed[cfg.name] = describe(exc)
+            if served:  # the kubelet's calls get this reason per claim until a retry succeeds
+                served.gate.failed(failed[cfg.name])
             log.error("driver %s did not start: %s", cfg.name, failed[cfg.name])
             if not isinstance(exc, (DraFrameworkError, OSError)):  # a bug: details for -v
                 log.debug("driver %s: start-up failure", cfg.name, exc_info=exc)
             await rt.stop()
             return False
         failed.pop(cfg.name, None)
+        attach(served, rt.engine)
         drivers.append(rt)
         return True
 

@@ -122,7 +122,9 @@ class DriverRuntime:
 
     # --- lifecycle ---------------------------------------------------------
 
-    async def start(self, progress: Any = None) -> None:
+    async def start(self, progress: Any = None, server: PluginServer | None = None) -> None:
+        """Start the driver. ``server``: its sockets, already served (``dra_framework.startup``),
+        which get the engine at the end; without it the sockets are bound here, last."""
         from .cdi.writer import CdiWriter
         from .config import cdi_kind
         from .engine import Checkpoint, Janitor, PrepareEngine, checkpoint_path, lightkube_status_writer
@@ -167,11 +169,15 @@ class DriverRuntime:
             self.hub.start(self.backends, self.devices_of)
 
         step(f"{self.name}: serving the kubelet")
-        self.server = PluginServer(
-            self.name, self.engine, health=self.health_state,
-            kubelet_root=str(self.settings.kubelet_root_dir), pod_uid=self.settings.pod_uid or None,
-            health_resend_interval=self.settings.health_resend_seconds)
-        await self.server.start()
+        if server is not None:
+            server.attach(self.engine, self.health_state)
+        else:
+            server = PluginServer(
+                self.name, self.engine, health=self.health_state, advertise_health=True,
+                kubelet_root=str(self.settings.kubelet_root_dir), pod_uid=self.settings.pod_uid or None,
+                health_resend_interval=self.settings.health_resend_seconds)
+            await server.start()
+        self.server = server
         self.janitor.start()
         self._sockets_seen = self.server.socket_ids()
         self._socket_watch = self.tasks.every("sockets", SOCKET_CHECK_INTERVAL, self._check_sockets,

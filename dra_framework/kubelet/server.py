@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import stat
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -26,7 +27,6 @@ from ._proto import (
     pluginregistration_v1_pb2_grpc as reg_grpc,
 )
 from ..fsutil import PLUGIN_DIR_MODE, SOCKET_MODE, make_dirs
-from .health import HealthState
 from .servicers import (
     DRA_V1,
     DRA_V1BETA1,
@@ -41,6 +41,9 @@ from .servicers import (
 from .sockets import (DEFAULT_KUBELET_ROOT, SocketPaths, forget_sockets, record_sockets, remove_socket,
                       remove_stale_sockets, socket_paths)
 from .types import DRAEngine
+
+if TYPE_CHECKING:  # .health imports the backend model: not needed to answer GetInfo at start-up
+    from .health import HealthState
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,17 @@ class PluginServer:
         no health service is advertised and streams get UNIMPLEMENTED.
     kubelet_root / registry_dir / plugin_dir / pod_uid: see sockets.socket_paths.
     health_resend_interval: seconds between full health resends.
+    advertise_health: advertise the health service even without ``health`` (the daemon does,
+        since GetInfo is answered before it knows; docs/protocol.md#registration).
+    starting: ``engine`` is a placeholder until :meth:`attach`; health streams opened
+        before then wait for it (docs/operations.md, "Start-up").
     """
 
     def __init__(self, driver: str, engine: DRAEngine, *, health: HealthState | None = None,
                  kubelet_root: str = DEFAULT_KUBELET_ROOT, registry_dir: str | None = None,
                  plugin_dir: str | None = None, pod_uid: str | None = None,
                  health_resend_interval: float = DEFAULT_HEALTH_RESEND_INTERVAL,
-                 stop_grace: float = 5.0) -> None:
+                 stop_grace: float = 5.0, advertise_health: bool = False, starting: bool = False) -> None:
         if health_resend_interval <= 0:
             raise ValueError("health_resend_interval must be > 0 seconds")
         self.driver = driver
@@ -77,6 +84,11 @@ class PluginServer:
                                                registry_dir=registry_dir, plugin_dir=plugin_dir)
         self.health_resend_interval = health_resend_interval
         self.stop_grace = stop_grace
+        self.advertise_health = advertise_health
+        self._attached = asyncio.Event()
+        if not starting:
+            self._attached.set()
+        self._dra_servicers: list[DRAServicer] = []
         self._closing = asyncio.Event()
         self._reg_server: grpc.aio.Server | None = None
         self._dra_server: grpc.aio.Server | None = None
@@ -91,7 +103,7 @@ class PluginServer:
     def supported_versions(self) -> list[str]:
         """GetInfo.supported_versions, in preference order (docs/protocol.md#registration)."""
         versions = [DRA_V1, DRA_V1BETA1]
-        if self.health is not None:
+        if self.health is not None or self.advertise_health:
             versions += [HEALTH_V1, HEALTH_V1ALPHA1]
         return versions
 
@@ -167,12 +179,13 @@ class PluginServer:
         self._closing.clear()
 
         dra = grpc.aio.server()
-        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(DRAServicer(self.engine, "v1"), dra)
-        dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(DRAServicer(self.engine, "v1beta1"), dra)
+        self._dra_servicers = [DRAServicer(self.engine, "v1"), DRAServicer(self.engine, "v1beta1")]
+        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(self._dra_servicers[0], dra)
+        dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(self._dra_servicers[1], dra)
         # Health is served even without a source: older kubelets (1.34-1.36)
         # open streams regardless, and get a clean UNIMPLEMENTED.
         self._health_servicers = [
-            HealthServicer(self.health, v, self.health_resend_interval, self._closing)
+            HealthServicer(self.health, v, self.health_resend_interval, self._closing, self._attached)
             for v in ("v1", "v1alpha1")
         ]
         dra_health_v1_pb2_grpc.add_DRAResourceHealthServicer_to_server(self._health_servicers[0], dra)
@@ -199,6 +212,17 @@ class PluginServer:
             log.warning("cannot record the socket paths in %s: %s", self.paths.plugin_dir, exc)
         log.info("DRA driver %s: registration %s, service %s, advertising %s", self.driver,
                  self.paths.registration, self.paths.dra, self.supported_versions)
+
+    def attach(self, engine: DRAEngine, health: HealthState | None) -> None:
+        """Serve ``engine`` and ``health`` from now on (a server made with ``starting=True``):
+        later calls go straight to ``engine``; health streams that waited start streaming, or
+        answer UNIMPLEMENTED without ``health``."""
+        self.engine, self.health = engine, health
+        for d in self._dra_servicers:
+            d.engine = engine
+        for h in self._health_servicers:
+            h.state = health
+        self._attached.set()
 
     async def stop(self) -> None:
         """Stop serving and remove both sockets.

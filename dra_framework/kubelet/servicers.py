@@ -9,7 +9,9 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from functools import cache
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -20,8 +22,10 @@ from ._proto import (
     dra_v1beta1_pb2,
     pluginregistration_v1_pb2 as reg_pb2,
 )
-from .health import Health, HealthState
 from .types import CALL_DEADLINE, ClaimRef, DRAEngine, PreparedDevice
+
+if TYPE_CHECKING:  # .health imports the backend model: not needed to answer GetInfo at start-up
+    from .health import HealthState
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,12 @@ PLUGIN_TYPE = "DRAPlugin"
 DRA_PB: dict[str, ModuleType] = {"v1": dra_v1_pb2, "v1beta1": dra_v1beta1_pb2}
 HEALTH_PB: dict[str, ModuleType] = {"v1": dra_health_v1_pb2, "v1alpha1": dra_health_v1alpha1_pb2}
 
-_HEALTH_TO_PB = {Health.HEALTHY: 1, Health.UNHEALTHY: 2, Health.UNKNOWN: 0}
+
+@cache
+def _health_to_pb() -> dict:
+    from .health import Health
+
+    return {Health.HEALTHY: 1, Health.UNHEALTHY: 2, Health.UNKNOWN: 0}
 
 
 def _error_text(exc: BaseException) -> str:
@@ -115,7 +124,7 @@ class DRAServicer:
     """
 
     def __init__(self, engine: DRAEngine, version: str) -> None:
-        self._engine = engine
+        self.engine = engine
         self._version = version
         self._pb = DRA_PB[version]
         self._share_id = version == "v1"
@@ -152,7 +161,7 @@ class DRAServicer:
         valid, refused = self._split(claims)
         token = CALL_DEADLINE.set(_deadline(context))
         try:
-            result = await self._engine.prepare(valid) if valid else {}
+            result = await self.engine.prepare(valid) if valid else {}
             failure = "" if isinstance(result, dict) else f"internal error: engine prepare returned {type(result).__name__}"
         except Exception as exc:  # per-claim error, not a gRPC error
             log.exception("%s NodePrepareResources: engine failed", self._version)
@@ -183,7 +192,7 @@ class DRAServicer:
         valid, refused = self._split(claims)
         token = CALL_DEADLINE.set(_deadline(context))
         try:
-            result = await self._engine.unprepare(valid) if valid else {}
+            result = await self.engine.unprepare(valid) if valid else {}
             failure = "" if isinstance(result, dict) else f"internal error: engine unprepare returned {type(result).__name__}"
         except Exception as exc:
             log.exception("%s NodeUnprepareResources: engine failed", self._version)
@@ -226,8 +235,9 @@ class HealthServicer:
     """
 
     def __init__(self, state: HealthState | None, version: str, resend_interval: float,
-                 closing: asyncio.Event) -> None:
-        self._state = state
+                 closing: asyncio.Event, attached: asyncio.Event | None = None) -> None:
+        self.state = state
+        self._attached = attached  # unset while the driver starts: streams wait (PluginServer.attach)
         self._pb = HEALTH_PB[version]
         self._version = version
         self._interval = resend_interval
@@ -247,11 +257,11 @@ class HealthServicer:
             s.wake()
 
     def _response(self, state: HealthState):
-        pb = self._pb
+        pb, to_pb = self._pb, _health_to_pb()
         return pb.NodeWatchResourcesResponse(devices=[
             pb.DeviceHealth(
                 device=pb.DeviceIdentifier(pool_name=d.pool, device_name=d.device),
-                health=_HEALTH_TO_PB[d.health],
+                health=to_pb[d.health],
                 last_updated_time=int(d.last_updated),
                 health_check_timeout_seconds=max(0, int(d.timeout_seconds)),
                 message=d.message,
@@ -260,7 +270,16 @@ class HealthServicer:
         ])
 
     async def NodeWatchResources(self, request, context):
-        state = self._state
+        if self._attached is not None and not self._attached.is_set():
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._attached, self._closing)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if self._closing.is_set():
+                return
+        state = self.state
         if state is None:
             if not self._logged_unimplemented:  # once, not every 5 s (docs/failure-modes.md)
                 self._logged_unimplemented = True

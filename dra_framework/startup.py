@@ -1,0 +1,132 @@
+"""Serving the kubelet sockets before a driver has started (docs/operations.md, "Start-up").
+
+``dra-framework run`` binds each driver's DRA socket and then its registration socket right after
+the config is loaded, before the backends are imported, devices discovered and the checkpoint
+reconciled: the kubelet's GetInfo is answered at once. Until the driver has started, its calls
+go to a :class:`StartingEngine`: they wait for the start-up (bounded by the call's deadline), a
+driver whose start-up failed answers every claim with the reason, and the daemon keeps retrying
+the start-up behind the same sockets.
+
+This module imports only the gRPC layer: it runs before anything heavy is imported.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .kubelet.types import CALL_DEADLINE, ClaimRef, DRAEngine, PrepareOutcome
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .kubelet.server import PluginServer
+
+log = logging.getLogger(__name__)
+
+#: s; the longest a call without a deadline waits for the start-up (the kubelet's own
+#: per-call timeout is 45 s and it always sends a deadline: docs/protocol.md).
+MAX_WAIT = 45.0
+#: s; answer this long before the call's deadline, so the answer still reaches the caller.
+DEADLINE_MARGIN = 0.5
+
+
+class StartingEngine:
+    """A :class:`~dra_framework.kubelet.types.DRAEngine` for a driver that has not started yet.
+
+    ``started(engine)`` hands waiting and later calls to the real engine; ``failed(reason)``
+    makes them answer ``driver <name> did not start: <reason>`` per claim (until a retried
+    start-up succeeds). A call that waits until its deadline gets ``driver <name> is still
+    starting (retry)`` per claim; the kubelet retries failed preparations.
+    """
+
+    def __init__(self, driver: str) -> None:
+        self.driver = driver
+        self.engine: DRAEngine | None = None
+        self.failure: str | None = None
+        self._changed = asyncio.Event()
+
+    def started(self, engine: DRAEngine) -> None:
+        self.engine, self.failure = engine, None
+        self._wake()
+
+    def failed(self, reason: str) -> None:
+        self.failure = reason
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _engine(self) -> DRAEngine | str:
+        """The started engine, or the error text for every claim of the call."""
+        deadline = CALL_DEADLINE.get()
+        until = (deadline - DEADLINE_MARGIN) if deadline is not None else time.monotonic() + MAX_WAIT
+        while self.engine is None:
+            if self.failure is not None:
+                return f"driver {self.driver} did not start: {self.failure}"
+            left = until - time.monotonic()
+            if left <= 0:
+                return f"driver {self.driver} is still starting (retry)"
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                pass
+        return self.engine
+
+    async def prepare(self, claims: list[ClaimRef]) -> dict[str, PrepareOutcome]:
+        engine = await self._engine()
+        if isinstance(engine, str):
+            return {c.uid: PrepareOutcome(error=engine) for c in claims}
+        return await engine.prepare(claims)
+
+    async def unprepare(self, claims: list[ClaimRef]) -> dict[str, str]:
+        engine = await self._engine()
+        if isinstance(engine, str):
+            return {c.uid: engine for c in claims}
+        return await engine.unprepare(claims)
+
+
+@dataclass
+class EarlyServer:
+    """One driver's sockets, served from before its start-up: ``server`` answers with ``gate``
+    until the driver runtime attaches its engine."""
+
+    server: PluginServer
+    gate: StartingEngine
+
+
+async def serve_early(settings: Settings) -> dict[str, EarlyServer]:
+    """Bind every driver's DRA socket, then its registration socket (driver name → EarlyServer).
+    A driver whose sockets cannot be bound yet (the kubelet's plugin registry directory is
+    missing, say) is left out: its runtime binds them at start-up and reports the error there."""
+    from .kubelet.server import PluginServer
+
+    out: dict[str, EarlyServer] = {}
+    for cfg in settings.drivers:
+        gate = StartingEngine(cfg.name)
+        server = PluginServer(cfg.name, gate, kubelet_root=str(settings.kubelet_root_dir),
+                              pod_uid=settings.pod_uid or None, advertise_health=True, starting=True,
+                              health_resend_interval=settings.health_resend_seconds)
+        try:
+            await server.start()
+        except Exception as exc:  # noqa: BLE001 - retried by the driver's own start-up
+            log.debug("driver %s: sockets not served before start-up: %s", cfg.name, exc)
+            continue
+        out[cfg.name] = EarlyServer(server, gate)
+    return out
+
+
+async def stop_early(servers: dict[str, EarlyServer], why: str) -> None:
+    """Answer calls still waiting with ``why`` and stop the sockets (registration first)."""
+    for early in servers.values():
+        if early.gate.engine is None:
+            early.gate.failed(why)
+        await early.server.stop()
+
+
+def attach(early: EarlyServer | None, engine: Any) -> None:
+    """Hand the calls waiting behind ``early`` to the started ``engine``."""
+    if early is not None:
+        early.gate.started(engine)
