@@ -18,13 +18,23 @@ import json
 import math
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-
-from . import client
 from .sockets import DEFAULT_KUBELET_ROOT
 from .types import ClaimRef
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+#: Seconds, as the kubelet (client.CALL_TIMEOUT; not imported here: `dra-framework run` builds this
+#: parser and must not wait for the gRPC client to load).
+CALL_TIMEOUT = 45.0
+
+
+def _client() -> ModuleType:
+    from . import client
+
+    return client
 
 
 def _print(obj: Any) -> None:
@@ -83,22 +93,22 @@ async def _resolve(args: argparse.Namespace, kind: str) -> tuple[str, str]:
     version = args.api_version
     if args.endpoint and version != "auto":
         return args.endpoint, version
-    sock = await client.find_registration_socket(args.kubelet_root, args.driver, args.pod_uid, args.registry_dir)
-    info = client.validate_info(await client.get_info(sock), args.driver, sock)
+    sock = await _client().find_registration_socket(args.kubelet_root, args.driver, args.pod_uid, args.registry_dir)
+    info = _client().validate_info(await _client().get_info(sock), args.driver, sock)
     if version == "auto":
         version = info.dra_version if kind == "dra" else (info.health_version or "v1alpha1")
     return args.endpoint or info.endpoint, version
 
 
 async def _register_check(args: argparse.Namespace) -> int:
-    _print(await client.register_check(args.kubelet_root, args.driver, args.pod_uid,
+    _print(await _client().register_check(args.kubelet_root, args.driver, args.pod_uid,
                                        registry_dir=args.registry_dir, notify=args.notify))
     return 0
 
 
 async def _prepare(args: argparse.Namespace) -> int:
     endpoint, version = await _resolve(args, "dra")
-    res = await client.prepare(endpoint, args.claim, version, timeout=args.timeout)
+    res = await _client().prepare(endpoint, args.claim, version, timeout=args.timeout)
     _print({"endpoint": endpoint, "version": version,
             "claims": {uid: dataclasses.asdict(o) for uid, o in res.items()}})
     return 1 if any(o.error for o in res.values()) else 0
@@ -106,7 +116,7 @@ async def _prepare(args: argparse.Namespace) -> int:
 
 async def _unprepare(args: argparse.Namespace) -> int:
     endpoint, version = await _resolve(args, "dra")
-    res = await client.unprepare(endpoint, args.claim, version, timeout=args.timeout)
+    res = await _client().unprepare(endpoint, args.claim, version, timeout=args.timeout)
     _print({"endpoint": endpoint, "version": version, "claims": {u: {"error": e} for u, e in res.items()}})
     return 1 if any(res.values()) else 0
 
@@ -117,7 +127,7 @@ async def _watch_health(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         nonlocal seen
-        async for devices in client.watch_health(endpoint, version):
+        async for devices in _client().watch_health(endpoint, version):
             _print({"endpoint": endpoint, "version": version, "devices": [dataclasses.asdict(d) for d in devices]})
             seen += 1
             if args.count and seen >= args.count:
@@ -132,9 +142,11 @@ async def _watch_health(args: argparse.Namespace) -> int:
 
 def _runner(coro_fn):
     def run(args: argparse.Namespace) -> int:
+        import grpc
+
         try:
             return asyncio.run(coro_fn(args))
-        except client.KubeletCheckError as exc:
+        except _client().KubeletCheckError as exc:
             _print({"error": str(exc)})
         except grpc.aio.AioRpcError as exc:
             _print({"error": exc.details() or "", "code": exc.code().name})
@@ -161,7 +173,7 @@ def add_kubelet_subcommands(sub: argparse._SubParsersAction) -> None:
                        help="a claim to send; repeat for several (required)")
         p.add_argument("--api-version", choices=("auto", "v1", "v1beta1"), default="auto",
                        help="DRA gRPC API version; auto: what the kubelet would pick from GetInfo")
-        p.add_argument("--timeout", type=_seconds(zero_ok=False), default=client.CALL_TIMEOUT,
+        p.add_argument("--timeout", type=_seconds(zero_ok=False), default=CALL_TIMEOUT,
                        help="seconds to wait for the answer (default: %(default)s, as the kubelet)")
         p.set_defaults(func=_runner(fn))
 

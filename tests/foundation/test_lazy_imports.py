@@ -40,7 +40,8 @@ def test_package_names_resolve(package: str):
 
 #: What `dra-framework run` must not import before its sockets are served.
 HEAVY = ("lightkube", "dra_framework.api", "dra_framework.model", "dra_framework.cdi.edits",
-         "dra_framework.plugins", "dra_framework.runtime", "dra_framework.engine", "prometheus_client", "pluggy")
+         "dra_framework.plugins", "dra_framework.runtime", "dra_framework.engine", "prometheus_client", "pluggy",
+         "dra_framework.kubelet.client")
 
 
 def test_run_serves_its_sockets_before_the_heavy_imports(tmp_path):
@@ -65,3 +66,9 @@ print(" ".join(m for m in {HEAVY!r} if m in sys.modules))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [], f"imported before the sockets were served: {r.stdout}"
+
+
+def test_kubelet_cli_timeout_default_is_the_clients():
+    from dra_framework.kubelet import cli, client
+
+    assert cli.CALL_TIMEOUT == client.CALL_TIMEOUT
