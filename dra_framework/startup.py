@@ -99,9 +99,12 @@ class EarlyServer:
 
 async def serve_early(settings: Settings) -> dict[str, EarlyServer]:
     """Bind every driver's DRA socket, then its registration socket (driver name → EarlyServer).
-    A driver whose sockets cannot be bound yet (the kubelet's plugin registry directory is
-    missing, say) is left out: its runtime binds them at start-up and reports the error there."""
+    Left out, so that its runtime binds the sockets at the end of its start-up as before:
+    a driver with another live instance (a rolling update: the kubelet keeps calling the old
+    pod until this one is ready), and one whose sockets cannot be bound yet (the kubelet's plugin
+    registry directory is missing, say; the start-up then reports the error)."""
     from .kubelet.server import PluginServer
+    from .kubelet.sockets import live_instances
 
     out: dict[str, EarlyServer] = {}
     for cfg in settings.drivers:
@@ -110,6 +113,10 @@ async def serve_early(settings: Settings) -> dict[str, EarlyServer]:
                               pod_uid=settings.pod_uid or None, advertise_health=True, starting=True,
                               health_resend_interval=settings.health_resend_seconds)
         try:
+            others = live_instances(server.paths, cfg.name)
+            if others:
+                log.info("driver %s: another instance serves %s; its sockets follow the start-up", cfg.name, others)
+                continue
             await server.start()
         except Exception as exc:  # noqa: BLE001 - retried by the driver's own start-up
             log.debug("driver %s: sockets not served before start-up: %s", cfg.name, exc)

@@ -244,18 +244,7 @@ def remove_stale_sockets(paths: SocketPaths, driver: str) -> list[str]:
                 f"another process is serving DRA driver {driver} on {own}; stop it first, or give each "
                 f"instance its own sockets with --pod-uid (rolling updates)")
     removed = [p for p in (paths.registration, paths.dra) if remove_socket(p)]
-    candidates: list[str] = []
-    for directory, match in (
-        (paths.registry_dir, lambda n: n == f"{driver}-reg.sock" or (n.startswith(f"{driver}-") and n.endswith("-reg.sock"))),
-        (paths.plugin_dir, lambda n: n.startswith("dra") and n.endswith(".sock")),
-    ):
-        try:
-            names = os.listdir(directory)
-        except FileNotFoundError:
-            continue
-        candidates += [os.path.join(directory, n) for n in sorted(names) if match(n)]
-    records = _other_records(paths)
-    candidates += [p for _, listed in records for p in listed]
+    candidates, records = _candidates(paths, driver)
     for path in candidates:
         if path in (paths.registration, paths.dra):
             continue
@@ -272,6 +261,37 @@ def remove_stale_sockets(paths: SocketPaths, driver: str) -> list[str]:
     for p in removed:
         log.info("removed stale socket %s", p)
     return removed
+
+
+def live_instances(paths: SocketPaths, driver: str) -> list[str]:
+    """Registration sockets of other instances of ``driver`` that accept connections (a
+    rolling update's other pod), by the names :func:`remove_stale_sockets` recognises."""
+    candidates, _ = _candidates(paths, driver)
+    out = []
+    for path in candidates:
+        if path in (paths.registration, paths.dra) or os.path.dirname(path) != paths.registry_dir:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(path).st_mode) and _is_live(path):
+                out.append(path)
+    return out
+
+
+def _candidates(paths: SocketPaths, driver: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Socket paths that may belong to other instances of ``driver``, and the records listing them."""
+    candidates: list[str] = []
+    for directory, match in (
+        (paths.registry_dir, lambda n: n == f"{driver}-reg.sock" or (n.startswith(f"{driver}-") and n.endswith("-reg.sock"))),
+        (paths.plugin_dir, lambda n: n.startswith("dra") and n.endswith(".sock")),
+    ):
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            continue
+        candidates += [os.path.join(directory, n) for n in sorted(names) if match(n)]
+    records = _other_records(paths)
+    candidates += [p for _, listed in records for p in listed]
+    return candidates, records
 
 
 def _record_path(paths: SocketPaths) -> str:

@@ -69,6 +69,13 @@ def _this_run(daemon) -> str:
     return daemon.logs().rsplit("=== ", 1)[-1]
 
 
+def _probe(daemon) -> tuple[int, str] | None:
+    try:
+        return daemon.probe("/readyz")
+    except OSError:
+        return None
+
+
 def _watch_health(socket: str) -> str:
     async def watch() -> str:
         try:
@@ -110,7 +117,7 @@ def test_sockets_served_while_start_up_runs_and_calls_wait_for_it(kube_apiserver
     # GetInfo cannot know yet whether the driver has a health source: it always offers health.
     assert [v for v in entry["versions"] if "DRAResourceHealth" in v], entry
     assert "discovered" not in _this_run(daemon) and daemon.alive()
-    status, body = daemon.probe("/readyz")
+    status, body = wait_for(lambda: _probe(daemon), 30, "/readyz", proc=daemon)  # probes follow the sockets
     assert status != 200 and f"driver {DRIVER}: starting" in body, body
 
     # A call whose deadline ends first: a per-claim error the kubelet retries, not a gRPC error.
@@ -150,7 +157,7 @@ def test_failed_start_up_keeps_the_sockets_and_names_the_failure_per_claim(kube_
     why = f"driver {DRIVER} backend gated: dra_discover failed: RuntimeError: sensor offline"
     assert out[claim.uid].error == f"driver {DRIVER} did not start: {why}", out
     assert daemon.unprepare([claim], timeout=30) == {claim.uid: f"driver {DRIVER} did not start: {why}"}
-    status, body = daemon.probe("/readyz")
+    status, body = wait_for(lambda: _probe(daemon), 30, "/readyz", proc=daemon)
     assert status != 200 and f"driver {DRIVER}: did not start: {why}" in body, body
     assert daemon.alive()
 
@@ -162,3 +169,30 @@ def test_failed_start_up_keeps_the_sockets_and_names_the_failure_per_claim(kube_
     assert daemon.unprepare([claim], timeout=30) == {claim.uid: ""}  # unknown claim: nothing to undo
     assert shim.registered()["drivers"][DRIVER]
     assert daemon.stop() == 0, daemon.logs()
+
+
+def test_rolling_update_keeps_the_old_instance_registered_until_the_new_one_has_started(
+        kube_apiserver, kubelet_shim, dra_driver, tmp_path):
+    """With another live instance (a surge rolling update), the new pod binds its sockets only
+    once started, as before: the kubelet keeps calling the old pod meanwhile, and a new pod that
+    fails to start never takes the calls away from it."""
+    shim = kubelet_shim("e2e-startup-rolling")
+    gate = tmp_path / "gate"
+    gate.touch()
+    site = tmp_path / "site"
+    install(site, "gated", GATED)
+    cfg = config([{"name": "gated", "options": {"count": 1, "gate": str(gate)}}], driver=DRIVER)
+    cfg["podUID"] = "pod-old"
+    old = dra_driver(cfg, shim, name="old", env={"PYTHONPATH": str(site)})
+    assert shim.wait_registered(DRIVER, timeout=60)["endpoint"].endswith("dra-pod-old.sock")
+
+    gate.unlink()
+    new = old.clone("new", podUID="pod-new").start()
+    wait_for(lambda: "another instance serves" in new.logs(), 60, "the new instance to find the old one", proc=new)
+    time.sleep(1)
+    assert shim.registered()["drivers"][DRIVER]["endpoint"].endswith("dra-pod-old.sock")
+    assert not Path(new.sockets().registration).exists()
+    gate.touch()
+    wait_for(lambda: shim.registered()["drivers"][DRIVER]["endpoint"].endswith("dra-pod-new.sock"), 60,
+             "registration of the new instance", proc=new)
+    assert old.stop() == 0 and new.stop() == 0
