@@ -90,7 +90,8 @@ class Explainer:
         for i, t in enumerate(group):
             v = verdicts[chosen][i]
             # the devices of the pod's other claims are in use for this one's per-device reasons
-            siblings = [{"metadata": {"name": _key(o.claim)}, "status": {"allocation": verdicts[chosen][j]["allocation"]}}
+            siblings = [{"metadata": dict(zip(("namespace", "name"), _key(o.claim).split("/", 1), strict=True)),
+                         "status": {"allocation": verdicts[chosen][j]["allocation"]}}
                         for j, o in enumerate(group) if j != i and verdicts[chosen][j]["allocation"]]
             state = AllocatedState.from_claims(others + siblings) if siblings else base
             entry = {"claim": _key(t.claim), "source": t.source, "node": chosen, **v,

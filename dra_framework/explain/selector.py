@@ -27,8 +27,8 @@ _ENV.cel_parser = parser()
 _FUNCTIONS: dict[str, Any] = {**FUNCTIONS, **OPTIONAL_FUNCTIONS}
 _NO_SUCH_KEY_HINT = (". consider using CEL optional chaining (.? followed by orValue()) or guarding the "
                      "check with has() for optional fields")
-_REF = re.compile(r'device\.(attributes|capacity)\[\s*"([^"]*)"\s*\]\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|'
-                  r'\[\s*"([^"]*)"\s*\])?')
+_REF = re.compile(r'device\.(attributes|capacity)\[\??\s*"([^"]*)"\s*\]\s*(?:\.\??\s*([A-Za-z_][A-Za-z0-9_]*)|'
+                  r'\[\??\s*"([^"]*)"\s*\])?')
 
 
 class _DomainMap(celtypes.MapType):

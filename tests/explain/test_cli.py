@@ -194,7 +194,7 @@ def test_a_pods_claims_are_allocated_together(tmp_path):
     assert b["reason"] == "selector"
     anyc = next(c for c in claims if c["claim"] == "default/any")
     a = next(d for d in anyc["requests"][0]["devices"] if d["device"].endswith("/a"))
-    assert a["reason"] == "allocated" and "default/big" in a["detail"]
+    assert a["reason"] == "allocated" and a["detail"] == "allocated to default/big"
 
 
 def test_a_pods_claims_competing_for_the_same_device(tmp_path):
