@@ -208,3 +208,13 @@ def test_a_pods_claims_competing_for_the_same_device(tmp_path):
     claims = json.loads(r.stdout)["claims"]
     assert [c["satisfiable"] for c in claims] == [False, False]
     assert all("alone fits, but not together with the pod's other claims" in c["why"][0] for c in claims)
+
+
+def test_pod_with_two_claims_on_the_dgx(dgx):
+    """docs/explain.md's worked example: seven GPUs of any kind and the one at ..:1b:00.0."""
+    r = cli("explain", "-f", str(dgx), "-f", str(EX / "dgx-classes.yaml"), "-f", str(EX / "pod-two-claims.yaml"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Pod team-a/trainer: spec.resourceClaims[1] (ResourceClaim team-a/numa0-gpu): SATISFIABLE" in r.stdout
+    assert "allocated (1): allocated to team-a/numa0-gpu\n      gpu-0000-1b-00-0" in r.stdout
+    assert "gpu: gpu.nvidia.com/node-1/gpu-0000-1b-00-0\n" in r.stdout
+    assert '[device.attributes["resource.kubernetes.io"].numaNode = 1]' in r.stdout
