@@ -8,7 +8,6 @@ failed check, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -134,7 +133,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import run_daemon
 
     settings = _settings(args, require_node_name=True)
-    return asyncio.run(run_daemon(settings, uninstall=args.uninstall, progress=Progress()))
+    # uvloop: the daemon's event loop in C (libuv). Its gRPC server, thread hand-offs and API
+    # calls cost about a fifth less CPU per prepare than on the stdlib loop (benchmarks/README.md).
+    import uvloop
+
+    return uvloop.run(run_daemon(settings, uninstall=args.uninstall, progress=Progress()))
 
 
 def build_parser() -> argparse.ArgumentParser:
