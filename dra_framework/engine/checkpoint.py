@@ -39,6 +39,7 @@ from pathlib import Path
 
 from typing import Any, Callable, Iterator, Mapping
 
+from ..blocking_io import BlockingIO, WouldBlock, running_inline
 from ..fsutil import PLUGIN_DIR_MODE, atomic_write_file, fsync_dir, make_dirs, open_lock_file
 from .codec import CheckpointFormatError, decode, encode
 from .entry import PREPARE_COMPLETED, PREPARE_STARTED, SCHEMA_VERSION, ClaimEntry
@@ -100,7 +101,13 @@ def _stat_key(path: str) -> tuple[int, int, int, int] | None:
 def _flock(lock_path: str) -> Iterator[None]:
     fd = open_lock_file(lock_path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # blocking; always called from a worker thread
+        if running_inline():  # on the event loop: never wait for another process
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WouldBlock(lock_path) from None
+        else:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocking, in a worker thread
         yield
     finally:
         os.close(fd)  # closing releases the lock (also when the process dies)
@@ -141,6 +148,8 @@ class Checkpoint:
         self._dir_ok = False
         self._encoded: dict[str, tuple[Any, bytes]] = {}  # see encode()
         self._bg: set[asyncio.Task[Any]] = set()
+        #: commits run inline while they are fast (tmpfs), in a thread while fsync is slow
+        self._io = BlockingIO("checkpoint")
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -259,7 +268,7 @@ class Checkpoint:
                 batch, self._pending = self._pending, []
                 problems: list[CheckpointProblem] = []
                 try:
-                    results = await asyncio.to_thread(self._commit_sync, batch, problems)
+                    results = await self._io.run(self._commit_sync, batch, problems)
                 except BaseException as exc:
                     err = exc if isinstance(exc, CheckpointError) else CheckpointError(
                         f"checkpoint {self.path}: write failed: {exc!r}")

@@ -14,6 +14,7 @@ import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from ..backend import DeviceLocks
+from ..blocking_io import BlockingIO
 from ..cdi.edits import ContainerEdits
 from ..composition import BackendInstance, DriverInventory
 from ..errors import HookError
@@ -58,6 +59,8 @@ class EngineCore:
         self._start_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._index = DeviceIndex()
+        #: CDI spec writes and removals: inline while fast (tmpfs), in a thread while fsync is slow
+        self.cdi_io = BlockingIO("cdi")
         #: claim uid → (backend, device) whose dra_create_partition returned None in this process
         self._nonparts: dict[str, set[tuple[str, str]]] = {}
 
@@ -210,7 +213,7 @@ class EngineCore:
         if not devices:
             return {}
         claim_edits = ContainerEdits.from_cdi(entry.cdi_claim_edits) if entry.cdi_claim_edits else None
-        ids = await asyncio.to_thread(self.cdi.ensure_claim_spec, entry.uid, devices, claim_edits)
+        ids = await self.cdi_io.run(self.cdi.ensure_claim_spec, entry.uid, devices, claim_edits)
         return {(d, s): i for (d, s, _), i in zip(devices, ids, strict=True)}
 
     def _remove_spec(self, uid: str) -> None:

@@ -253,7 +253,7 @@ class PrepareFlow(EngineCore):
         # crash-safe (a completed claim without its spec gets it back at start-up and on the
         # kubelet's retry; a spec without a completed entry is removed by the rollback), and it
         # saves one fsync'd write of latency. A rollback only starts once the write has ended.
-        cdi_write = asyncio.ensure_future(asyncio.to_thread(self.cdi.write_claim_spec, uid, cdi_devices, claim_edits))
+        cdi_write = asyncio.ensure_future(self.cdi_io.run(self.cdi.write_claim_spec, uid, cdi_devices, claim_edits))
         try:
             if statuses and self.write_status is not None:
                 def mark(claims: dict[str, ClaimEntry]) -> None:

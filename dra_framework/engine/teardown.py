@@ -136,7 +136,7 @@ class TeardownFlow(EngineCore):
                 self.log.info("claim %s: clearing status.devices failed (ignored): %s", label, exc)
         if errors:
             try:
-                await asyncio.to_thread(self._remove_spec, uid)
+                await self.cdi_io.run(self._remove_spec, uid)
             except (OSError, ValueError) as exc:
                 errors.append(f"removing the CDI spec: {exc}")
             if destroyed:
@@ -154,7 +154,7 @@ class TeardownFlow(EngineCore):
         # latency): a spec whose entry is gone is removed at start-up and by the janitor.
         removed: BaseException | None
         dropped: BaseException | None
-        removed, dropped = await asyncio.gather(asyncio.to_thread(self._remove_spec, uid),
+        removed, dropped = await asyncio.gather(self.cdi_io.run(self._remove_spec, uid),
                                                 self.checkpoint.update(drop), return_exceptions=True)
         if isinstance(dropped, BaseException):
             raise ClaimError("checkpoint", f"claim {label}: {dropped}")

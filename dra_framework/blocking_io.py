@@ -1,0 +1,99 @@
+"""Blocking file work (fsync'd writes, renames, unlinks) run where it costs least: inline on the
+event loop while it is short, in a worker thread while it is slow.
+
+A hand-off to a worker thread and back costs about 0.1 ms of CPU (two wake-ups, the GIL changing
+hands) and, on a busy node, a wait for a free core each way. A checkpoint or CDI write to tmpfs
+takes about a tenth of that, so there the hand-off is the cost; a write to a disk whose fsync
+takes milliseconds must not stall the loop, so there the thread is the right place. Each
+:class:`BlockingIO` keeps a moving average of how long its work took and decides per call
+(benchmarks/README.md, "What was optimised").
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+#: Work that took less than this (seconds, moving average) runs inline.
+INLINE_THRESHOLD = 0.0005
+_WEIGHT = 0.25  # of the newest run in the moving average
+
+_state = threading.local()
+
+
+class WouldBlock(Exception):
+    """Raised by work running inline that would have to wait (a lock another process holds);
+    :meth:`BlockingIO.run` then runs it again in a worker thread. The work must not have changed
+    anything before raising it."""
+
+
+def running_inline() -> bool:
+    """Whether the caller runs inline on the event loop (so it must not wait for a lock:
+    raise :class:`WouldBlock` instead)."""
+    return getattr(_state, "inline", False)
+
+
+class BlockingIO:
+    """Runs blocking callables for one kind of work (``name``, for repr and debugging).
+
+    The first call runs in a thread (nothing is known yet); later calls run inline while the
+    moving average of their duration is below ``threshold`` seconds and no other call of this
+    instance is in flight in a thread. Exceptions of the callable propagate unchanged.
+    """
+
+    def __init__(self, name: str, threshold: float = INLINE_THRESHOLD) -> None:
+        self.name = name
+        self.threshold = threshold
+        self.average: float | None = None  # seconds
+        self._in_threads = 0
+
+    def __repr__(self) -> str:
+        avg = "unknown" if self.average is None else f"{self.average * 1000:.3f} ms"
+        return f"BlockingIO({self.name!r}, average {avg})"
+
+    @property
+    def inline(self) -> bool:
+        """Whether the next call would run inline."""
+        return self._in_threads == 0 and self.average is not None and self.average < self.threshold
+
+    def _observe(self, seconds: float) -> None:
+        self.average = seconds if self.average is None else (1 - _WEIGHT) * self.average + _WEIGHT * seconds
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, inline or in a worker thread (see the class docstring)."""
+        if self.inline:
+            _state.inline = True
+            t0 = time.perf_counter()
+            try:
+                result = fn(*args)
+            except WouldBlock:
+                pass  # measured below as slow, then retried in a thread
+            else:
+                self._observe(time.perf_counter() - t0)
+                return result
+            finally:
+                _state.inline = False
+            self._observe(self.threshold)  # a wait for a lock: back to threads until it is fast again
+        self._in_threads += 1
+        try:
+            ok, value, seconds = await asyncio.to_thread(_timed, fn, args)
+        finally:
+            self._in_threads -= 1
+        self._observe(seconds)
+        if not ok:
+            raise value
+        return value
+
+
+def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any, float]:
+    t0 = time.perf_counter()
+    try:
+        return True, fn(*args), time.perf_counter() - t0
+    except Exception as exc:  # re-raised on the loop, after the duration is recorded
+        return False, exc, time.perf_counter() - t0
+
+
+__all__ = ["INLINE_THRESHOLD", "BlockingIO", "WouldBlock", "running_inline"]
