@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dra_framework.testing import wait_for
-from test_e2e_example import config, slices_of
+from test_e2e_example import config, complete_slices_of
 
 pytestmark = pytest.mark.k8s
 
@@ -19,7 +19,7 @@ def test_admin_access_never_takes_over_a_partition(kube_apiserver, k8s_objects, 
     shim = kubelet_shim(node)
     daemon = dra_driver(config([{"name": "example", "options": {"count": 1}}], driver=DRIVER), shim)
     shim.wait_registered(DRIVER, timeout=60)
-    wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", proc=daemon)
+    wait_for(lambda: complete_slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", proc=daemon)
 
     k8s_objects.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": "e2e-admin-mon", "labels": {"resource.kubernetes.io/admin-access": "true"}}})

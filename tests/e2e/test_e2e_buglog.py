@@ -10,7 +10,7 @@ import time
 import pytest
 
 from dra_framework.testing import wait_for
-from test_e2e_example import config, slices_of
+from test_e2e_example import config, complete_slices_of
 
 pytestmark = pytest.mark.k8s
 
@@ -38,7 +38,7 @@ def test_sigkill_then_new_instance_and_claim_allocated_while_down(kube_apiserver
     entry = shim.wait_registered(DRIVER, timeout=60)
     assert entry["endpoint"].endswith("dra-pod-old.sock")
     assert [v for v in entry["versions"] if "Health" in v], entry  # docs/failure-modes.md#health-service-advertised-but-not-implemented
-    wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", proc=old)
+    wait_for(lambda: complete_slices_of(k8s_objects, DRIVER, node), 60, "ResourceSlices", proc=old)
 
     assert old.stop(signal.SIGKILL) == -signal.SIGKILL
     registry = shim.root / "plugins_registry"

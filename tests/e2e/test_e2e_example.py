@@ -11,7 +11,7 @@ import pytest
 
 from dra_framework.cdi.testing import assert_valid_cdi_dir
 
-from dra_framework.testing import wait_for
+from dra_framework.testing import pools_complete, wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -26,6 +26,14 @@ def slices_of(objects, driver: str, node: str) -> list[dict]:
         if d["spec"].get("nodeName") == node:
             out.append(d)
     return out
+
+
+def complete_slices_of(objects, driver: str, node: str) -> list[dict]:
+    """The driver's slices on ``node`` once every pool is complete, else []: the allocator
+    treats devices of an incomplete pool as unavailable, so tests wait for this, not for the
+    first slice."""
+    out = slices_of(objects, driver, node)
+    return out if pools_complete(out) else []
 
 
 def config(*args, driver: str = DRIVER) -> dict:
@@ -102,7 +110,7 @@ def test_deleted_slices_come_back_and_uninstall_removes_them(kube_apiserver, k8s
     cfg = config([{"name": "example", "options": {"count": 1}}], driver="heal.dra.dev")
     cfg["sliceResyncSeconds"] = 5
     daemon = dra_driver(cfg, shim)
-    first = wait_for(lambda: slices_of(k8s_objects, "heal.dra.dev", node), 60, "slices", proc=daemon)
+    first = wait_for(lambda: complete_slices_of(k8s_objects, "heal.dra.dev", node), 60, "slices", proc=daemon)
     for s in first:
         k8s_objects.client.delete(RS, s["metadata"]["name"])
     back = wait_for(lambda: [s for s in slices_of(k8s_objects, "heal.dra.dev", node)
@@ -130,7 +138,7 @@ def test_uninstall_before_the_node_lookup_finished_still_removes_the_slices(kube
     shim = kubelet_shim(node)
     cfg = config([{"name": "example", "options": {"count": 1}}], driver="early.dra.dev")
     daemon = dra_driver(cfg, shim)
-    wait_for(lambda: slices_of(k8s_objects, "early.dra.dev", node), 60, "slices", proc=daemon)
+    wait_for(lambda: complete_slices_of(k8s_objects, "early.dra.dev", node), 60, "slices", proc=daemon)
     assert daemon.stop() == 0, daemon.logs()
     k8s_objects.client.delete(Node, node)
     uninstall = daemon.clone("uninstall", args=("--uninstall",)).start().wait_running()

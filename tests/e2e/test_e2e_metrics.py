@@ -12,7 +12,7 @@ import pytest
 
 from dra_framework.testing import wait_for
 from dra_framework.testing.k8s import free_port
-from test_e2e_example import config, slices_of
+from test_e2e_example import config, complete_slices_of
 
 pytestmark = pytest.mark.k8s
 
@@ -116,7 +116,7 @@ def test_every_exported_metric_moves(kube_apiserver, k8s_objects, kubelet_shim, 
         return value[0]
 
     # Publishing: slices written, the invalid device counted, the health source's first reports.
-    wait_for(lambda: slices_of(k8s_objects, DRIVER, node), 60, "slices", proc=daemon)
+    wait_for(lambda: complete_slices_of(k8s_objects, DRIVER, node), 60, "slices", proc=daemon)
     moved("dra_framework_resourceslice_writes_total", f'dra_framework_resourceslice_writes_total{{{d},verb="create"}}',
           lambda v: v >= 1, "a slice was created")
     moved("dra_framework_invalid_devices", f'dra_framework_invalid_devices{{{d},pool="{node}"}}',

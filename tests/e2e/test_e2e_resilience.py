@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dra_framework.testing import wait_for
-from test_e2e_example import config, slices_of
+from test_e2e_example import config, slices_of, complete_slices_of
 
 pytestmark = pytest.mark.k8s
 
@@ -29,7 +29,7 @@ def test_driver_whose_hardware_appears_later_starts_on_retry(kube_apiserver, k8s
     assert daemon.alive()
     shutil.copytree(ROOT / "examples" / "hosts" / "dgx-h100", host, symlinks=True)
     shim.wait_registered("late.nvidia.com", timeout=90)
-    assert wait_for(lambda: slices_of(k8s_objects, "late.nvidia.com", node), 60, "slices", proc=daemon)
+    assert wait_for(lambda: complete_slices_of(k8s_objects, "late.nvidia.com", node), 60, "slices", proc=daemon)
 
 
 def test_second_instance_cannot_take_over_and_lost_sockets_come_back(kube_apiserver, kubelet_shim,
@@ -135,7 +135,7 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
     shim = kubelet_shim(node)
     daemon = dra_driver(config([{"name": "example", "options": {"count": 2}}], driver=driver), shim)
     shim.wait_registered(driver, timeout=60)
-    wait_for(lambda: slices_of(k8s_objects, driver, node), 60, "slices", proc=daemon)
+    wait_for(lambda: complete_slices_of(k8s_objects, driver, node), 60, "slices", proc=daemon)
     k8s_objects.device_class("noapi-acc", driver)
     for name in ("c1", "c2"):
         k8s_objects.resource_claim("default", name, {"devices": {"requests": [{"name": "a", "exactly": {
@@ -172,7 +172,7 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
         k8s_objects.client.delete(RS, s["metadata"]["name"])
     proxy = TcpForwarder(dead_port, (real.hostname, real.port))
     try:
-        wait_for(lambda: slices_of(k8s_objects, driver, node), 90, "slices after the API server is back",
+        wait_for(lambda: complete_slices_of(k8s_objects, driver, node), 90, "slices after the API server is back",
                  proc=cut_off)
         wait_for(lambda: cut_off.probe("/readyz") == (200, "ok\n"), 60, "/readyz ok", proc=cut_off)
         assert "dra_framework_api_server_reachable 1.0" in cut_off.metrics()
