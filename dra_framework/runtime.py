@@ -309,10 +309,12 @@ class DriverRuntime:
         status = self.server.registration_status
         if status is not None and not status.registered:
             out.append(f"driver {self.name}: registration rejected by the kubelet: {status.error or 'no reason given'}")
-        from .kubelet.client import get_info
+        from .kubelet._proto import pluginregistration_v1_pb2 as reg_pb2
+        from .kubelet.transport import call_unary
 
         try:
-            await asyncio.wait_for(get_info(self.server.paths.registration), 2)
+            await call_unary(self.server.paths.registration, reg_pb2.DESCRIPTOR.services_by_name["Registration"],
+                             "GetInfo", reg_pb2.InfoRequest(), 2)
         except Exception as exc:  # noqa: BLE001
             out.append(f"driver {self.name}: registration socket does not answer: {exc!r}")
         return out

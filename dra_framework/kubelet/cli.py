@@ -21,14 +21,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .sockets import DEFAULT_KUBELET_ROOT
-from .types import ClaimRef
+from .types import CALL_TIMEOUT, ClaimRef
 
 if TYPE_CHECKING:
     from types import ModuleType
-
-#: Seconds, as the kubelet (client.CALL_TIMEOUT; not imported here: `dra-framework run` builds this
-#: parser and must not wait for the gRPC client to load).
-CALL_TIMEOUT = 45.0
 
 
 def _client() -> ModuleType:

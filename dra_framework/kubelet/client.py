@@ -28,7 +28,7 @@ from ._proto import (
 )
 from .servicers import DRA_PB, DRA_V1, DRA_V1BETA1, HEALTH_PB, HEALTH_V1, HEALTH_V1ALPHA1, PLUGIN_TYPE
 from .sockets import socket_paths
-from .types import ClaimRef, PrepareOutcome, PreparedDevice
+from .types import CALL_TIMEOUT, ClaimRef, PrepareOutcome, PreparedDevice
 
 if TYPE_CHECKING:  # .health imports the backend model: `dra-framework` parses its flags without it
     from .health import DeviceHealth
@@ -37,7 +37,6 @@ if TYPE_CHECKING:  # .health imports the backend model: `dra-framework` parses i
 DIAL_TIMEOUT = 10.0
 GET_INFO_TIMEOUT = 1.0
 NOTIFY_TIMEOUT = 5.0
-CALL_TIMEOUT = 45.0
 
 # The kubelet's own preference lists (1.34+ DRA; 1.37 health).
 KUBELET_DRA_SERVICES = (DRA_V1, DRA_V1BETA1)

@@ -1,6 +1,6 @@
 """PluginServer: the kubelet-facing sockets of one DRA driver instance.
 
-Two grpc.aio servers on unix sockets (docs/operations.md):
+Two gRPC servers (:mod:`.transport`) on unix sockets (docs/operations.md):
   * registration socket (pluginregistration.Registration), watched by the
     kubelet's plugin watcher;
   * DRA socket: DRAPlugin v1 + v1beta1 and DRAResourceHealth v1 + v1alpha1.
@@ -16,15 +16,12 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-import grpc
-
 from ._proto import (
-    dra_health_v1_pb2_grpc,
-    dra_health_v1alpha1_pb2_grpc,
-    dra_v1_pb2_grpc,
-    dra_v1beta1_pb2_grpc,
+    dra_health_v1_pb2,
+    dra_health_v1alpha1_pb2,
+    dra_v1_pb2,
+    dra_v1beta1_pb2,
     pluginregistration_v1_pb2 as reg_pb2,
-    pluginregistration_v1_pb2_grpc as reg_grpc,
 )
 from ..fsutil import PLUGIN_DIR_MODE, SOCKET_MODE, make_dirs
 from .servicers import (
@@ -40,6 +37,7 @@ from .servicers import (
 )
 from .sockets import (DEFAULT_KUBELET_ROOT, SocketPaths, forget_sockets, record_sockets, remove_socket,
                       remove_stale_sockets, socket_paths)
+from .transport import GrpcServer
 from .types import DRAEngine
 
 if TYPE_CHECKING:  # .health imports the backend model: not needed to answer GetInfo at start-up
@@ -90,8 +88,8 @@ class PluginServer:
             self._attached.set()
         self._dra_servicers: list[DRAServicer] = []
         self._closing = asyncio.Event()
-        self._reg_server: grpc.aio.Server | None = None
-        self._dra_server: grpc.aio.Server | None = None
+        self._reg_server: GrpcServer | None = None
+        self._dra_server: GrpcServer | None = None
         self._health_servicers: list[HealthServicer] = []
         self._owned: dict[str, tuple[int, int] | None] = {}  # socket path -> (dev, inode) we bound
         self._recorded = False  # our sockets-*.txt record exists
@@ -167,7 +165,7 @@ class PluginServer:
         Removes stale sockets first. The registry
         directory must exist (the kubelet creates it; creating it ourselves
         would hide a wrong kubelet root); the plugin directory is created.
-        Raises FileNotFoundError, ValueError or RuntimeError (bind failure).
+        Raises FileNotFoundError, ValueError or OSError (bind failure).
         """
         if self._dra_server is not None:
             raise RuntimeError("PluginServer already started")
@@ -178,28 +176,26 @@ class PluginServer:
         remove_stale_sockets(self.paths, self.driver)
         self._closing.clear()
 
-        dra = grpc.aio.server()
         self._dra_servicers = [DRAServicer(self.engine, "v1"), DRAServicer(self.engine, "v1beta1")]
-        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(self._dra_servicers[0], dra)
-        dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(self._dra_servicers[1], dra)
         # Health is served even without a source: older kubelets (1.34-1.36)
         # open streams regardless, and get a clean UNIMPLEMENTED.
         self._health_servicers = [
             HealthServicer(self.health, v, self.health_resend_interval, self._closing, self._attached)
             for v in ("v1", "v1alpha1")
         ]
-        dra_health_v1_pb2_grpc.add_DRAResourceHealthServicer_to_server(self._health_servicers[0], dra)
-        dra_health_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server(self._health_servicers[1], dra)
-        _bind(dra, self.paths.dra)
-        await dra.start()
+        dra = GrpcServer([
+            (self._dra_servicers[0], dra_v1_pb2.DESCRIPTOR.services_by_name["DRAPlugin"]),
+            (self._dra_servicers[1], dra_v1beta1_pb2.DESCRIPTOR.services_by_name["DRAPlugin"]),
+            (self._health_servicers[0], dra_health_v1_pb2.DESCRIPTOR.services_by_name["DRAResourceHealth"]),
+            (self._health_servicers[1], dra_health_v1alpha1_pb2.DESCRIPTOR.services_by_name["DRAResourceHealth"]),
+        ])
+        await dra.start(self.paths.dra, SOCKET_MODE)
         self._dra_server = dra
         self._owned[self.paths.dra] = _inode(self.paths.dra)
 
-        reg = grpc.aio.server()
-        reg_grpc.add_RegistrationServicer_to_server(self._registration, reg)
+        reg = GrpcServer([(self._registration, reg_pb2.DESCRIPTOR.services_by_name["Registration"])])
         try:
-            _bind(reg, self.paths.registration)
-            await reg.start()
+            await reg.start(self.paths.registration, SOCKET_MODE)
         except BaseException:
             await self._stop_dra()
             raise
@@ -272,18 +268,6 @@ class PluginServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-def _bind(server: grpc.aio.Server, path: str) -> None:
-    """Bind ``server`` to the unix socket ``path`` with mode 0600 (docs/operations.md, "File
-    modes"): gRPC binds with the process umask, so the umask is tightened around the bind (no
-    moment with a wider mode) and the mode set explicitly afterwards."""
-    old = os.umask(0o177)
-    try:
-        server.add_insecure_port(f"unix:{path}")
-    finally:
-        os.umask(old)
-    os.chmod(path, SOCKET_MODE)
 
 
 def _inode(path: str) -> tuple[int, int] | None:

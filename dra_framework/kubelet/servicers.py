@@ -13,8 +13,6 @@ from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-import grpc
-
 from ._proto import (
     dra_health_v1_pb2,
     dra_health_v1alpha1_pb2,
@@ -22,6 +20,7 @@ from ._proto import (
     dra_v1beta1_pb2,
     pluginregistration_v1_pb2 as reg_pb2,
 )
+from .transport import Status
 from .types import CALL_DEADLINE, ClaimRef, DRAEngine, PreparedDevice
 
 if TYPE_CHECKING:  # .health imports the backend model: not needed to answer GetInfo at start-up
@@ -284,7 +283,7 @@ class HealthServicer:
             if not self._logged_unimplemented:  # once, not every 5 s (docs/failure-modes.md)
                 self._logged_unimplemented = True
                 log.info("%s health watch refused: driver has no health source", self._version)
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+            await context.abort(Status.UNIMPLEMENTED,
                                 "this DRA driver has no device health source")
             return  # abort raises; a test double may not
         sub = state.subscribe()

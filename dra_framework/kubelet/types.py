@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
+#: The kubelet's limit for NodePrepareResources / NodeUnprepareResources, seconds
+#: (docs/protocol.md#prepare-and-unprepare).
+CALL_TIMEOUT = 45.0
+
 #: The deadline of the kubelet call being served, as a ``time.monotonic()`` value, or None
 #: when the call has none. The DRA servicers set it around each engine call; engines drop work
 #: for a claim whose caller stopped waiting before they changed anything (the kubelet allows
