@@ -59,7 +59,7 @@ class PluginServer:
     driver: DRA driver name (ResourceSlice.spec.driver).
     engine: DRAEngine for NodePrepareResources/NodeUnprepareResources.
     health: HealthState, or None when the driver has no health source; then
-        no health service is advertised and streams get UNIMPLEMENTED.
+        no health service is advertised (unless advertise_health) and streams get UNIMPLEMENTED.
     kubelet_root / registry_dir / plugin_dir / pod_uid: see sockets.socket_paths.
     health_resend_interval: seconds between full health resends.
     advertise_health: advertise the health service even without ``health`` (the daemon does,
