@@ -140,9 +140,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return uvloop.run(run_daemon(settings, uninstall=args.uninstall, progress=Progress()))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .cli_inspect import cmd_discover, cmd_plugins, cmd_validate
+def _inspect(name: str):
+    """The ``cli_inspect`` command ``name``, imported when it runs (``run`` never needs it)."""
+    def cmd(args: argparse.Namespace) -> int:
+        from . import cli_inspect
 
+        return int(getattr(cli_inspect, name)(args) or 0)
+    return cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dra-framework", formatter_class=_HelpFormatter,
                                 description="Run and inspect DRA drivers built with dra-framework. "
                                             "Flags: command line, then env var, then config file, then default.")
@@ -162,19 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table",
                    help="table of devices, or the ResourceSlice objects as yaml/json")
     _add_k8s_version(d)
-    d.set_defaults(func=cmd_discover)
+    d.set_defaults(func=_inspect("cmd_discover"))
 
     pl = sub.add_parser("plugins", help="list backends with their distribution and version",
                         formatter_class=_HelpFormatter)
     pl.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
-    pl.set_defaults(func=cmd_plugins)
+    pl.set_defaults(func=_inspect("cmd_plugins"))
 
     v = sub.add_parser("validate", help="check a config, the devices it discovers and optionally a CDI dir",
                        formatter_class=_HelpFormatter)
     _add_setting_flags(v)
     v.add_argument("--cdi-dir", help="also validate every CDI spec in this directory (default: none)")
     _add_k8s_version(v)
-    v.set_defaults(func=cmd_validate)
+    v.set_defaults(func=_inspect("cmd_validate"))
 
     from .explain.command import add_parser as add_explain_parser
 
