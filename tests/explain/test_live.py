@@ -84,7 +84,8 @@ def test_live_cluster_claim_by_name_with_a_read_only_identity(live):
     held = next(d for d in c["requests"][0]["devices"] if d["device"] == f"{DRIVER}/node-1/dev-0")
     assert held["reason"] == "allocated" and f"{NS}/held" in held["detail"]
 
-    r = explain("--kubeconfig", str(live["explain-reader"]), f"resourceclaim/{NS}/three")
+    # --node: the API server is shared with other tests, whose nodes are explained too otherwise
+    r = explain("--kubeconfig", str(live["explain-reader"]), "--node", "node-1", f"resourceclaim/{NS}/three")
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"ResourceClaim {NS}/three: NOT SATISFIABLE on node node-1" in r.stdout
     assert "request gpus: needs 3 device(s), 2 match and are free" in r.stdout
