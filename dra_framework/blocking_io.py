@@ -76,7 +76,7 @@ class BlockingIO:
                 return result
             finally:
                 _state.inline = False
-            self._observe(self.threshold)  # a wait for a lock: back to threads until it is fast again
+            self._observe(self.threshold)  # counted as slow; the thread run below measures the wait
         self._in_threads += 1
         try:
             ok, value, seconds = await asyncio.to_thread(_timed, fn, args)
