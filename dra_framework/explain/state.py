@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Hashable, TypeVar
 
 from .celenv import CelError
 from .model import Device, Pool, qty
@@ -109,30 +109,11 @@ class Matcher:
         return self._verdicts[key]
 
     def selector(self, expression: str) -> Selector:
-        s = self._compiled.get(expression)
-        if s is None:
-            try:
-                s = Selector(expression, self.legacy)
-            except CelError as exc:
-                s = exc
-            self._compiled[expression] = s
-        if isinstance(s, CelError):
-            raise s
-        return s
+        return _memo(self._compiled, expression, lambda: Selector(expression, self.legacy))
 
     def evaluate(self, expression: str, d: Device) -> bool:
         """True/False, or raises CelError ("compile" or "runtime")."""
-        key = (expression, d.id)
-        r = self._results.get(key)
-        if r is None:
-            try:
-                r = self.selector(expression).matches(d)
-            except CelError as exc:
-                r = exc
-            self._results[key] = r
-        if isinstance(r, CelError):
-            raise r
-        return r
+        return _memo(self._results, (expression, d.id), lambda: self.selector(expression).matches(d))
 
     def selectors_match(self, req: "Request", d: Device, claim_key: str) -> bool:
         """``selectorsMatch`` of the class, then of the request; raises AllocationError."""
@@ -153,3 +134,20 @@ class Matcher:
                     where = "" if self.legacy else f" on device {d}"  # 1.34 did not name the device
                     raise AllocationError(f"{owner}: selector #{i}{where}: CEL runtime error: {exc}") from exc
         return True
+
+
+_T = TypeVar("_T")
+
+
+def _memo(cache: dict[Any, Any], key: Hashable, compute: Callable[[], _T]) -> _T:
+    """``compute()`` once per ``key``; a CelError it raises is cached and raised again."""
+    if key not in cache:
+        try:
+            cache[key] = compute()
+        except CelError as exc:
+            cache[key] = exc
+    value = cache[key]
+    if isinstance(value, CelError):
+        raise value
+    return value
+
