@@ -103,6 +103,27 @@ class Objects:
         return self.create({"apiVersion": "v1", "kind": "Pod",
                             "metadata": {"name": name, "namespace": namespace}, "spec": spec})
 
+    # -------------------------------------------------------------- what drivers published
+
+    def slices(self, driver: str, node: str) -> list[dict[str, Any]]:
+        """The ResourceSlices of ``driver`` whose ``spec.nodeName`` is ``node``, as dicts."""
+        from lightkube.resources.resource_v1 import ResourceSlice
+
+        got = (s.to_dict() for s in self.client.list(ResourceSlice, fields={"spec.driver": driver}))
+        return [s for s in got if s["spec"].get("nodeName") == node]
+
+    def wait_slices(self, driver: str, node: str, timeout: float = 60, proc: Any = None) -> list[dict[str, Any]]:
+        """Waits until ``driver`` has published every pool on ``node`` completely and returns those
+        ResourceSlices. Call it before :meth:`Allocator.allocate`: a driver registers with the
+        kubelet before (or while) it publishes, and the allocator treats devices of a missing or
+        incomplete pool as unavailable, where the scheduler would keep the pod pending and retry.
+        ``proc`` (a DriverProcess) makes the wait fail at once, with its log, if it exits.
+        Raises TimeoutError naming the driver and node."""
+        from .processes import pools_complete, wait_for
+
+        return wait_for(lambda: (lambda got: got if pools_complete(got) else None)(self.slices(driver, node)),
+                        timeout, f"complete ResourceSlices of {driver} on node {node}", proc=proc)
+
     # -------------------------------------------------------------- teardown
 
     def cleanup(self) -> list[str]:

@@ -33,6 +33,7 @@ def test_metrics_probes_and_damaged_checkpoint(kube_apiserver, k8s_objects, kube
     shim.wait_registered(DRIVER, timeout=60)
     assert wait_for(lambda: daemon.probe("/healthz")[0] == 200, 30, "/healthz", proc=daemon)
     assert wait_for(lambda: daemon.probe("/readyz") == (200, "ok\n"), 30, "/readyz", proc=daemon)
+    k8s_objects.wait_slices(DRIVER, node, proc=daemon)
 
     k8s_objects.device_class("ops-acc", DRIVER)
     k8s_objects.resource_claim("default", "ops", {"devices": {"requests": [{"name": "a", "exactly": {

@@ -71,3 +71,28 @@ def test_cel_runtime_error_is_reported(gpu_node, resource_claim, allocator):
     resource_claim(NS, "bad-cel", spec)
     with pytest.raises(AllocationFailed, match="allocator error"):
         allocator.allocate(NS, "bad-cel", gpu_node)
+
+
+def test_wait_slices_waits_for_every_slice_of_the_pool(k8s_node, k8s_objects, allocator, device_class,
+                                                      resource_claim):
+    """A driver writes a pool's slices one by one; until the last is there the allocator sees no
+    device, so ``wait_slices`` returns only a complete pool."""
+    node = "node-wait-slices"
+    k8s_node(node)
+    device_class("harness-wait", DRIVER)
+    resource_claim(NS, "early", {"devices": {"requests": [{"name": "gpu", "exactly": {
+        "deviceClassName": "harness-wait"}}]}})
+    first = slice_spec(node)
+    first["pool"]["resourceSliceCount"] = 2
+    k8s_objects.resource_slice(first, name=f"{node}-a")
+    with pytest.raises(TimeoutError, match=f"ResourceSlices of {DRIVER} on node {node}"):
+        k8s_objects.wait_slices(DRIVER, node, timeout=1)
+    with pytest.raises(AllocationFailed, match="incomplete"):
+        allocator.allocate(NS, "early", node)
+    second = slice_spec(node)
+    second["pool"]["resourceSliceCount"] = 2
+    second["devices"] = [{"name": "gpu-2"}]
+    k8s_objects.resource_slice(second, name=f"{node}-b")
+    got = k8s_objects.wait_slices(DRIVER, node, timeout=10)
+    assert sorted(s["metadata"]["name"] for s in got) == [f"{node}-a", f"{node}-b"]
+    assert allocator.allocate(NS, "early", node)["devices"]["results"]
