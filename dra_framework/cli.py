@@ -11,11 +11,15 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .config import FLAGS, Settings, load_settings
+from .config_source import FLAGS, RawConfig, read_config
 from .errors import ConfigError, DraFrameworkError
 from .logs import setup_logging
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger("dra_framework.cli")
 
@@ -29,25 +33,41 @@ class _HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
+        if isinstance(text, _SettingHelp):
+            text = text.render()
         if ("default:" in text or action.default is None or action.default is False
                 or action.default == argparse.SUPPRESS or not action.option_strings):
             return text
         return f"{text} (default: %(default)s)"
 
 
-def _default_text(field: str) -> str:
-    value = Settings.model_fields[field].default
-    return "none" if value in ("", None) else str(value)
+class _SettingHelp(str):
+    """The help of a setting's flag (its meaning, default, env var and config key), rendered from
+    the Settings model when help is printed: building the parser does not import pydantic, so
+    ``run`` can serve the kubelet's sockets first (docs/operations.md, "Start-up")."""
+
+    field: str
+    env: str
+
+    def __new__(cls, field: str, env: str) -> "_SettingHelp":
+        self = super().__new__(cls, f"env {env}")
+        self.field, self.env = field, env
+        return self
+
+    def render(self) -> str:
+        from .config import Settings
+
+        info = Settings.model_fields[self.field]
+        desc = (info.description or "").rstrip(".")
+        default = "none" if info.default in ("", None) else str(info.default)
+        return f"{desc} (default: {default}; env {self.env}; config key {info.alias or self.field})"
 
 
 def _add_setting_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help="composed-driver config file (YAML); relative paths in it are "
                                           f"resolved against its folder (default: none; env {CONFIG_ENV})")
     for flag, field, env in FLAGS:
-        desc = (Settings.model_fields[field].description or "").rstrip(".")
-        p.add_argument(flag, dest=field, default=None,
-                       help=f"{desc} (default: {_default_text(field)}; env {env}; config key "
-                            f"{Settings.model_fields[field].alias or field})")
+        p.add_argument(flag, dest=field, default=None, help=_SettingHelp(field, env))
 
 
 def _add_global_flags(p: argparse.ArgumentParser, top: bool) -> None:
@@ -96,9 +116,14 @@ def _rules(args: argparse.Namespace) -> str:
 
 
 def _settings(args: argparse.Namespace, require_node_name: bool) -> Settings:
+    from .config import validate_settings
+
+    return validate_settings(_sources(args), require_node_name=require_node_name)
+
+
+def _sources(args: argparse.Namespace) -> RawConfig:
     overrides = {field: getattr(args, field) for _f, field, _e in FLAGS}
-    return load_settings(args.config or os.environ.get(CONFIG_ENV) or None, overrides,
-                         require_node_name=require_node_name)
+    return read_config(args.config or os.environ.get(CONFIG_ENV) or None, overrides)
 
 
 def _need_drivers(settings: Settings, args: argparse.Namespace, command: str) -> None:
@@ -132,12 +157,13 @@ class Progress:
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import run_daemon
 
-    settings = _settings(args, require_node_name=True)
+    # Validated in the daemon, after the kubelet sockets are served (docs/operations.md, "Start-up").
+    sources = _sources(args)
     # uvloop: the daemon's event loop in C (libuv). Its gRPC server, thread hand-offs and API
     # calls cost about a fifth less CPU per prepare than on the stdlib loop (benchmarks/README.md).
     import uvloop
 
-    return uvloop.run(run_daemon(settings, uninstall=args.uninstall, progress=Progress()))
+    return uvloop.run(run_daemon(sources, uninstall=args.uninstall, progress=Progress()))
 
 
 def _inspect(name: str):

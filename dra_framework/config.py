@@ -12,7 +12,6 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .cdi.policy import CdiPolicy
@@ -21,7 +20,9 @@ if TYPE_CHECKING:
     from pydantic_core import InitErrorDetails
 from .errors import ConfigError
 from .kubenames import dns_subdomain_problem
-from .validation_errors import field_path, format_validation_error
+from .config_source import (  # noqa: F401 - FLAGS, MAX_DEPTH, PATH_KEYS: imported from here too
+    DEFAULT_HEALTH_RESEND_SECONDS, FLAGS, MAX_DEPTH, PATH_KEYS, RawConfig, read_config)
+from .validation_errors import format_validation_error
 from .paths import DEFAULT_CDI_ROOT, DEFAULT_KUBELET_ROOT, DEFAULT_STATE_DIR
 
 
@@ -101,7 +102,7 @@ class Settings(_Strict):
                                       description="Connections served at once per port; more are closed.")
     http_timeout_seconds: float = Field(5.0, alias="httpTimeoutSeconds", gt=0, le=60,
                                         description="Idle timeout of a metrics/probe connection.")
-    health_resend_seconds: float = Field(10.0, alias="healthResendSeconds", gt=0, le=25,
+    health_resend_seconds: float = Field(DEFAULT_HEALTH_RESEND_SECONDS, alias="healthResendSeconds", gt=0, le=25,
                                          description="Resend interval of the kubelet health stream (kubelet "
                                                      "times out at 30 s).")
     janitor_interval_seconds: float = Field(600.0, alias="janitorIntervalSeconds", gt=0,
@@ -154,118 +155,17 @@ class Settings(_Strict):
         return self.kubelet_root_dir / "plugins"
 
 
-#: (flag, settings field, env var). Every Settings field except ``drivers`` is here.
-FLAGS: list[tuple[str, str, str]] = [
-    ("--node-name", "node_name", "NODE_NAME"),
-    ("--kubelet-root-dir", "kubelet_root_dir", "DRA_FRAMEWORK_KUBELET_ROOT_DIR"),
-    ("--cdi-root", "cdi_root", "DRA_FRAMEWORK_CDI_ROOT"),
-    ("--state-dir", "state_dir", "DRA_FRAMEWORK_STATE_DIR"),
-    ("--kubeconfig", "kubeconfig", "DRA_FRAMEWORK_KUBECONFIG"),
-    ("--pod-uid", "pod_uid", "DRA_FRAMEWORK_POD_UID"),
-    ("--api-qps", "api_qps", "DRA_FRAMEWORK_API_QPS"),
-    ("--api-burst", "api_burst", "DRA_FRAMEWORK_API_BURST"),
-    ("--metrics-port", "metrics_port", "DRA_FRAMEWORK_METRICS_PORT"),
-    ("--healthz-port", "healthz_port", "DRA_FRAMEWORK_HEALTHZ_PORT"),
-    ("--bind-address", "bind_address", "DRA_FRAMEWORK_BIND_ADDRESS"),
-    ("--http-max-connections", "http_max_connections", "DRA_FRAMEWORK_HTTP_MAX_CONNECTIONS"),
-    ("--http-timeout-seconds", "http_timeout_seconds", "DRA_FRAMEWORK_HTTP_TIMEOUT_SECONDS"),
-    ("--health-resend-seconds", "health_resend_seconds", "DRA_FRAMEWORK_HEALTH_RESEND_SECONDS"),
-    ("--janitor-interval-seconds", "janitor_interval_seconds", "DRA_FRAMEWORK_JANITOR_INTERVAL_SECONDS"),
-    ("--slice-resync-seconds", "slice_resync_seconds", "DRA_FRAMEWORK_SLICE_RESYNC_SECONDS"),
-]
-
-
-#: Settings keys holding paths: relative values are resolved against the config file's folder
-#: (from the file) or the working directory (from a flag or env var).
-PATH_KEYS = ("kubeletRootDir", "cdiRoot", "stateDir", "kubeconfig")
-
-#: Deepest nesting accepted in a config file: real configs use < 10 levels; deeper input only
-#: makes every later consumer (validation, JSON encoding, checkpoints) recurse.
-MAX_DEPTH = 64
-
-
-def _too_deep(value: Any) -> str | None:
-    """The field path of the first value nested deeper than MAX_DEPTH, or None."""
-    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
-    while stack:
-        v, loc = stack.pop()
-        if len(loc) > MAX_DEPTH:
-            return field_path(loc[:MAX_DEPTH]) + "..."
-        if isinstance(v, dict):
-            stack.extend((child, loc + (str(k),)) for k, child in v.items())
-        elif isinstance(v, list):
-            stack.extend((child, loc + (i,)) for i, child in enumerate(v))
-    return None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently,
-    so a second ``drivers:`` would drop the first list)."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, Any] = {}
-            for key_node, _value in node.value:
-                try:
-                    key = self.construct_object(key_node, deep=True)
-                    hash(key)
-                except (TypeError, yaml.YAMLError):
-                    continue  # the base class reports unhashable keys
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"found duplicate key {key!r} (first at line {seen[key].line + 1})", key_node.start_mark)
-                seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_settings(config_file: str | Path | None, overrides: dict[str, Any] | None = None,
                   environ: dict[str, str] | None = None, require_node_name: bool = True) -> Settings:
     """Read the YAML file, apply env vars then flag ``overrides`` (field name → value, None = not
     given), and validate. Raises ConfigError naming the file and field."""
-    env = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
-    source = str(config_file) if config_file else "settings"
-    if config_file:
-        try:
-            with open(config_file, encoding="utf-8") as f:
-                raw = yaml.load(f, Loader=_UniqueKeyLoader)  # a stream, so YAML errors name the file
-        except OSError as exc:
-            raise ConfigError(f"{config_file}: cannot read: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{config_file}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_file}: invalid YAML: {' '.join(str(exc).split())}") from None
-        except RecursionError:
-            raise ConfigError(f"{config_file}: invalid YAML: nested too deeply (at most "
-                              f"{MAX_DEPTH} levels are accepted)") from None
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{config_file}: <root>: must be a mapping, got {type(raw).__name__}")
-        deep = _too_deep(raw)
-        if deep is not None:
-            raise ConfigError(f"{config_file}: {deep}: nested more than {MAX_DEPTH} levels deep")
-        data = dict(raw)
-    base = Path(config_file).resolve().parent if config_file else None
-    for key in PATH_KEYS:  # relative paths in the file: against the file's folder
-        value = data.get(key)
-        if base is not None and isinstance(value, str) and value and not os.path.isabs(value):
-            data[key] = str(base / value)
-    aliases = {name: f.alias or name for name, f in Settings.model_fields.items()}
-    flag_of = {field: flag for flag, field, _var in FLAGS}
-    origin: dict[str, str] = {}  # YAML key -> where a value from outside the file came from
-    for _flag, field, var in FLAGS:
-        if env.get(var):
-            data[aliases[field]] = env[var]
-            origin[aliases[field]] = f"env {var}"
-    for field, value in (overrides or {}).items():
-        if value is not None:
-            data[aliases[field]] = value
-            origin[aliases[field]] = f"flag {flag_of.get(field, field)}"
-    for key in PATH_KEYS:  # from flags and env: against the working directory, shown absolute
-        if key in origin and isinstance(data.get(key), str) and data[key]:
-            data[key] = os.path.abspath(data[key])
+    return validate_settings(read_config(config_file, overrides, environ), require_node_name)
+
+
+def validate_settings(raw: RawConfig, require_node_name: bool = True) -> Settings:
+    """Validate the merged sources (:func:`dra_framework.config_source.read_config`). Raises
+    ConfigError naming the file (or the flag or env var that set the value) and the field."""
+    data, source, base, origin = raw.data, raw.source, raw.base, raw.origin
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:

@@ -16,9 +16,9 @@ import functools
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import Settings
+from .config_source import RawConfig
 from .errors import ConfigError, DraFrameworkError
 from .tasks import Backoff, TaskSupervisor
 
@@ -26,6 +26,9 @@ from .tasks import Backoff, TaskSupervisor
 DRIVER_RETRY_BACKOFF = Backoff(initial=5.0, factor=2.0, cap=300.0)
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 
 async def _node_uid(client: Any, node_name: str, max_delay: float = 30.0) -> str:
@@ -85,27 +88,58 @@ class NodeOwner:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def run_daemon(settings: Settings, uninstall: bool = False, progress: Any = None,
+async def run_daemon(settings: Settings | RawConfig, uninstall: bool = False, progress: Any = None,
                      stop_event: asyncio.Event | None = None) -> int:
     """Start every driver, serve until a signal (or ``stop_event``), stop cleanly. Returns the exit
     status: 0 after a clean stop, also when a driver never started (that is a state the daemon
     reports through /readyz and its log while it retries, not a failure of the stop). Raises
     ConfigError for a config that cannot run (the CLI prints it in one line and exits 1). See
     docs/operations.md "Exit status" and "Start-up": the kubelet sockets are served first, before
-    the heavy imports, so the kubelet's GetInfo is answered at once."""
-    from .startup import serve_early, stop_early
+    the heavy imports, so the kubelet's GetInfo is answered at once. ``settings`` may be the
+    not yet validated sources (:func:`dra_framework.config_source.read_config`): the sockets are
+    then served from what they need of them, and the rest is validated meanwhile."""
+    from .startup import SocketSettings, serve_early, stop_early
 
-    if not settings.drivers:
-        raise ConfigError("drivers: at least one driver is required to run")
     loop = asyncio.get_running_loop()
     stop = stop_event or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    early = await serve_early(settings)
+    sockets = SocketSettings.read(settings) if isinstance(settings, RawConfig) else None
+    early = await serve_early(sockets) if sockets else {}
     try:
-        return await _run(settings, uninstall, progress, stop, early)
+        if isinstance(settings, RawConfig):
+            valid: Settings = await _off_loop(_validate, settings)
+            if sockets and sockets != SocketSettings.of(valid):  # not as read: serve them again
+                await stop_early(early, "the daemon is restarting its sockets")
+                early = {}
+        else:
+            valid = settings
+        if not valid.drivers:
+            raise ConfigError("drivers: at least one driver is required to run")
+        if not early:
+            early = await serve_early(SocketSettings.of(valid))
+        return await _run(valid, uninstall, progress, stop, early)
     finally:
         await stop_early(early, "the daemon is stopping")
+
+
+async def _off_loop(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a thread. The thread (importing, mostly) holds the GIL; a short switch
+    interval lets the event loop answer the kubelet's GetInfo within about a millisecond
+    meanwhile (default 5 ms per hand-off)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0005))
+    try:
+        return await asyncio.to_thread(fn, *args)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _validate(raw: RawConfig) -> Settings:
+    """The config validated (imports pydantic and the config models: run off the event loop)."""
+    from .config import validate_settings
+
+    return validate_settings(raw)
 
 
 def _load_plugins() -> Any:
@@ -119,14 +153,7 @@ def _load_plugins() -> Any:
 
 
 async def _run(settings: Settings, uninstall: bool, progress: Any, stop: asyncio.Event, early: dict[str, Any]) -> int:
-    # The importing thread holds the GIL; a short switch interval lets the event loop answer
-    # the kubelet's GetInfo within about a millisecond meanwhile (default 5 ms per hand-off).
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, 0.0005))
-    try:
-        registry = await asyncio.to_thread(_load_plugins)
-    finally:
-        sys.setswitchinterval(interval)
+    registry = await _off_loop(_load_plugins)
     from .events import NodeEvents
     from .kube import describe, make_client
     from .runtime import DriverRuntime

@@ -15,9 +15,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config_source import DEFAULT_HEALTH_RESEND_SECONDS, RawConfig
 from .kubelet.types import CALL_DEADLINE, ClaimRef, DRAEngine, PrepareOutcome
+from .kubenames import dns_subdomain_problem
+from .paths import DEFAULT_KUBELET_ROOT
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -88,6 +92,48 @@ class StartingEngine:
         return await engine.unprepare(claims)
 
 
+@dataclass(frozen=True)
+class SocketSettings:
+    """What serving the kubelet sockets needs: the driver names, ``kubeletRootDir``, ``podUID``
+    and ``healthResendSeconds``."""
+
+    drivers: tuple[str, ...]
+    kubelet_root_dir: Path
+    pod_uid: str
+    health_resend_seconds: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> SocketSettings:
+        return cls(tuple(d.name for d in settings.drivers), Path(settings.kubelet_root_dir), settings.pod_uid,
+                   float(settings.health_resend_seconds))
+
+    @classmethod
+    def read(cls, raw: RawConfig) -> SocketSettings | None:
+        """From the merged, not yet validated sources; None when a value is missing or not plainly
+        valid (the daemon then validates first and serves after). Whatever is read here is
+        compared with the validated settings, and the sockets are served again if they differ."""
+        data = raw.data
+        drivers = data.get("drivers")
+        if not isinstance(drivers, list) or not drivers:
+            return None
+        names = [d.get("name") if isinstance(d, dict) else None for d in drivers]
+        if any(not isinstance(n, str) or len(n) > 63 or dns_subdomain_problem(n) for n in names):
+            return None
+        if len(set(names)) != len(names):
+            return None
+        root, pod_uid = data.get("kubeletRootDir", DEFAULT_KUBELET_ROOT), data.get("podUID", "")
+        resend = data.get("healthResendSeconds", DEFAULT_HEALTH_RESEND_SECONDS)
+        if not isinstance(root, str) or not root or not isinstance(pod_uid, str) or isinstance(resend, bool):
+            return None
+        try:
+            resend = float(resend)
+        except (TypeError, ValueError):
+            return None
+        if not 0 < resend <= 25:
+            return None
+        return cls(tuple(str(n) for n in names), Path(root), pod_uid, resend)
+
+
 @dataclass
 class EarlyServer:
     """One driver's sockets, served from before its start-up: ``server`` answers with ``gate``
@@ -97,7 +143,7 @@ class EarlyServer:
     gate: StartingEngine
 
 
-async def serve_early(settings: Settings) -> dict[str, EarlyServer]:
+async def serve_early(settings: SocketSettings) -> dict[str, EarlyServer]:
     """Bind every driver's DRA socket, then its registration socket (driver name → EarlyServer).
     Left out, so that its runtime binds the sockets at the end of its start-up as before:
     a driver with another live instance (a rolling update: the kubelet keeps calling the old
@@ -107,21 +153,21 @@ async def serve_early(settings: Settings) -> dict[str, EarlyServer]:
     from .kubelet.sockets import live_instances
 
     out: dict[str, EarlyServer] = {}
-    for cfg in settings.drivers:
-        gate = StartingEngine(cfg.name)
-        server = PluginServer(cfg.name, gate, kubelet_root=str(settings.kubelet_root_dir),
+    for name in settings.drivers:
+        gate = StartingEngine(name)
+        server = PluginServer(name, gate, kubelet_root=str(settings.kubelet_root_dir),
                               pod_uid=settings.pod_uid or None, advertise_health=True, starting=True,
                               health_resend_interval=settings.health_resend_seconds)
         try:
-            others = live_instances(server.paths, cfg.name)
+            others = live_instances(server.paths, name)
             if others:
-                log.info("driver %s: another instance serves %s; its sockets follow the start-up", cfg.name, others)
+                log.info("driver %s: another instance serves %s; its sockets follow the start-up", name, others)
                 continue
             await server.start()
         except Exception as exc:  # noqa: BLE001 - retried by the driver's own start-up
-            log.debug("driver %s: sockets not served before start-up: %s", cfg.name, exc)
+            log.debug("driver %s: sockets not served before start-up: %s", name, exc)
             continue
-        out[cfg.name] = EarlyServer(server, gate)
+        out[name] = EarlyServer(server, gate)
     return out
 
 

@@ -2,9 +2,10 @@
 path>: <message>``, with a "did you mean" hint for a misspelled key (docs/config.md)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:  # pydantic is imported where a model is looked at: the daemon's first config read needs none
+    from pydantic import BaseModel, ValidationError
 
 
 def field_path(loc: tuple[Any, ...]) -> str:
@@ -20,6 +21,8 @@ def field_path(loc: tuple[Any, ...]) -> str:
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that holds the field at ``loc`` (list indexes skipped), or None."""
     import typing
+
+    from pydantic import BaseModel
 
     current: Any = model
     for part in loc:

@@ -206,8 +206,13 @@ class PluginServer:
             self._recorded = True
         except OSError as exc:  # only the cleanup after a crash needs it
             log.warning("cannot record the socket paths in %s: %s", self.paths.plugin_dir, exc)
-        log.info("DRA driver %s: registration %s, service %s, advertising %s", self.driver,
-                 self.paths.registration, self.paths.dra, self.supported_versions)
+        # Served before the config is validated: said at INFO once the driver is attached, so a
+        # config error stays the only line of a failed `run`.
+        self._log_serving(logging.DEBUG if not self._attached.is_set() else logging.INFO)
+
+    def _log_serving(self, level: int) -> None:
+        log.log(level, "DRA driver %s: registration %s, service %s, advertising %s", self.driver,
+                self.paths.registration, self.paths.dra, self.supported_versions)
 
     def attach(self, engine: DRAEngine, health: HealthState | None) -> None:
         """Serve ``engine`` and ``health`` from now on (a server made with ``starting=True``):
@@ -219,6 +224,8 @@ class PluginServer:
         for h in self._health_servicers:
             h.state = health
         self._attached.set()
+        if self._reg_server is not None:
+            self._log_serving(logging.INFO)
 
     async def stop(self) -> None:
         """Stop serving and remove both sockets.

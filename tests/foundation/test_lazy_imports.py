@@ -41,12 +41,12 @@ def test_package_names_resolve(package: str):
 #: What `dra-framework run` must not import before its sockets are served.
 HEAVY = ("lightkube", "dra_framework.api", "dra_framework.model", "dra_framework.cdi.edits",
          "dra_framework.plugins", "dra_framework.runtime", "dra_framework.engine", "prometheus_client", "pluggy",
-         "dra_framework.kubelet.client")
+         "dra_framework.kubelet.client", "pydantic", "dra_framework.config")
 
 
 def test_run_serves_its_sockets_before_the_heavy_imports(tmp_path):
-    """The modules loaded once the `run` flags are parsed, the config loaded and the sockets
-    bound (what dra_framework.daemon.run_daemon does before anything else)."""
+    """The modules loaded once the `run` flags are parsed, the config read (not yet validated:
+    no pydantic) and the sockets bound (what dra_framework.daemon.run_daemon does first)."""
     (tmp_path / "kubelet" / "plugins_registry").mkdir(parents=True)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"nodeName: n1\nkubeletRootDir: {tmp_path / 'kubelet'}\n"
@@ -55,9 +55,9 @@ def test_run_serves_its_sockets_before_the_heavy_imports(tmp_path):
 import asyncio, sys
 from dra_framework import cli, daemon, startup
 args = cli.build_parser().parse_args(["run", "--config", {str(cfg)!r}])
-settings = cli._settings(args, require_node_name=True)
+sockets = startup.SocketSettings.read(cli._sources(args))
 async def main():
-    early = await startup.serve_early(settings)
+    early = await startup.serve_early(sockets)
     assert list(early) == ["gpu.example.com"], early
     await startup.stop_early(early, "test")
 asyncio.run(main())
