@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import signal
 import sys
@@ -224,6 +225,7 @@ async def _run(settings: Settings, uninstall: bool, progress: Any, stop: asyncio
             retries.spawn(f"retry-{cfg.name}", functools.partial(retry_driver, i, cfg))
     if progress:
         progress.done()
+    _collect_after_start_up()
 
     if not drivers:
         log.error("no driver started; retrying with back-off and serving probes so the failure is "
@@ -240,6 +242,15 @@ async def _run(settings: Settings, uninstall: bool, progress: Any, stop: asyncio
     if failed:
         log.warning("stopped while driver(s) had not started: %s", "; ".join(f"{n}: {e}" for n, e in failed.items()))
     return 0
+
+
+def _collect_after_start_up() -> None:
+    """The cyclic garbage collector back on (the CLI turns it off for the start-up): one full
+    collection of what the start-up left, then the survivors (modules, models, the inventory)
+    are frozen out of later collections, which then scan only what serving creates."""
+    gc.collect()
+    gc.freeze()
+    gc.enable()
 
 
 def _start_http_servers(settings: Settings, loop: asyncio.AbstractEventLoop, live: Any, ready: Any) -> list[Any]:

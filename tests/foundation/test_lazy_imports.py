@@ -72,3 +72,33 @@ def test_kubelet_cli_timeout_default_is_the_clients():
     from dra_framework.kubelet import cli, client
 
     assert cli.CALL_TIMEOUT == client.CALL_TIMEOUT
+
+
+def test_the_cli_collects_no_garbage_during_start_up_and_turns_the_collector_back_on(capsys):
+    """`dra-framework` runs its start-up with the cyclic collector off (it only costs time there);
+    a command that returns, and the daemon once its drivers have started, turn it back on."""
+    import gc
+
+    from dra_framework import cli, daemon
+
+    seen = {}
+    real = cli.build_parser
+
+    def spy():
+        seen["during"] = gc.isenabled()
+        return real()
+
+    assert gc.isenabled()
+    try:
+        cli.build_parser = spy
+        assert cli.main(["plugins", "-o", "json"]) == 0
+    finally:
+        cli.build_parser = real
+    assert seen == {"during": False} and gc.isenabled()
+    gc.disable()
+    try:
+        daemon._collect_after_start_up()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
