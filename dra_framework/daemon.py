@@ -110,14 +110,12 @@ async def run_daemon(settings: Settings | RawConfig, uninstall: bool = False, pr
     try:
         if isinstance(settings, RawConfig):
             valid: Settings = await _off_loop(_validate, settings)
-            if sockets and sockets != SocketSettings.of(valid):  # not as read: serve them again
-                await stop_early(early, "the daemon is restarting its sockets")
-                early = {}
         else:
             valid = settings
         if not valid.drivers:
             raise ConfigError("drivers: at least one driver is required to run")
-        if not early:
+        if sockets != SocketSettings.of(valid):  # not read early, or not as validated: serve now
+            await stop_early(early, "the daemon is restarting its sockets")
             early = await serve_early(SocketSettings.of(valid))
         return await _run(valid, uninstall, progress, stop, early)
     finally:
