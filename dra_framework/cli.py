@@ -157,6 +157,9 @@ class Progress:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import run_daemon
+    from .memory import one_malloc_arena
+
+    one_malloc_arena()  # before any thread starts (dra_framework/memory.py)
 
     # Validated in the daemon, after the kubelet sockets are served (docs/operations.md, "Start-up").
     sources = _sources(args)

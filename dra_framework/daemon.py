@@ -141,18 +141,18 @@ def _validate(raw: RawConfig) -> Settings:
     return validate_settings(raw)
 
 
-def _load_plugins() -> Any:
-    """Import the daemon's modules and load the backend plugins (the slow part of start-up:
-    lightkube, pydantic models, every installed backend). Runs in a thread, so that the event
+def _load_plugins(settings: Settings) -> Any:
+    """Import the daemon's modules and load the backend plugins the config names (the slow part
+    of start-up: lightkube, pydantic models, the backends). Runs in a thread, so that the event
     loop answers the kubelet's GetInfo meanwhile."""
     from . import events, kube, runtime  # noqa: F401 - imported here, off the event loop
     from .plugins import Registry
 
-    return Registry()
+    return Registry(backends={b.name for d in settings.drivers for b in d.backends})
 
 
 async def _run(settings: Settings, uninstall: bool, progress: Any, stop: asyncio.Event, early: dict[str, Any]) -> int:
-    registry = await _off_loop(_load_plugins)
+    registry = await _off_loop(_load_plugins, settings)
     from .events import NodeEvents
     from .kube import describe, make_client
     from .runtime import DriverRuntime

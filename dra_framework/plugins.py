@@ -11,7 +11,7 @@ import inspect
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import pluggy
 
@@ -57,7 +57,13 @@ class Registry:
     ``dra-framework plugins``), and only drivers that use one of its backends fail to start.
     """
 
-    def __init__(self, extra_plugins: dict[str, object] | None = None) -> None:
+    def __init__(self, extra_plugins: dict[str, object] | None = None,
+                 backends: Collection[str] | None = None) -> None:
+        """``backends``: the backend names a config uses (``dra-framework run``), or None for all.
+        With names, the plugins whose entry-point name is one of them (``-`` read as ``_``) are
+        imported first, and the others only when a name is still missing, so that a driver does
+        not keep every installed backend's code in memory (docs/backends.md, "Which plugins
+        load"). Without, every plugin is imported (``plugins``, ``validate``)."""
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs.RegistrySpec)
         self.types: dict[str, BackendType] = {}
@@ -69,7 +75,7 @@ class Registry:
         allow = _env_list("DRA_FRAMEWORK_LOAD_PLUGINS")
         for blocked in _env_list("DRA_FRAMEWORK_DISABLE_PLUGINS") or []:
             self.pm.set_blocked(blocked)
-        dists: dict[str, tuple[str, str]] = {}
+        self._dists: dict[str, tuple[str, str]] = {}
         #: entry-point name -> why it was not loaded (allow/block list), for error messages
         self.filtered: dict[str, str] = {}
         eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
@@ -83,25 +89,39 @@ class Registry:
         for ep in eps:
             if allow is not None and ep.name not in allow:
                 self.filtered[ep.name] = "not in DRA_FRAMEWORK_LOAD_PLUGINS"
-                continue
-            if self.pm.is_blocked(ep.name):
+            elif self.pm.is_blocked(ep.name):
                 self.filtered[ep.name] = "blocked by DRA_FRAMEWORK_DISABLE_PLUGINS"
+        eps = [ep for ep in eps if ep.name not in self.filtered]
+        wanted = None if backends is None else {n.replace("-", "_") for n in backends if isinstance(n, str)}
+        first = eps if wanted is None else [ep for ep in eps if ep.name.replace("-", "_") in wanted]
+        self._load(first, extra_plugins or {})
+        if wanted is not None and not set(backends or ()) <= set(self.types):
+            # a backend whose plugin has another name (one plugin may register several): load the rest
+            self._load([ep for ep in eps if ep not in first], {})
+
+    def _load(self, eps: list[importlib.metadata.EntryPoint], extra_plugins: dict[str, object]) -> None:
+        """Import ``eps``, register them and ``extra_plugins``, and run their registration hook."""
+        names: set[str] = set()
+        for ep in eps:
+            if self.pm.get_plugin(ep.name) is not None or ep.name in self.broken or ep.name in names:
                 continue
-            if self.pm.get_plugin(ep.name) is not None or ep.name in self.broken:
-                continue
+            names.add(ep.name)
             ep_dist = ep.dist
-            dists[ep.name] = (ep_dist.metadata["Name"], ep_dist.version) if ep_dist else ("?", "?")
+            self._dists[ep.name] = (ep_dist.metadata["Name"], ep_dist.version) if ep_dist else ("?", "?")
             try:
                 plugin = ep.load()
             except Exception as exc:  # one broken package must not take down unrelated drivers
-                self._disable(ep.name, dists[ep.name], f"failed to import {ep.value}: {exc}")
+                self._disable(ep.name, self._dists[ep.name], f"failed to import {ep.value}: {exc}")
                 continue
-            self._register(plugin, ep.name, dists[ep.name])
-        for name, plugin in (extra_plugins or {}).items():
-            dists[name] = ("<inline>", "")
-            self._register(plugin, name, dists[name])
+            self._register(plugin, ep.name, self._dists[ep.name])
+        for name, plugin in extra_plugins.items():
+            names.add(name)
+            self._dists[name] = ("<inline>", "")
+            self._register(plugin, name, self._dists[name])
         for impl in self.pm.hook.dra_register_backends.get_hookimpls():
-            dist, version = dists.get(impl.plugin_name, ("?", "?"))
+            if impl.plugin_name not in names:
+                continue  # registered by an earlier _load
+            dist, version = self._dists.get(impl.plugin_name, ("?", "?"))
             before = set(self.types)
             try:
                 impl.function(register=self._registrar(impl.plugin_name, dist, version))

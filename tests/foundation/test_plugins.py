@@ -130,3 +130,81 @@ def test_example_backend_stays_small():
 
     with open(dra_example_backend.__file__) as f:
         assert len(f.readlines()) < 80
+
+
+def _registry_in_subprocess(tmp_path, backends: str, extra_path: str = "") -> dict:
+    """Registry(backends=...) in a fresh interpreter: which modules it imported, and get()'s
+    result per name (the backend's plugin, or the error)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from dra_framework.plugins import Registry\n"
+        f"names = {backends!r}.split(',')\n"
+        "reg = Registry(backends=names)\n"
+        "out = {}\n"
+        "for n in names:\n"
+        "    try:\n"
+        "        out[n] = reg.get(n).plugin\n"
+        "    except Exception as exc:\n"
+        "        out[n] = 'error: ' + str(exc)\n"
+        "mods = sorted(m for m in sys.modules if m.startswith(('dra_backends', 'dra_example', 'acme')))\n"
+        "print(json.dumps({'get': out, 'modules': mods}))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (extra_path, os.environ.get("PYTHONPATH")) if p))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_registry_for_a_config_imports_only_the_plugins_it_names(tmp_path):
+    # dra-framework run keeps only the backends its config uses in memory (docs/backends.md)
+    out = _registry_in_subprocess(tmp_path, "example")
+    assert out["get"] == {"example": "example"}
+    assert not [m for m in out["modules"] if m.startswith("dra_backends")], out["modules"]
+    out = _registry_in_subprocess(tmp_path, "sriov-nic")  # entry point sriov_nic: '-' read as '_'
+    assert out["get"] == {"sriov-nic": "sriov_nic"}
+    assert "dra_backends.sriov_nic.plugin" in out["modules"]
+    assert not [m for m in out["modules"] if m.startswith(("dra_backends.nvidia", "dra_example"))]
+
+
+def _acme_distribution(root) -> str:
+    """An installed third-party plugin (dist-info on sys.path) whose entry point ``acme``
+    registers a backend of another name, ``acme-gpu``."""
+    (root / "acme_plugin.py").write_text(
+        "from dra_framework.api import hookimpl\n"
+        "class Acme:\n"
+        "    def __init__(self, options, context): pass\n"
+        "    @hookimpl\n"
+        "    def dra_discover(self, inventory): pass\n"
+        "    @hookimpl\n"
+        "    def dra_prepare(self, ctx, devices): return None\n"
+        "    @hookimpl\n"
+        "    def dra_unprepare(self, stored): pass\n"
+        "@hookimpl\n"
+        "def dra_register_backends(register):\n"
+        "    register('acme-gpu', Acme)\n")
+    info = root / "acme-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[dra_framework.backends]\nacme = acme_plugin\n")
+    return str(root)
+
+
+def test_backend_of_a_plugin_with_another_name_still_loads(tmp_path):
+    site = _acme_distribution(tmp_path)
+    out = _registry_in_subprocess(tmp_path, "acme-gpu", site)
+    assert out["get"] == {"acme-gpu": "acme"}
+    out = _registry_in_subprocess(tmp_path, "example", site)
+    assert "acme_plugin" not in out["modules"]
+
+
+def test_unknown_backend_for_a_config_lists_every_installed_backend(tmp_path):
+    out = _registry_in_subprocess(tmp_path, "nvidai")
+    msg = out["get"]["nvidai"]
+    assert msg.startswith("error: unknown backend 'nvidai' (loaded: ")
+    for name in ("example", "fpga", "nvidia", "sriov-nic", "tpu"):
+        assert f"{name}," in msg or f"{name})" in msg or f"{name};" in msg, msg
