@@ -1,7 +1,8 @@
 """Resident memory of `dra-framework run` (example backend, count 64) after 1,000 prepare +
 unprepare cycles, for one or more builds side by side against one kube-apiserver.
 
-usage: .venv/bin/python benchmarks/rss_ab.py [--runs 3] [--cycles 1000] TAG=BINDIR[,VAR=VALUE...] ...
+usage: .venv/bin/python benchmarks/rss_ab.py [--runs 3] [--cycles 1000] [--more-thousands N]
+           TAG=BINDIR[,VAR=VALUE...] ...
 
 Each run starts every build afresh (alternating order), as benchmarks/vs_go.py drives it: 32
 claims, one 32-caller and one 1-caller storm, then cycles until ``--cycles``. It then reads the
@@ -68,6 +69,8 @@ def main() -> int:
     ap.add_argument("builds", nargs="+", help="TAG=BINDIR[,VAR=VALUE...]")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cycles", type=int, default=1000)
+    ap.add_argument("--more-thousands", type=int, default=0,
+                    help="then this many more thousands of cycles, VmRSS after each (the trend)")
     ap.add_argument("--json", help="also write every run's figures here")
     args = ap.parse_args()
     builds = [parse_build(b) for b in args.builds]
@@ -99,6 +102,9 @@ def main() -> int:
                         drive(s, "-mode", "storm", "-n", "4", "-c", callers)
                     drive(s, "-mode", "cycle", "-n", str(max(0, args.cycles - 32 * 9)))
                     m = s.memory()
+                    for k in range(args.more_thousands):
+                        drive(s, "-mode", "cycle", "-n", "1000")
+                        m[f"VmRSS +{k + 1}k"] = s.rss_mib()
                 finally:
                     s.stop()
                 res[tag].append(m)

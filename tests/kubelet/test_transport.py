@@ -85,3 +85,37 @@ def test_the_daemon_does_not_load_grpcio():
             "cli.build_parser(); Registry(); print('grpc' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+class QuickServicer:
+    async def NodeUnprepareResources(self, request, context):
+        return dra_v1_pb2.NodeUnprepareResourcesResponse()
+
+    async def NodePrepareResources(self, request, context):
+        return dra_v1_pb2.NodePrepareResourcesResponse()
+
+
+async def test_memory_of_closed_streams_is_bounded_on_a_long_lived_connection(tmp_path):
+    # The kubelet keeps one connection and opens a stream per call: what the server remembers
+    # about closed streams must stop growing (the daemon's RSS stays flat over many cycles).
+    import gc
+
+    from h2.connection import H2Connection
+
+    from dra_framework.kubelet.transport import CLOSED_STREAMS_KEPT
+
+    path = str(tmp_path / "dra.sock")
+    server = GrpcServer([(QuickServicer(), SERVICE)])
+    await server.start(path, 0o600)
+    try:
+        async with grpc.aio.insecure_channel(f"unix:{path}") as ch:
+            stub = dra_v1_pb2_grpc.DRAPluginStub(ch)
+            for _ in range(CLOSED_STREAMS_KEPT + 200):
+                await stub.NodeUnprepareResources(_unprepare("a"), timeout=10)
+            conns = [o for o in gc.get_objects() if isinstance(o, H2Connection) and not o.config.client_side]
+            assert conns
+            # h2's record of closed streams (private; the bound itself is H2Connection.MAX_CLOSED_STREAMS)
+            assert all(len(c._closed_streams) <= CLOSED_STREAMS_KEPT for c in conns), \
+                [len(c._closed_streams) for c in conns]
+    finally:
+        await server.stop(grace=None)
