@@ -26,15 +26,22 @@ KILL_AT = "DRA_FRAMEWORK_KILL_AT"
 KILL_LOG = "DRA_FRAMEWORK_KILL_LOG"
 
 _count = 0
+#: (KILL_AT, KILL_LOG) as the process environment set them, read at the first kill point: the
+#: engine passes about eight points per claim, and ``os.environ.get`` showed as 3 % of the
+#: daemon's CPU under load (benchmarks/README.md).
+_env: tuple[str | None, str | None] | None = None
 
 
 def killpoint(name: str) -> None:
     """Count a kill point named ``name`` (one line, e.g. ``record example partition/acc-1``);
-    log it and/or die here as the environment asks. A no-op without the variables."""
-    at, log = os.environ.get(KILL_AT), os.environ.get(KILL_LOG)
+    log it and/or die here as the environment asks. A no-op without the variables. The
+    variables are read once per process, at the first kill point."""
+    global _env, _count
+    if _env is None:
+        _env = (os.environ.get(KILL_AT), os.environ.get(KILL_LOG))
+    at, log = _env
     if not at and not log:
         return
-    global _count
     _count += 1
     if log:
         fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
