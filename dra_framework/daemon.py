@@ -106,8 +106,11 @@ async def run_daemon(settings: Settings | RawConfig, uninstall: bool = False, pr
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     sockets = SocketSettings.read(settings) if isinstance(settings, RawConfig) else None
-    early = await serve_early(sockets) if sockets else {}
+    early: dict[str, Any] = {}
+    notes: list[str] = []  # logged once the config is valid: a refused one gets its error alone
     try:
+        if sockets:
+            early = await serve_early(sockets, notes)
         if isinstance(settings, RawConfig):
             valid: Settings = await _off_loop(_validate, settings)
         else:
@@ -116,7 +119,10 @@ async def run_daemon(settings: Settings | RawConfig, uninstall: bool = False, pr
             raise ConfigError("drivers: at least one driver is required to run")
         if sockets != SocketSettings.of(valid):  # not read early, or not as validated: serve now
             await stop_early(early, "the daemon is restarting its sockets")
-            early = await serve_early(SocketSettings.of(valid))
+            notes.clear()
+            early = await serve_early(SocketSettings.of(valid), notes)
+        for note in notes:
+            log.info("%s", note)
         return await _run(valid, uninstall, progress, stop, early)
     finally:
         await stop_early(early, "the daemon is stopping")

@@ -12,7 +12,9 @@ This module imports only the gRPC layer: it runs before anything heavy is import
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +94,10 @@ class StartingEngine:
         return await engine.unprepare(claims)
 
 
+#: Settings field names pydantic also accepts in place of the YAML keys the sockets need.
+_FIELD_SPELLINGS = ("kubelet_root_dir", "pod_uid", "health_resend_seconds")
+
+
 @dataclass(frozen=True)
 class SocketSettings:
     """What serving the kubelet sockets needs: the driver names, ``kubeletRootDir``, ``podUID``
@@ -113,6 +119,8 @@ class SocketSettings:
         valid (the daemon then validates first and serves after). Whatever is read here is
         compared with the validated settings, and the sockets are served again if they differ."""
         data = raw.data
+        if any(name in data for name in _FIELD_SPELLINGS):  # pydantic reads these too: not guessed
+            return None
         drivers = data.get("drivers")
         if not isinstance(drivers, list) or not drivers:
             return None
@@ -131,6 +139,13 @@ class SocketSettings:
             return None
         if not 0 < resend <= 25:
             return None
+        from .kubelet.sockets import socket_paths
+
+        try:  # paths that do not fit get validation's error, which names the setting
+            for n in names:
+                socket_paths(str(n), root, pod_uid=pod_uid or None)
+        except ValueError:
+            return None
         return cls(tuple(str(n) for n in names), Path(root), pod_uid, resend)
 
 
@@ -141,42 +156,52 @@ class EarlyServer:
 
     server: PluginServer
     gate: StartingEngine
+    made_plugin_dir: bool = False  # the plugin directory did not exist before
 
 
-async def serve_early(settings: SocketSettings) -> dict[str, EarlyServer]:
+async def serve_early(settings: SocketSettings, notes: list[str] | None = None) -> dict[str, EarlyServer]:
     """Bind every driver's DRA socket, then its registration socket (driver name → EarlyServer).
     Left out, so that its runtime binds the sockets at the end of its start-up as before:
     a driver with another live instance (a rolling update: the kubelet keeps calling the old
     pod until this one is ready), and one whose sockets cannot be bound yet (the kubelet's plugin
-    registry directory is missing, say; the start-up then reports the error)."""
+    registry directory is missing, say; the start-up then reports the error). ``notes`` gets a
+    line per driver left out for another live instance, for the log once the config is valid."""
     from .kubelet.server import PluginServer
     from .kubelet.sockets import live_instances
 
     out: dict[str, EarlyServer] = {}
     for name in settings.drivers:
         gate = StartingEngine(name)
-        server = PluginServer(name, gate, kubelet_root=str(settings.kubelet_root_dir),
-                              pod_uid=settings.pod_uid or None, advertise_health=True, starting=True,
-                              health_resend_interval=settings.health_resend_seconds)
         try:
+            server = PluginServer(name, gate, kubelet_root=str(settings.kubelet_root_dir),
+                                  pod_uid=settings.pod_uid or None, advertise_health=True, starting=True,
+                                  health_resend_interval=settings.health_resend_seconds)
             others = live_instances(server.paths, name)
             if others:
-                log.info("driver %s: another instance serves %s; its sockets follow the start-up", name, others)
+                if notes is not None:
+                    notes.append(f"driver {name}: another instance serves {', '.join(others)}; "
+                                 "its sockets follow the start-up")
                 continue
+            made = not os.path.isdir(server.paths.plugin_dir)  # noqa: ASYNC240 - one stat, local
             await server.start()
         except Exception as exc:  # noqa: BLE001 - retried by the driver's own start-up
             log.debug("driver %s: sockets not served before start-up: %s", name, exc)
             continue
-        out[name] = EarlyServer(server, gate)
+        out[name] = EarlyServer(server, gate, made)
     return out
 
 
 async def stop_early(servers: dict[str, EarlyServer], why: str) -> None:
-    """Answer calls still waiting with ``why`` and stop the sockets (registration first)."""
+    """Answer calls still waiting with ``why`` and stop the sockets (registration first). A
+    driver that never started leaves no plugin directory it made (a refused config)."""
     for early in servers.values():
-        if early.gate.engine is None:
+        started = early.gate.engine is not None
+        if not started:
             early.gate.failed(why)
         await early.server.stop()
+        if not started and early.made_plugin_dir:
+            with contextlib.suppress(OSError):  # only while empty
+                os.rmdir(early.server.paths.plugin_dir)
 
 
 def attach(early: EarlyServer | None, engine: Any) -> None:

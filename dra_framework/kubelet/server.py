@@ -207,7 +207,7 @@ class PluginServer:
         except OSError as exc:  # only the cleanup after a crash needs it
             log.warning("cannot record the socket paths in %s: %s", self.paths.plugin_dir, exc)
         # Served before the config is validated: said at INFO once the driver is attached, so a
-        # config error stays the only line of a failed `run`.
+        # refused config's error is not buried under socket lines.
         self._log_serving(logging.DEBUG if not self._attached.is_set() else logging.INFO)
 
     def _log_serving(self, level: int) -> None:

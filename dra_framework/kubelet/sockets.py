@@ -272,7 +272,7 @@ def live_instances(paths: SocketPaths, driver: str) -> list[str]:
         if path in (paths.registration, paths.dra) or os.path.dirname(path) != paths.registry_dir:
             continue
         with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(os.lstat(path).st_mode) and _is_live(path):
+            if path not in out and stat.S_ISSOCK(os.lstat(path).st_mode) and _is_live(path):
                 out.append(path)
     return out
 

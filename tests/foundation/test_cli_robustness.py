@@ -307,3 +307,19 @@ def test_state_dir_that_cannot_be_created_names_the_setting(tmp_path):
         assert proc.wait(30) == 0
     assert (f"driver noapi.dra.dev did not start: stateDir: cannot create {tmp_path}/file/state/noapi.dra.dev/"
             f"example: Not a directory") in log.read_text()
+
+
+def test_run_with_a_kubelet_root_too_long_for_sockets_names_the_setting(tmp_path):
+    """The sockets are served from the config as read only when their paths fit; otherwise
+    validation's error names the file (or env var) and kubeletRootDir, as before."""
+    root = tmp_path / ("k" * 100)
+    (root / "plugins_registry").mkdir(parents=True)
+    cfg = dead_api_config(tmp_path, kubeletRootDir=str(root))
+    for extra, env, where in (((), {}, str(cfg)),
+                              ((), {"DRA_FRAMEWORK_KUBELET_ROOT_DIR": str(root)}, "env DRA_FRAMEWORK_KUBELET_ROOT_DIR")):
+        r = run("run", "--config", str(cfg), *extra, env=env)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 1 and len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"error: {where}: kubeletRootDir: driver noapi.dra.dev (drivers[0]): "
+                                   "unix socket path is"), r.stderr
+    assert not [p for p in root.rglob("*") if p.is_socket()]

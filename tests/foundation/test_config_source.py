@@ -53,6 +53,9 @@ def test_socket_settings_follow_flags_and_env_like_validation(tmp_path):
     {"healthResendSeconds": True},
     {"healthResendSeconds": 60},
     {"healthResendSeconds": "soon"},
+    {"kubelet_root_dir": "/elsewhere"},  # pydantic's field names are valid keys too
+    {"pod_uid": "abc"},
+    {"kubeletRootDir": "/" + "x" * 120},  # no socket name fits: validation names the setting
 ], ids=lambda b: json.dumps(b)[:40])
 def test_socket_settings_are_not_guessed_from_values_validation_would_refuse(bad, tmp_path):
     data = {"nodeName": "n1", "drivers": [{"name": "a.example.com", "backends": [{"name": "example"}]}], **bad}

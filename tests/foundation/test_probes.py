@@ -93,8 +93,10 @@ def test_bad_bind_address_and_busy_port_are_one_line_errors(tmp_path):  # noqa: 
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.strip() == (
         "error: flag --bind-address: bindAddress: Value error, 'localhost' is not an IPv4 or IPv6 address"), r.stderr
-    # The sockets were served from the config as read, before validation refused it: gone again.
+    # The sockets were served from the config as read, before validation refused it: gone again,
+    # with the plugin directory they made.
     assert not [p for p in (tmp_path / "kubelet").rglob("*") if p.is_socket()]
+    assert not (tmp_path / "kubelet" / "plugins" / "noapi.dra.dev").exists()
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
         r = subprocess.run([str(EXE), "run", "--config", str(cfg), "--healthz-port", str(port),
