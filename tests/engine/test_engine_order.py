@@ -158,7 +158,18 @@ async def test_shutdown_drops_queued_work(fake_env):
     """drain() (shutdown) answers queued and fetching operations with an error at once and
     leaves nothing behind; operations already changing node state finish."""
     engine = await fake_env.make_engine()
-    engine.get_claim = rate_limited(fake_env, qps=10)
+    gate = asyncio.Event()  # never set: every fetch after the first is still in flight at drain()
+    fetches = 0
+
+    async def get(namespace, name):
+        # Not a rate limit: on a loaded machine a second fetch could end before drain() and that
+        # claim would fail on the device the first one holds, not be dropped.
+        nonlocal fetches
+        fetches += 1
+        if fetches > 1:
+            await gate.wait()
+        return await fake_env.get_claim(namespace, name)
+    engine.get_claim = get
     refs = [fake_env.add_claim(f"c{i}", [{"request": "gpu", "device": "dev-shared"}]) for i in range(100)]
     call = asyncio.ensure_future(engine.prepare(refs))
     await wait_for(lambda: fake_env.fetches >= 1)
