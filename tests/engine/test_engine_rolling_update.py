@@ -16,14 +16,15 @@ async def test_overlapping_instances_prepare_a_claim_once(tmp_path):
     new_backend = env.instances["fake"]
     ref = env.add_claim("c", [{"request": "r", "device": "dev-0"}])
     other = env.add_claim("d", [{"request": "r", "device": "dev-1"}])
-    gate = asyncio.Event()
+    gate, inside = asyncio.Event(), asyncio.Event()
 
     async def slow(ctx, devices):
+        inside.set()
         await gate.wait()
 
     old_backend.before_prepare = slow
     first = asyncio.create_task(old.prepare([ref]))
-    await asyncio.sleep(0.1)                # the old pod is inside the backend's prepare
+    await asyncio.wait_for(inside.wait(), 10)  # the old pod is inside the backend's prepare
     second = asyncio.create_task(new.prepare([ref]))
     independent = await asyncio.wait_for(new.prepare([other]), 5)   # not blocked by claim c
     assert independent[other.uid].error == ""
