@@ -115,8 +115,9 @@ class Objects:
     def wait_slices(self, driver: str, node: str, timeout: float = 60, proc: Any = None) -> list[dict[str, Any]]:
         """Waits until ``driver`` has published every pool on ``node`` completely and returns those
         ResourceSlices. Call it before :meth:`Allocator.allocate`: a driver registers with the
-        kubelet before (or while) it publishes, and the allocator treats devices of a missing or
-        incomplete pool as unavailable, where the scheduler would keep the pod pending and retry.
+        kubelet before (or while) it publishes; until then the allocator finds no device (and
+        newer allocators skip an incomplete pool), where the scheduler would keep the pod pending
+        and retry.
         ``proc`` (a DriverProcess) makes the wait fail at once, with its log, if it exits.
         Raises TimeoutError naming the driver and node."""
         from .processes import pools_complete, wait_for
