@@ -19,9 +19,9 @@ from .cdi.policy import CdiPolicy
 if TYPE_CHECKING:
     from pydantic_core import InitErrorDetails
 from .errors import ConfigError
-from .kubenames import dns_subdomain_problem
+from .kubenames import dns_subdomain_problem, is_driver_name
 from .config_source import (  # noqa: F401 - FLAGS, MAX_DEPTH, PATH_KEYS: imported from here too
-    DEFAULT_HEALTH_RESEND_SECONDS, FLAGS, MAX_DEPTH, PATH_KEYS, RawConfig, read_config)
+    DEFAULT_HEALTH_RESEND_SECONDS, FLAGS, MAX_HEALTH_RESEND_SECONDS, MAX_DEPTH, PATH_KEYS, RawConfig, read_config)
 from .validation_errors import format_validation_error
 from .paths import DEFAULT_CDI_ROOT, DEFAULT_KUBELET_ROOT, DEFAULT_STATE_DIR
 
@@ -70,8 +70,7 @@ class DriverConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _dns_subdomain(cls, v: str) -> str:
-        # Driver names are DNS subdomains of at most 63 characters (ResourceSlice.spec.driver).
-        if len(v) > 63 or dns_subdomain_problem(v) is not None:
+        if not is_driver_name(v):
             raise ValueError(f"{v!r} is not a DNS subdomain of at most 63 characters (ResourceSlice.spec.driver)")
         return v
 
@@ -102,7 +101,8 @@ class Settings(_Strict):
                                       description="Connections served at once per port; more are closed.")
     http_timeout_seconds: float = Field(5.0, alias="httpTimeoutSeconds", gt=0, le=60,
                                         description="Idle timeout of a metrics/probe connection.")
-    health_resend_seconds: float = Field(DEFAULT_HEALTH_RESEND_SECONDS, alias="healthResendSeconds", gt=0, le=25,
+    health_resend_seconds: float = Field(DEFAULT_HEALTH_RESEND_SECONDS, alias="healthResendSeconds", gt=0,
+                                         le=MAX_HEALTH_RESEND_SECONDS,
                                          description="Resend interval of the kubelet health stream (kubelet "
                                                      "times out at 30 s).")
     janitor_interval_seconds: float = Field(600.0, alias="janitorIntervalSeconds", gt=0,

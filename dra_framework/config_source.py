@@ -48,8 +48,10 @@ YAML_KEYS: dict[str, str] = {
     "slice_resync_seconds": "sliceResyncSeconds",
 }
 
-#: s; the default of ``healthResendSeconds`` (Settings.health_resend_seconds).
+#: s; the default and the largest value of ``healthResendSeconds`` (Settings.health_resend_seconds:
+#: the kubelet times a health stream out after 30 s without a message).
 DEFAULT_HEALTH_RESEND_SECONDS = 10.0
+MAX_HEALTH_RESEND_SECONDS = 25
 
 #: Settings keys holding paths: relative values are resolved against the config file's folder
 #: (from the file) or the working directory (from a flag or env var).

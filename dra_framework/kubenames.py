@@ -56,6 +56,15 @@ def dns_subdomain_problem(value: str) -> str | None:
     return None
 
 
+#: Longest DRA driver name (ResourceSlice.spec.driver: a DNS subdomain of at most 63 characters).
+DRIVER_NAME_MAX = 63
+
+
+def is_driver_name(value: str) -> bool:
+    """Whether ``value`` is a valid DRA driver name (``ResourceSlice.spec.driver``)."""
+    return len(value) <= DRIVER_NAME_MAX and dns_subdomain_problem(value) is None
+
+
 def uid_problem(value: str) -> str | None:
     if not value:
         return "must not be empty"

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config_source import DEFAULT_HEALTH_RESEND_SECONDS, RawConfig
+from .config_source import DEFAULT_HEALTH_RESEND_SECONDS, MAX_HEALTH_RESEND_SECONDS, RawConfig
 from .kubelet.types import CALL_DEADLINE, ClaimRef, DRAEngine, PrepareOutcome
-from .kubenames import dns_subdomain_problem
+from .kubenames import is_driver_name
 from .paths import DEFAULT_KUBELET_ROOT
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class SocketSettings:
         if not isinstance(drivers, list) or not drivers:
             return None
         names = [d.get("name") if isinstance(d, dict) else None for d in drivers]
-        if any(not isinstance(n, str) or len(n) > 63 or dns_subdomain_problem(n) for n in names):
+        if any(not isinstance(n, str) or not is_driver_name(n) for n in names):
             return None
         if len(set(names)) != len(names):
             return None
@@ -137,7 +137,7 @@ class SocketSettings:
             resend = float(resend)
         except (TypeError, ValueError):
             return None
-        if not 0 < resend <= 25:
+        if not 0 < resend <= MAX_HEALTH_RESEND_SECONDS:
             return None
         from .kubelet.sockets import socket_paths
 
