@@ -117,10 +117,11 @@ async def run_daemon(settings: Settings | RawConfig, uninstall: bool = False, pr
             valid = settings
         if not valid.drivers:
             raise ConfigError("drivers: at least one driver is required to run")
-        if sockets != SocketSettings.of(valid):  # not read early, or not as validated: serve now
+        validated = SocketSettings.of(valid)
+        if sockets != validated:  # not read early, or not as validated: serve now
             await stop_early(early, "the daemon is restarting its sockets")
             notes.clear()
-            early = await serve_early(SocketSettings.of(valid), notes)
+            early = await serve_early(validated, notes)
         for note in notes:
             log.info("%s", note)
         return await _run(valid, uninstall, progress, stop, early)
