@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from plugin_dist import install_plugin
+
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = Path(sys.executable).parent / "dra-framework"
@@ -52,8 +54,7 @@ def test_misspelled_config_key_is_one_line_error(tmp_path):
 
 def test_misspelled_hook_in_installed_plugin_is_one_line_error(tmp_path):
     """A real (dist-info) entry point whose backend misspells a hook."""
-    pkg = tmp_path / "typo_backend.py"
-    pkg.write_text(
+    install_plugin(tmp_path, "typo_backend", (
         "from dra_framework import hookimpl\n"
         "class B:\n"
         "    def __init__(self, o, c): pass\n"
@@ -61,11 +62,7 @@ def test_misspelled_hook_in_installed_plugin_is_one_line_error(tmp_path):
         "    def dra_discovr(self, inventory): pass\n"
         "@hookimpl\n"
         "def dra_register_backends(register):\n"
-        "    register('typo', B)\n")
-    dist = tmp_path / "typo_backend-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: typo-backend\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[dra_framework.backends]\ntypo = typo_backend\n")
+        "    register('typo', B)\n"), "typo-backend", "1.0", "typo")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("drivers:\n- name: typo.example.com\n  backends: [{name: typo}]\n")
     r = run("discover", "--config", str(cfg), env={"PYTHONPATH": str(tmp_path)})

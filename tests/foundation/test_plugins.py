@@ -9,6 +9,8 @@ from dra_framework import hookimpl, hookspecs
 from dra_framework.errors import PluginError
 from dra_framework.plugins import BackendHooks, Registry
 
+from plugin_dist import install_plugin
+
 
 def test_example_backend_found_through_installed_entry_point():
     reg = Registry()
@@ -174,7 +176,7 @@ def test_registry_for_a_config_imports_only_the_plugins_it_names(tmp_path):
 def _acme_distribution(root) -> str:
     """An installed third-party plugin (dist-info on sys.path) whose entry point ``acme``
     registers a backend of another name, ``acme-gpu``."""
-    (root / "acme_plugin.py").write_text(
+    return install_plugin(root, "acme_plugin", (
         "from dra_framework.api import hookimpl\n"
         "class Acme:\n"
         "    def __init__(self, options, context): pass\n"
@@ -186,12 +188,7 @@ def _acme_distribution(root) -> str:
         "    def dra_unprepare(self, stored): pass\n"
         "@hookimpl\n"
         "def dra_register_backends(register):\n"
-        "    register('acme-gpu', Acme)\n")
-    info = root / "acme-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[dra_framework.backends]\nacme = acme_plugin\n")
-    return str(root)
+        "    register('acme-gpu', Acme)\n"), "acme", "0.1", "acme")
 
 
 def test_backend_of_a_plugin_with_another_name_still_loads(tmp_path):
