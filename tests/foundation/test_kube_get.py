@@ -82,3 +82,47 @@ def test_exec_credentials_keep_the_lightkube_getter(kube_apiserver, tmp_path):
         u["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "/bin/false"}}
     (tmp_path / "exec").write_text(json.dumps(cfg))
     assert not hasattr(claim_getter(make_client(settings(tmp_path / "exec"))), "close")
+
+
+async def test_a_cancelled_or_timed_out_get_never_hands_its_answer_to_the_next(kube_apiserver, k8s_objects, tmp_path):
+    """The GET runs on the event loop: a GET cancelled (the kubelet's deadline) or timed out while
+    its answer is on the way must not leave that answer on a kept-alive connection for the next
+    GET, which would then return the wrong claim."""
+    for name in ("first", "second"):
+        k8s_objects.resource_claim("default", name, {"devices": {"requests": [
+            {"name": "gpu", "exactly": {"deviceClassName": "some-class"}}]}})
+    proxy = await PausableProxy.for_url(kube_apiserver.url)
+    try:
+        client = make_client(settings(proxy.kubeconfig(kube_apiserver.kubeconfig, tmp_path / "kc")))
+        get = claim_getter(client)
+        assert (await get("default", "first"))["metadata"]["name"] == "first"  # one kept-alive connection
+        proxy.pause()
+        pending = asyncio.ensure_future(get("default", "first"))
+        await asyncio.wait_for(proxy.held.wait(), 10)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        proxy.resume()
+        got = await asyncio.gather(*(get("default", n) for n in ("second", "first", "second")))
+        assert [o["metadata"]["name"] for o in got] == ["second", "first", "second"]
+        assert client.health.problem is None
+    finally:
+        await proxy.close()
+
+
+async def test_no_answer_in_time_is_an_unreachable_server_and_the_next_get_works(kube_apiserver, claim, tmp_path):
+    proxy = await PausableProxy.for_url(kube_apiserver.url)
+    try:
+        client = make_client(settings(proxy.kubeconfig(kube_apiserver.kubeconfig, tmp_path / "kc")))
+        get = claim_getter(client)
+        get.getter.timeout = 0.5
+        assert (await get("default", "fetched"))["metadata"]["name"] == "fetched"
+        proxy.pause()
+        with pytest.raises(ApiUnavailableError, match="no answer in time"):
+            await get("default", "fetched")
+        assert client.health.problem is not None
+        proxy.resume()
+        assert (await get("default", "fetched"))["metadata"]["uid"] == claim["metadata"]["uid"]
+        assert client.health.problem is None
+    finally:
+        await proxy.close()
