@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 
 ClaimGetter = Callable[[str, str], Awaitable["Mapping[str, Any] | None"]]
 
-#: Idle connections kept per server; more are opened under load and closed when returned.
-MAX_IDLE = 8
+#: Connections per server, all kept open while idle: more GETs at once wait for one. The API
+#: server answers a few GETs at a time on a node's cores, and each TLS connection holds about
+#: 0.3 MiB of buffers (a storm of 32 prepares with a connection each added 2 MiB of resident memory).
+MAX_CONNECTIONS = 8
 #: Seconds, like the lightkube client's default timeout: for connecting, and for the answer.
 TIMEOUT = 10.0
 #: A body larger than this (bytes) is refused: a ResourceClaim is at most a few hundred KiB.
@@ -141,6 +143,7 @@ class KeepAliveGetter:
         self._host_header = host if self.port == 443 else f"{host}:{self.port}"
         self._idle: list[_Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the idle connections belong to
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
     def _request(self, path: str) -> bytes:
         if self.token_file and not self.token:
@@ -151,25 +154,28 @@ class KeepAliveGetter:
                 f"Accept: application/json\r\nUser-Agent: dra-framework\r\n{auth}\r\n").encode()
 
     async def _connection(self) -> tuple[_Connection, bool]:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # connections of another (ended) loop cannot be used here
-            self.close()
-            self._loop = loop
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed:
                 return conn, True
-        _, conn = await loop.create_connection(_Connection, self.host, self.port, ssl=self.context)
-        return conn, False
+        return await self._connect(), False
+
+    async def _connect(self) -> _Connection:
+        _, conn = await asyncio.get_running_loop().create_connection(_Connection, self.host, self.port, ssl=self.context)
+        return conn
 
     def _release(self, conn: _Connection) -> None:
-        if conn.keep_alive and not conn.closed and len(self._idle) < MAX_IDLE:
+        if conn.keep_alive and not conn.closed:
             self._idle.append(conn)
         else:
             conn.close()
 
     async def _once(self, path: str) -> tuple[int, bytes]:
-        async with asyncio.timeout(self.timeout):
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # connections of another (ended) loop cannot be used here
+            self.close()
+            self._loop, self._slots = loop, asyncio.Semaphore(MAX_CONNECTIONS)
+        async with asyncio.timeout(self.timeout), self._slots:
             conn, reused = await self._connection()
             try:
                 try:
@@ -178,14 +184,13 @@ class KeepAliveGetter:
                     if not reused:
                         raise
                     conn.close()
-                    _, conn = await asyncio.get_running_loop().create_connection(
-                        _Connection, self.host, self.port, ssl=self.context)
+                    conn = await self._connect()
                     answer = await conn.request(self._request(path))
             except BaseException:
                 conn.close()  # failed or cancelled mid-answer: the connection's state is unknown
                 raise
-        self._release(conn)
-        return answer
+            self._release(conn)
+            return answer
 
     async def get(self, path: str) -> tuple[int, bytes]:
         status, body = await self._once(path)
