@@ -86,6 +86,7 @@ def test_example_driver_end_to_end(kube_apiserver, k8s_objects, kubelet_shim, al
 
     # The driver restarts between prepare and unprepare: state comes from the checkpoint.
     assert daemon.stop() == 0, daemon.logs()
+    shim.wait_deregistered(DRIVER)
     daemon.start()
     shim.wait_registered(DRIVER, timeout=60)
     # The kubelet shim restarts too: the running driver registers again.

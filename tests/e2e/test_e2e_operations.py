@@ -48,6 +48,7 @@ def test_metrics_probes_and_damaged_checkpoint(kube_apiserver, k8s_objects, kube
 
     # A truncated checkpoint: moved aside, reported by /readyz and a Node Event; the driver serves on.
     assert daemon.stop() == 0
+    shim.wait_deregistered(DRIVER)
     cp = daemon.checkpoint_path()
     cp.write_bytes(cp.read_bytes()[:20])
     daemon.start()
