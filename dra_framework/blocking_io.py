@@ -2,24 +2,30 @@
 event loop while it is short, in a worker thread while it is slow.
 
 A hand-off to a worker thread and back costs about 0.1 ms of CPU (two wake-ups, the GIL changing
-hands) and, on a busy node, a wait for a free core each way. A checkpoint or CDI write to tmpfs
-takes about a tenth of that, so there the hand-off is the cost; a write to a disk whose fsync
-takes milliseconds must not stall the loop, so there the thread is the right place. Each
-:class:`BlockingIO` keeps a moving average of how long its work took and decides per call
-(benchmarks/README.md, "What was optimised").
+hands) and, on a busy node, a wait for a free core each way (0.2–0.4 ms of latency here). A
+checkpoint or CDI write to tmpfs takes about a tenth of that, so there the hand-off is the cost;
+a write to a disk whose fsync takes a millisecond or more must not stall the loop, so there the
+thread is the right place (concurrent claims then share one commit and overlap their other work).
+Each :class:`BlockingIO` keeps the durations of its last runs and decides per call on their
+median, so a run slowed by the machine does not move the work to threads, where under load the
+GIL slows every later run too and the work would stay (benchmarks/README.md, "What was
+optimised").
 """
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
-#: Work that took less than this (seconds, moving average) runs inline.
+#: Work whose typical run (the median of the last :data:`RUNS_KEPT`) took less than this many
+#: seconds runs inline.
 INLINE_THRESHOLD = 0.0005
-_WEIGHT = 0.25  # of the newest run in the moving average
+#: Runs whose durations decide.
+RUNS_KEPT = 8
 
 _state = threading.local()
 
@@ -40,27 +46,30 @@ class BlockingIO:
     """Runs blocking callables for one kind of work (``name``, for repr and debugging).
 
     The first call runs in a thread (nothing is known yet); later calls run inline while the
-    moving average of their duration is below ``threshold`` seconds and no other call of this
-    instance is in flight in a thread. Exceptions of the callable propagate unchanged.
+    median duration of the last :data:`RUNS_KEPT` runs is below ``threshold`` seconds and no
+    other call of this instance is in flight in a thread. Exceptions of the callable propagate
+    unchanged.
     """
 
     def __init__(self, name: str, threshold: float = INLINE_THRESHOLD) -> None:
         self.name = name
         self.threshold = threshold
-        self.average: float | None = None  # seconds
+        self.typical: float | None = None  # seconds: the median of the runs kept
+        self._runs: deque[float] = deque(maxlen=RUNS_KEPT)
         self._in_threads = 0
 
     def __repr__(self) -> str:
-        avg = "unknown" if self.average is None else f"{self.average * 1000:.3f} ms"
-        return f"BlockingIO({self.name!r}, average {avg})"
+        typical = "unknown" if self.typical is None else f"{self.typical * 1000:.3f} ms"
+        return f"BlockingIO({self.name!r}, typically {typical})"
 
     @property
     def inline(self) -> bool:
         """Whether the next call would run inline."""
-        return self._in_threads == 0 and self.average is not None and self.average < self.threshold
+        return self._in_threads == 0 and self.typical is not None and self.typical < self.threshold
 
     def _observe(self, seconds: float) -> None:
-        self.average = seconds if self.average is None else (1 - _WEIGHT) * self.average + _WEIGHT * seconds
+        self._runs.append(seconds)
+        self.typical = sorted(self._runs)[len(self._runs) // 2]
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, inline or in a worker thread (see the class docstring)."""
@@ -96,4 +105,4 @@ def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any, fl
         return False, exc, time.perf_counter() - t0
 
 
-__all__ = ["INLINE_THRESHOLD", "BlockingIO", "WouldBlock", "running_inline"]
+__all__ = ["INLINE_THRESHOLD", "RUNS_KEPT", "BlockingIO", "WouldBlock", "running_inline"]

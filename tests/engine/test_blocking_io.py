@@ -30,6 +30,22 @@ async def test_fast_work_moves_inline_and_slow_work_back_to_a_thread():
     assert name != loop_thread and not inline, io
 
 
+async def test_one_slow_run_does_not_move_fast_work_to_a_thread():
+    """A run slowed by the machine (another process on the core, a page fault) must not send the
+    work to threads: under load the GIL slows every run there, and the work would stay."""
+    io = BlockingIO("test", threshold=0.005)
+    loop_thread = threading.current_thread().name
+    for _ in range(4):
+        await io.run(lambda: None)
+    await io.run(time.sleep, 0.02)  # inline, slow once
+    name, inline = await io.run(_where)
+    assert name == loop_thread and inline, io
+    for _ in range(4):  # slow as a rule now: a thread
+        await io.run(time.sleep, 0.02)
+    name, inline = await io.run(_where)
+    assert name != loop_thread and not inline, io
+
+
 async def test_work_that_would_block_inline_is_retried_in_a_thread():
     io = BlockingIO("test", threshold=1.0)
     await io.run(lambda: None)

@@ -4,8 +4,16 @@ preparing is neither prepared twice nor rolled back by the other (https://github
 from __future__ import annotations
 
 import asyncio
+import zlib
 
-from engine_support import Env, FakeBackend
+from engine_support import Env, FakeBackend, new_uid
+
+from dra_framework.engine.claim_lock import STRIPES
+
+
+def stripe(uid: str) -> int:
+    """The claim's lock stripe (dra_framework/engine/claim_lock.py)."""
+    return zlib.crc32(uid.encode()) % STRIPES
 
 
 async def test_overlapping_instances_prepare_a_claim_once(tmp_path):
@@ -15,7 +23,9 @@ async def test_overlapping_instances_prepare_a_claim_once(tmp_path):
     new = await env.make_engine()          # second "pod": own memory, same files
     new_backend = env.instances["fake"]
     ref = env.add_claim("c", [{"request": "r", "device": "dev-0"}])
-    other = env.add_claim("d", [{"request": "r", "device": "dev-1"}])
+    # a UID on another lock stripe: two of the 64 stripes' claims serialize by design
+    other_uid = next(u for u in iter(new_uid, None) if stripe(u) != stripe(ref.uid))
+    other = env.add_claim("d", [{"request": "r", "device": "dev-1"}], uid=other_uid)
     gate, inside = asyncio.Event(), asyncio.Event()
 
     async def slow(ctx, devices):
