@@ -26,6 +26,10 @@ T = TypeVar("T")
 INLINE_THRESHOLD = 0.0005
 #: Runs whose durations decide.
 RUNS_KEPT = 8
+#: Work typically shorter than this also runs inline while its owner has nothing else in flight
+#: (see :attr:`BlockingIO.alone`): the loop has no other work to overlap with the wait, so a stall
+#: this long delays nobody and saves the hand-off (an fsync'd checkpoint commit on a disk).
+ALONE_THRESHOLD = 0.002
 
 _state = threading.local()
 
@@ -46,9 +50,9 @@ class BlockingIO:
     """Runs blocking callables for one kind of work (``name``, for repr and debugging).
 
     The first call runs in a thread (nothing is known yet); later calls run inline while the
-    median duration of the last :data:`RUNS_KEPT` runs is below ``threshold`` seconds and no
-    other call of this instance is in flight in a thread. Exceptions of the callable propagate
-    unchanged.
+    median duration of the last :data:`RUNS_KEPT` runs is below ``threshold`` seconds (or below
+    :data:`ALONE_THRESHOLD` while :attr:`alone` says so) and no other call of this instance is in
+    flight in a thread. Exceptions of the callable propagate unchanged.
     """
 
     def __init__(self, name: str, threshold: float = INLINE_THRESHOLD) -> None:
@@ -57,6 +61,8 @@ class BlockingIO:
         self.typical: float | None = None  # seconds: the median of the runs kept
         self._runs: deque[float] = deque(maxlen=RUNS_KEPT)
         self._in_threads = 0
+        #: Set by the owner: True while no other work of it is in flight (None: never alone).
+        self.alone: Callable[[], bool] | None = None
 
     def __repr__(self) -> str:
         typical = "unknown" if self.typical is None else f"{self.typical * 1000:.3f} ms"
@@ -65,7 +71,10 @@ class BlockingIO:
     @property
     def inline(self) -> bool:
         """Whether the next call would run inline."""
-        return self._in_threads == 0 and self.typical is not None and self.typical < self.threshold
+        if self._in_threads or self.typical is None:
+            return False
+        return self.typical < self.threshold or (
+            self.typical < ALONE_THRESHOLD and self.alone is not None and self.alone())
 
     def _observe(self, seconds: float) -> None:
         self._runs.append(seconds)
@@ -105,4 +114,4 @@ def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any, fl
         return False, exc, time.perf_counter() - t0
 
 
-__all__ = ["INLINE_THRESHOLD", "RUNS_KEPT", "BlockingIO", "WouldBlock", "running_inline"]
+__all__ = ["ALONE_THRESHOLD", "INLINE_THRESHOLD", "RUNS_KEPT", "BlockingIO", "WouldBlock", "running_inline"]

@@ -151,6 +151,13 @@ class Checkpoint:
         #: commits run inline while they are fast (tmpfs), in a thread while fsync is slow
         self._io = BlockingIO("checkpoint")
 
+    def inline_while_alone(self, alone: Callable[[], bool]) -> None:
+        """Commit on the event loop even when fsync makes a commit take up to
+        :data:`~dra_framework.blocking_io.ALONE_THRESHOLD` while ``alone()`` (no other claim
+        operation in flight): one claim at a time saves the thread hand-off, many still overlap
+        their commits with the other claims' work in a thread."""
+        self._io.alone = alone
+
     # --- reading ---------------------------------------------------------------------------
 
     def get(self, uid: str) -> ClaimEntry | None:

@@ -91,6 +91,10 @@ class ClaimQueue:
         """Whether an operation on ``uid`` is running or queued."""
         return uid in self._queues
 
+    def claims(self) -> int:
+        """How many claims have an operation running or queued."""
+        return len(self._queues)
+
     def depth(self, uid: str) -> int:
         """How many operations on ``uid`` are running or queued."""
         return len(self._queues.get(uid, ()))

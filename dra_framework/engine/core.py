@@ -61,6 +61,9 @@ class EngineCore:
         self._index = DeviceIndex()
         #: CDI spec writes and removals: inline while fast (tmpfs), in a thread while fsync is slow
         self.cdi_io = BlockingIO("cdi")
+        # A lone claim's commits run inline even on a disk; its CDI spec write, which overlaps the
+        # PrepareCompleted commit, stays in a thread there.
+        checkpoint.inline_while_alone(lambda: self._queue.claims() <= 1)
         #: claim uid → (backend, device) whose dra_create_partition returned None in this process
         self._nonparts: dict[str, set[tuple[str, str]]] = {}
 
