@@ -107,3 +107,26 @@ async def test_checkpoint_commit_waits_for_another_process_lock_off_the_loop(tmp
 
 def _entry(uid: str) -> dict:
     return {"namespace": "ns", "name": uid, "state": "PrepareStarted", "devices": []}
+
+
+async def test_work_slower_than_the_threshold_runs_inline_while_its_owner_is_alone(monkeypatch):
+    """A checkpoint commit on a disk (fsync: about a millisecond) runs on the loop while one
+    claim is in flight, and in a thread while others are, so their work overlaps the wait."""
+    from dra_framework import blocking_io
+
+    monkeypatch.setattr(blocking_io, "ALONE_THRESHOLD", 1.0)
+    io = BlockingIO("test", threshold=0.005)
+    loop_thread = threading.current_thread().name
+    others = [0]
+    io.alone = lambda: others[0] == 0
+    for _ in range(3):
+        await io.run(time.sleep, 0.02)  # slow: over the threshold, under ALONE_THRESHOLD
+    name, inline = await io.run(_where)
+    assert name == loop_thread and inline, io
+    others[0] = 2
+    name, inline = await io.run(_where)
+    assert name != loop_thread and not inline, io
+    io.alone = None  # an owner that never says it is alone: the threshold alone decides
+    others[0] = 0
+    name, inline = await io.run(_where)
+    assert name != loop_thread and not inline, io
