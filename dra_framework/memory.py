@@ -2,7 +2,7 @@
 
 glibc gives threads that allocate at the same time arenas of their own (up to 8 per core), and
 each arena keeps freed memory resident for its own later use. The daemon's worker threads (the
-start-up imports, claim GETs, slow file writes) allocate little and mostly under the GIL, so one
+start-up imports, slow file writes) allocate little and mostly under the GIL, so one
 arena for the whole process costs no measurable latency and saves resident memory
 (benchmarks/README.md, "What was optimised"). Nothing happens where the C library is not glibc
 (musl, macOS). https://man7.org/linux/man-pages/man3/mallopt.3.html

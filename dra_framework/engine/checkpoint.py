@@ -14,8 +14,10 @@ unknown keys in them survive rewrites.
 
 Writes are atomic: temp file in the same directory, fsync, ``os.replace``, fsync of the directory.
 Every read-modify-write holds an ``fcntl.flock`` on ``checkpoint.lock`` next to the file (two
-driver pods overlap during an upgrade); the blocking flock, the file I/O and the fsyncs run in a
-worker thread so the event loop is never blocked. Concurrent :meth:`Checkpoint.update` calls are
+driver pods overlap during an upgrade). A commit runs on the event loop while commits are short
+(tmpfs; on a disk too while one claim is in flight) and in a worker thread otherwise
+(:mod:`dra_framework.blocking_io`); on the loop it never waits for the lock: a commit that would
+wait for another process runs in a thread. Concurrent :meth:`Checkpoint.update` calls are
 group-committed: one lock + one write for everything pending.
 
 A corrupt, truncated, empty or newer-version file never makes the driver crash-loop: on
@@ -260,8 +262,8 @@ class Checkpoint:
         """Run ``fn(claims)`` on the current state under the file lock and persist the result
         atomically; returns what ``fn`` returned. ``fn`` gets a fresh top-level dict uid →
         :class:`ClaimEntry` to modify (assign or delete entries; a JSON object assigned is read as
-        an entry) and runs in a worker
-        thread. If ``fn`` raises, its changes are discarded and the exception propagates to this
+        an entry) and runs where the commit runs (the event loop or a worker thread; see the
+        module docstring), so it must not block. If ``fn`` raises, its changes are discarded and the exception propagates to this
         caller only. Concurrent calls are committed together (one lock, one fsync)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((fn, fut))
