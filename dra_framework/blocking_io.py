@@ -30,6 +30,9 @@ RUNS_KEPT = 8
 #: (see :attr:`BlockingIO.alone`): the loop has no other work to overlap with the wait, so a stall
 #: this long delays nobody and saves the hand-off (an fsync'd checkpoint commit on a disk).
 ALONE_THRESHOLD = 0.002
+#: An inline run longer than this (seconds) sends the next runs to a thread at once, whatever the
+#: median says: a disk whose fsync stalls must not stall the loop run after run.
+STALL_LIMIT = 4 * ALONE_THRESHOLD
 
 _state = threading.local()
 
@@ -76,7 +79,9 @@ class BlockingIO:
         return self.typical < self.threshold or (
             self.typical < ALONE_THRESHOLD and self.alone is not None and self.alone())
 
-    def _observe(self, seconds: float) -> None:
+    def _observe(self, seconds: float, inline: bool = False) -> None:
+        if inline and seconds > STALL_LIMIT:
+            self._runs.clear()  # the runs kept no longer describe this work
         self._runs.append(seconds)
         self.typical = sorted(self._runs)[len(self._runs) // 2]
 
@@ -86,15 +91,12 @@ class BlockingIO:
             _state.inline = True
             t0 = time.perf_counter()
             try:
-                result = fn(*args)
+                return fn(*args)
             except WouldBlock:
-                pass  # measured below as slow, then retried in a thread
-            else:
-                self._observe(time.perf_counter() - t0)
-                return result
+                pass  # retried in a thread below, which measures the wait
             finally:
                 _state.inline = False
-            self._observe(self.threshold)  # counted as slow; the thread run below measures the wait
+                self._observe(time.perf_counter() - t0, inline=True)  # failed runs count too
         self._in_threads += 1
         try:
             ok, value, seconds = await asyncio.to_thread(_timed, fn, args)
@@ -114,4 +116,4 @@ def _timed(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any, fl
         return False, exc, time.perf_counter() - t0
 
 
-__all__ = ["ALONE_THRESHOLD", "INLINE_THRESHOLD", "RUNS_KEPT", "BlockingIO", "WouldBlock", "running_inline"]
+__all__ = ["ALONE_THRESHOLD", "INLINE_THRESHOLD", "RUNS_KEPT", "STALL_LIMIT", "BlockingIO", "WouldBlock", "running_inline"]

@@ -65,34 +65,47 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
         self.closed = False
         self._parser = httptools.HttpResponseParser(self)
         self._answer: asyncio.Future[tuple[int, bytes]] | None = None
         self._body: list[bytes] = []
         self._size = 0
         self._started = False
+        self._headers_done = False
+        self._framed = False  # Content-Length or chunked: the parser sees where the answer ends
         self.keep_alive = True
 
     def request(self, data: bytes) -> asyncio.Future[tuple[int, bytes]]:
         assert self.transport is not None
-        self._answer = asyncio.get_running_loop().create_future()
+        self._answer = self.loop.create_future()
         self._body, self._size, self._started = [], 0, False
+        self._headers_done = self._framed = False
         self.transport.write(data)
         return self._answer
 
     def close(self) -> None:
+        """Drop the connection at once (abort: no TLS close_notify exchange with a server that
+        may not answer). Safe to call after its event loop has closed."""
         self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        self._body = []
+        if self.transport is not None and not self.loop.is_closed():
+            self.transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._answer is not None and not self._answer.done():
-            err = exc or ConnectionResetError("the API server closed the connection")
-            self._answer.set_exception(err if self._started else StaleConnection(str(err)))
+        if self._answer is None or self._answer.done():
+            return
+        if exc is None and self._headers_done and not self._framed:
+            # an answer without Content-Length or chunking ends where the connection ends (RFC 9112 §6.3)
+            self.keep_alive = False
+            self._answer.set_result((self._parser.get_status_code(), b"".join(self._body)))
+            return
+        err = exc or ConnectionResetError("the API server closed the connection")
+        self._answer.set_exception(err if self._started else StaleConnection(str(err)))
 
     def data_received(self, data: bytes) -> None:
         if self._answer is None or self._answer.done():  # bytes nobody asked for: out of step
@@ -110,6 +123,13 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._size > MAX_BODY:
@@ -121,6 +141,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = self._parser.should_keep_alive()
         if self._answer is not None and not self._answer.done():
             self._answer.set_result((self._parser.get_status_code(), b"".join(self._body)))
+        self._body = []
 
 
 class KeepAliveGetter:
@@ -149,15 +170,21 @@ class KeepAliveGetter:
         if self.token_file and not self.token:
             with open(self.token_file, encoding="utf-8") as f:  # small; read at first use and after a 401
                 self.token = f.read().strip()
+        if self.token and any(c in self.token for c in "\r\n\0"):
+            raise ValueError(f"the bearer token{' in ' + self.token_file if self.token_file else ''} "
+                             "contains a line break")
         auth = f"Authorization: Bearer {self.token}\r\n" if self.token else ""
         return (f"GET {self.prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
-                f"Accept: application/json\r\nUser-Agent: dra-framework\r\n{auth}\r\n").encode()
+                f"Accept: application/json\r\nAccept-Encoding: identity\r\nUser-Agent: dra-framework\r\n"
+                f"{auth}\r\n").encode()
 
     async def _connection(self) -> tuple[_Connection, bool]:
+        loop = asyncio.get_running_loop()
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed:
+            if not conn.closed and conn.loop is loop:
                 return conn, True
+            conn.close()
         return await self._connect(), False
 
     async def _connect(self) -> _Connection:
@@ -165,7 +192,7 @@ class KeepAliveGetter:
         return conn
 
     def _release(self, conn: _Connection) -> None:
-        if conn.keep_alive and not conn.closed:
+        if conn.keep_alive and not conn.closed and conn.loop is self._loop:
             self._idle.append(conn)
         else:
             conn.close()
@@ -173,9 +200,10 @@ class KeepAliveGetter:
     async def _once(self, path: str) -> tuple[int, bytes]:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # connections of another (ended) loop cannot be used here
-            self.close()
             self._loop, self._slots = loop, asyncio.Semaphore(MAX_CONNECTIONS)
-        async with asyncio.timeout(self.timeout), self._slots:
+            self.close()
+        # The wait for a free connection is not the API server's slowness: outside the timeout.
+        async with self._slots, asyncio.timeout(self.timeout):
             conn, reused = await self._connection()
             try:
                 try:
@@ -200,7 +228,8 @@ class KeepAliveGetter:
         return status, body
 
     def close(self) -> None:
-        """Close the idle connections (one in use is closed when its GET ends)."""
+        """Close the idle connections (connections in use go back to the pool when their GET
+        ends)."""
         idle, self._idle = self._idle, []
         for c in idle:
             c.close()

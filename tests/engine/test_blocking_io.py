@@ -30,9 +30,13 @@ async def test_fast_work_moves_inline_and_slow_work_back_to_a_thread():
     assert name != loop_thread and not inline, io
 
 
-async def test_one_slow_run_does_not_move_fast_work_to_a_thread():
+async def test_one_slow_run_does_not_move_fast_work_to_a_thread(monkeypatch):
     """A run slowed by the machine (another process on the core, a page fault) must not send the
-    work to threads: under load the GIL slows every run there, and the work would stay."""
+    work to threads: under load the GIL slows every run there, and the work would stay. (Unless it
+    stalled the loop: the next test.)"""
+    from dra_framework import blocking_io
+
+    monkeypatch.setattr(blocking_io, "STALL_LIMIT", 1.0)
     io = BlockingIO("test", threshold=0.005)
     loop_thread = threading.current_thread().name
     for _ in range(4):
@@ -115,6 +119,7 @@ async def test_work_slower_than_the_threshold_runs_inline_while_its_owner_is_alo
     from dra_framework import blocking_io
 
     monkeypatch.setattr(blocking_io, "ALONE_THRESHOLD", 1.0)
+    monkeypatch.setattr(blocking_io, "STALL_LIMIT", 4.0)
     io = BlockingIO("test", threshold=0.005)
     loop_thread = threading.current_thread().name
     others = [0]
@@ -128,5 +133,40 @@ async def test_work_slower_than_the_threshold_runs_inline_while_its_owner_is_alo
     assert name != loop_thread and not inline, io
     io.alone = None  # an owner that never says it is alone: the threshold alone decides
     others[0] = 0
+    name, inline = await io.run(_where)
+    assert name != loop_thread and not inline, io
+
+
+async def test_a_stalled_inline_run_sends_the_next_runs_to_a_thread_at_once(monkeypatch):
+    """A disk whose fsync stalls (writeback pressure, image pulls) stalls the loop once, not once
+    per run until the median catches up."""
+    from dra_framework import blocking_io
+
+    monkeypatch.setattr(blocking_io, "STALL_LIMIT", 0.015)
+    io = BlockingIO("test", threshold=0.005)
+    loop_thread = threading.current_thread().name
+    for _ in range(8):
+        await io.run(lambda: None)
+    assert (await io.run(_where))[1]
+    await io.run(time.sleep, 0.03)  # inline, stalled
+    name, inline = await io.run(_where)
+    assert name != loop_thread and not inline, io
+
+
+async def test_runs_that_fail_count_as_runs():
+    """Slow failing work (fsync stalling, then EIO) moves to a thread like slow work that succeeds."""
+    io = BlockingIO("test", threshold=0.005)
+    loop_thread = threading.current_thread().name
+    for _ in range(2):
+        await io.run(lambda: None)
+
+    def slow_failure() -> None:
+        time.sleep(0.01)
+        raise OSError(5, "Input/output error")
+    for _ in range(6):
+        try:
+            await io.run(slow_failure)
+        except OSError:
+            pass
     name, inline = await io.run(_where)
     assert name != loop_thread and not inline, io

@@ -126,3 +126,80 @@ async def test_no_answer_in_time_is_an_unreachable_server_and_the_next_get_works
         assert client.health.problem is None
     finally:
         await proxy.close()
+
+
+class _Server:
+    """A TLS HTTP/1.1 server on 127.0.0.1 for answers kube-apiserver never gives but a proxy in
+    front of it may: ``answer`` is written after ``delay`` seconds for every request."""
+
+    def __init__(self, tmp_path, answer: bytes, delay: float = 0.0, close: bool = False) -> None:
+        import ssl
+
+        from dra_framework.testing.k8s import write_pki
+
+        self.pki = write_pki(tmp_path / "pki")
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(self.pki["apiserver.crt"], self.pki["apiserver.key"])
+        self.answer, self.delay, self.close = answer, delay, close
+        self.requests = 0
+
+    async def _handle(self, reader, writer) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                self.requests += 1
+                await asyncio.sleep(self.delay)
+                writer.write(self.answer)
+                await writer.drain()
+                if self.close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.ctx)
+        return f"https://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    def getter(self, url: str, timeout: float = 10.0):
+        import ssl
+
+        from dra_framework.kube_get import KeepAliveGetter
+
+        return KeepAliveGetter(url, ssl.create_default_context(cafile=str(self.pki["ca.crt"])), timeout=timeout)
+
+
+async def test_an_answer_that_ends_with_the_connection(tmp_path):
+    """No Content-Length and no chunking (HTTP/1.0, or a proxy's Connection: close): the body
+    ends where the connection does (RFC 9112 §6.3), as with http.client."""
+    server = _Server(tmp_path, b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"kind": "ResourceClaim"}', close=True)
+    getter = server.getter(await server.start())
+    for _ in range(2):  # the second GET needs a new connection
+        assert await getter.get("/x") == (200, b'{"kind": "ResourceClaim"}')
+    assert server.requests == 2
+
+
+async def test_waiting_for_a_free_connection_does_not_count_as_no_answer(tmp_path):
+    """More GETs at once than connections: the wait for a free one is not the server being slow
+    (which would fail the claims and report the API server unreachable)."""
+    from dra_framework.kube_get import MAX_CONNECTIONS
+
+    server = _Server(tmp_path, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", delay=0.3)
+    getter = server.getter(await server.start(), timeout=1.0)
+    answers = await asyncio.gather(*(getter.get("/x") for _ in range(4 * MAX_CONNECTIONS)))
+    assert answers == [(200, b"{}")] * (4 * MAX_CONNECTIONS)  # 4 waves of 0.3 s: 1.2 s in all
+
+
+def test_one_getter_on_one_event_loop_after_another(tmp_path):
+    """Connections of a loop that has ended are dropped, not reused or closed on the dead loop."""
+    server_loop = asyncio.new_event_loop()
+    server = _Server(tmp_path, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    url = server_loop.run_until_complete(server.start())
+    import threading
+
+    threading.Thread(target=server_loop.run_forever, daemon=True).start()
+    try:
+        getter = server.getter(url)
+        for _ in range(3):
+            assert asyncio.run(getter.get("/x")) == (200, b"{}")
+    finally:
+        server_loop.call_soon_threadsafe(server_loop.stop)
