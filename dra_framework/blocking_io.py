@@ -31,8 +31,9 @@ RUNS_KEPT = 8
 #: this long delays nobody and saves the hand-off (an fsync'd checkpoint commit on a disk).
 ALONE_THRESHOLD = 0.002
 #: An inline run longer than this (seconds) sends the next runs to a thread at once, whatever the
-#: median says: a disk whose fsync stalls must not stall the loop run after run.
-STALL_LIMIT = 4 * ALONE_THRESHOLD
+#: median says: a disk whose fsync stalls must not stall the loop run after run. Well above what
+#: the scheduler preempting the loop costs, which the median is there to ignore.
+STALL_LIMIT = 10 * ALONE_THRESHOLD
 
 _state = threading.local()
 
