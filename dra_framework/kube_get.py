@@ -100,7 +100,7 @@ class _Connection(asyncio.Protocol):
         if self._answer is None or self._answer.done():
             return
         if exc is None and self._headers_done and not self._framed:
-            # an answer without Content-Length or chunking ends where the connection ends (RFC 9112 §6.3)
+            # an answer without Content-Length or chunking ends where the connection ends (https://www.rfc-editor.org/rfc/rfc9112#section-6.3)
             self.keep_alive = False
             self._answer.set_result((self._parser.get_status_code(), b"".join(self._body)))
             return

@@ -170,7 +170,7 @@ class _Server:
 
 async def test_an_answer_that_ends_with_the_connection(tmp_path):
     """No Content-Length and no chunking (HTTP/1.0, or a proxy's Connection: close): the body
-    ends where the connection does (RFC 9112 §6.3), as with http.client."""
+    ends where the connection does (https://www.rfc-editor.org/rfc/rfc9112#section-6.3), as with http.client."""
     server = _Server(tmp_path, b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"kind": "ResourceClaim"}', close=True)
     getter = server.getter(await server.start())
     for _ in range(2):  # the second GET needs a new connection
