@@ -263,8 +263,9 @@ class Checkpoint:
         atomically; returns what ``fn`` returned. ``fn`` gets a fresh top-level dict uid →
         :class:`ClaimEntry` to modify (assign or delete entries; a JSON object assigned is read as
         an entry) and runs where the commit runs (the event loop or a worker thread; see the
-        module docstring), so it must not block. If ``fn`` raises, its changes are discarded and the exception propagates to this
-        caller only. Concurrent calls are committed together (one lock, one fsync)."""
+        module docstring), so it must not block. If ``fn`` raises, its changes are discarded and
+        the exception propagates to this caller only. Concurrent calls are committed together (one
+        lock, one fsync)."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((fn, fut))
         if self._committer is None:

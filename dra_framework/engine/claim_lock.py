@@ -28,10 +28,15 @@ from ..fsutil import open_lock_file
 STRIPES = 64
 
 
+def stripe(uid: str) -> int:
+    """The lock stripe of claim ``uid``: 0 to :data:`STRIPES` - 1 (claims on one stripe serialize)."""
+    return zlib.crc32(uid.encode()) % STRIPES
+
+
 @contextlib.asynccontextmanager
 async def claim_flock(directory: str, uid: str, *, max_sleep: float = 0.05) -> AsyncIterator[None]:
     """Hold the cross-process lock of claim ``uid`` (files in ``directory``)."""
-    path = os.path.join(directory, f"serialize-{zlib.crc32(uid.encode()) % STRIPES:02d}.lock")
+    path = os.path.join(directory, f"serialize-{stripe(uid):02d}.lock")
     fd = open_lock_file(path)
     try:
         delay = 0.001

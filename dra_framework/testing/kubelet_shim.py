@@ -116,11 +116,8 @@ class KubeletShim:
         """Waits until ``driver`` is no longer registered. Call it after stopping a driver that is
         started again next: the kubelet notices a removed registration socket up to a second
         later, and until then :meth:`wait_registered` would return the old instance's entry."""
-        deadline = time.monotonic() + timeout
-        while driver in self.registered()["drivers"]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"DRA driver {driver} still registered with the kubelet after {timeout}s")
-            time.sleep(0.1)
+        wait_for(lambda: driver not in self.registered()["drivers"], timeout,
+                 f"the kubelet to deregister DRA driver {driver}", proc=self.proc)
 
     def prepare_pod(self, namespace: str, name: str) -> "PreparedPod":
         """Runs the kubelet's PrepareResources for the pod (read from the apiserver), then

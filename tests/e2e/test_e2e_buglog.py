@@ -74,4 +74,4 @@ def test_sigkill_then_new_instance_and_claim_allocated_while_down(kube_apiserver
     # the kubelet deregisters the driver.
     assert not [n for n in os.listdir(registry) if n.startswith(DRIVER)]
     assert not [n for n in os.listdir(plugin_dir) if n.endswith(".sock")]
-    wait_for(lambda: DRIVER not in shim.registered()["drivers"], 30, "deregistration")
+    shim.wait_deregistered(DRIVER)

@@ -146,7 +146,7 @@ def test_restart_against_dead_api_server_serves_unprepare_then_publishes(
     assert [f for f in os.listdir(daemon.cdi_dir) if uid in f]
 
     assert daemon.stop() == 0, daemon.logs()
-    wait_for(lambda: driver not in shim.registered()["drivers"], 30, "the kubelet to notice the stop")
+    shim.wait_deregistered(driver)
     dead_port = free_port()
     kc = yaml.safe_load(kube_apiserver.kubeconfig.read_text())
     real = urlsplit(kc["clusters"][0]["cluster"]["server"])

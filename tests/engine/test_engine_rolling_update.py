@@ -4,16 +4,10 @@ preparing is neither prepared twice nor rolled back by the other (https://github
 from __future__ import annotations
 
 import asyncio
-import zlib
 
 from engine_support import Env, FakeBackend, new_uid
 
-from dra_framework.engine.claim_lock import STRIPES
-
-
-def stripe(uid: str) -> int:
-    """The claim's lock stripe (dra_framework/engine/claim_lock.py)."""
-    return zlib.crc32(uid.encode()) % STRIPES
+from dra_framework.engine.claim_lock import stripe
 
 
 async def test_overlapping_instances_prepare_a_claim_once(tmp_path):
